@@ -1,0 +1,446 @@
+//! What a reactor does with frames from its connections and with messages
+//! from other cores: publish, fan-out, subscribe, unsubscribe, auth, ping.
+
+use super::{Msg, Reactor};
+use crate::conn::State;
+use crate::pool::FrameRef;
+use crate::proto::{self, ClientFrame, Decoded, ErrorCode, ServerFrame};
+use crate::sys;
+use crate::topic::{owner_of, ConnKey, Registration, TopicId};
+use std::sync::atomic::Ordering;
+
+/// Input buffers larger than this are shrunk once empty, so one big frame
+/// does not pin memory for the connection's lifetime.
+const INBUF_KEEP: usize = 256 * 1024;
+
+/// Constant-time comparison (the length is not secret).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Topic bytes of an encoded DATA frame.
+fn data_topic(frame: &FrameRef) -> &[u8] {
+    let b = frame.bytes();
+    let tl = u16::from_le_bytes([b[6], b[7]]) as usize;
+    &b[proto::DATA_HEADER_LEN..proto::DATA_HEADER_LEN + tl]
+}
+
+fn data_seq(frame: &FrameRef) -> u64 {
+    u64::from_le_bytes(frame.bytes()[8..16].try_into().expect("8 bytes"))
+}
+
+impl Reactor {
+    fn key(&self, idx: u32) -> ConnKey {
+        ConnKey { index: idx, gen: self.conns[idx as usize].gen }
+    }
+
+    fn live(&self, key: ConnKey) -> bool {
+        matches!(self.conns.get(key.index as usize), Some(c) if c.gen == key.gen)
+    }
+
+    /// Bytes received on connection `idx`.
+    pub(super) fn on_bytes(&mut self, idx: u32, data: &[u8]) {
+        let c = &mut self.conns[idx as usize];
+        if !c.is_open() {
+            return; // draining or closing: input is read and dropped
+        }
+        if c.paused || !c.inbuf.is_empty() {
+            c.inbuf.extend_from_slice(data);
+            if !c.paused {
+                self.process_inbuf(idx);
+            }
+            return;
+        }
+        let used = self.process(idx, data);
+        if let Some(c) = self.conns.get_mut(idx as usize) {
+            if c.is_open() && used < data.len() {
+                c.inbuf.extend_from_slice(&data[used..]);
+            }
+        }
+    }
+
+    /// Parses what waits in the connection's input buffer.
+    fn process_inbuf(&mut self, idx: u32) {
+        let buf = std::mem::take(&mut self.conns[idx as usize].inbuf);
+        let used = self.process(idx, &buf);
+        let mut buf = buf;
+        let c = &mut self.conns[idx as usize];
+        if !c.is_open() {
+            return;
+        }
+        buf.drain(..used);
+        if buf.is_empty() && buf.capacity() > INBUF_KEEP {
+            buf = Vec::new();
+        }
+        c.inbuf = buf;
+    }
+
+    /// Handles whole frames from `data`; returns the bytes consumed. Stops
+    /// at an incomplete frame, a protocol error, or a pause.
+    fn process(&mut self, idx: u32, data: &[u8]) -> usize {
+        let max = self.shared.config.max_frame;
+        let mut off = 0;
+        while off < data.len() {
+            match proto::decode_client(&data[off..], max) {
+                Ok(Decoded::Frame { frame, consumed }) => {
+                    off += consumed;
+                    self.handle_frame(idx, frame);
+                    let c = &self.conns[idx as usize];
+                    if !c.is_open() || c.paused {
+                        break;
+                    }
+                }
+                Ok(Decoded::Incomplete { .. }) => break,
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.fail(idx, e.code, &reason, false);
+                    break;
+                }
+            }
+        }
+        off
+    }
+
+    fn handle_frame(&mut self, idx: u32, frame: ClientFrame<'_>) {
+        match frame {
+            ClientFrame::Publish { topic, payload } => self.publish(idx, topic.as_bytes(), payload),
+            ClientFrame::Subscribe { topic } => self.subscribe(idx, topic.as_bytes()),
+            ClientFrame::Unsubscribe { topic } => {
+                self.unsubscribe(idx, topic.as_bytes());
+                self.reply(idx, &ServerFrame::UnsubAck { topic });
+            }
+            ClientFrame::Ping { payload } => self.reply(idx, &ServerFrame::Pong { payload }),
+            ClientFrame::Auth { token } => self.auth(idx, token),
+        }
+    }
+
+    fn auth(&mut self, idx: u32, token: &[u8]) {
+        let cfg = &self.shared.config;
+        let (pubt, subt) = (cfg.publish_token.as_deref(), cfg.subscribe_token.as_deref());
+        let pub_ok = pubt.is_some_and(|t| ct_eq(t, token));
+        let sub_ok = subt.is_some_and(|t| ct_eq(t, token));
+        if (pubt.is_some() || subt.is_some()) && !pub_ok && !sub_ok {
+            self.fail(idx, ErrorCode::NotAuthorized, "not authorized: AUTH token rejected", false);
+            return;
+        }
+        let c = &mut self.conns[idx as usize];
+        c.auth_pub |= pub_ok;
+        c.auth_sub |= sub_ok;
+        self.reply(idx, &ServerFrame::AuthOk);
+    }
+
+    /// Encodes a reply into frame memory and queues it for the connection.
+    pub(crate) fn reply(&mut self, idx: u32, frame: &ServerFrame<'_>) {
+        let mut f = self.arena.alloc(&self.shared.pool, frame.encoded_len());
+        // SAFETY: just allocated, no other reference exists.
+        frame.encode_to_slice(unsafe { f.bytes_mut() });
+        let c = &mut self.conns[idx as usize];
+        c.push(f);
+        if !c.dirty && !c.sending {
+            c.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// PUBLISH: stamp, encode once into frame memory, hand to the owner.
+    fn publish(&mut self, idx: u32, topic: &[u8], payload: &[u8]) {
+        if self.shared.config.publish_token.is_some() && !self.conns[idx as usize].auth_pub {
+            self.fail(idx, ErrorCode::NotAuthorized, "not authorized: PUBLISH needs AUTH with the publish token", false);
+            return;
+        }
+        let ts = sys::realtime_ns();
+        let len = proto::data_frame_len(topic.len(), payload.len());
+        let mut f = self.arena.alloc(&self.shared.pool, len);
+        // SAFETY: just allocated, no other reference exists.
+        proto::encode_data(unsafe { f.bytes_mut() }, 0, ts, topic, payload);
+        let st = self.stats();
+        st.publishes.fetch_add(1, Ordering::Relaxed);
+        st.encodes.fetch_add(1, Ordering::Relaxed);
+        let owner = owner_of(topic, self.cores);
+        let from = self.key(idx);
+        if owner == self.id {
+            self.fan_out(f, from, self.id);
+        } else {
+            self.send_msg(owner, Msg::Publish { frame: f, from, core: self.id });
+        }
+    }
+
+    /// Finds or creates a topic this core owns; None past the topic limit.
+    fn owned_topic(&mut self, name: &[u8]) -> Option<TopicId> {
+        if let Some(id) = self.topics.get(name) {
+            return Some(id);
+        }
+        let shared = &self.shared;
+        if shared.topics.fetch_add(1, Ordering::Relaxed) >= shared.config.max_topics {
+            shared.topics.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.topics.insert(name, Registration::Owner))
+    }
+
+    /// On the owner core: assign the next seq, deliver to local subscribers
+    /// and to every core that has subscribers.
+    /// `from` is the publishing connection on core `core`, told when the
+    /// topic limit refuses the publish.
+    fn fan_out(&mut self, mut frame: FrameRef, from: ConnKey, core: usize) {
+        let Some(id) = self.owned_topic(data_topic(&frame)) else {
+            self.shared.pool.release(frame);
+            if core != self.id {
+                self.send_msg(core, Msg::PublishRefused { conn: from });
+            } else if self.live(from) {
+                self.refuse_publish(from.index);
+            }
+            return;
+        };
+        let t = self.topics.topic_mut(id);
+        t.seq += 1;
+        let seq = t.seq;
+        let mut remote = t.remote_cores;
+        // SAFETY: no send and no other core refers to the frame yet: it was
+        // encoded by a publisher and handed to this owner alone.
+        proto::patch_data_seq(unsafe { frame.bytes_mut() }, seq);
+        while remote != 0 {
+            let core = remote.trailing_zeros() as usize;
+            remote &= remote - 1;
+            let copy = self.shared.pool.share(&frame);
+            self.send_msg(core, Msg::Deliver(copy));
+        }
+        self.deliver_local(id, frame);
+    }
+
+    pub(super) fn refuse_publish(&mut self, idx: u32) {
+        let limit = self.shared.config.max_topics;
+        let reason = format!("bad topic: the server's topic limit ({limit}) is reached");
+        self.fail(idx, ErrorCode::BadTopic, &reason, false);
+    }
+
+    /// Queues `frame` for every local subscriber of topic `id`; consumes the reference.
+    fn deliver_local(&mut self, id: TopicId, frame: FrameRef) {
+        let pool = &self.shared.pool;
+        let subs = &self.topics.topic(id).subs;
+        let n = subs.len();
+        if n == 0 {
+            pool.release(frame);
+            return;
+        }
+        let limit = self.shared.config.max_backlog;
+        let mut frame = Some(frame);
+        for (i, key) in subs.iter().enumerate() {
+            let f = if i + 1 == n {
+                frame.take().expect("last subscriber takes the reference")
+            } else {
+                pool.share(frame.as_ref().expect("frame kept for later subscribers"))
+            };
+            let c = &mut self.conns[key.index as usize];
+            debug_assert_eq!(c.gen, key.gen);
+            if !c.is_open() || c.over_limit {
+                pool.release(f);
+                continue;
+            }
+            if c.push(f) > limit {
+                c.over_limit = true;
+                self.over_limit.push(key.index);
+            }
+            if !c.dirty && !c.sending {
+                c.dirty = true;
+                self.dirty.push(key.index);
+            }
+        }
+        self.shared.stats[self.id].deliveries.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn subscribe(&mut self, idx: u32, topic: &[u8]) {
+        let cfg = &self.shared.config;
+        if cfg.subscribe_token.is_some() && !self.conns[idx as usize].auth_sub {
+            self.fail(idx, ErrorCode::NotAuthorized, "not authorized: SUBSCRIBE needs AUTH with the subscribe token", false);
+            return;
+        }
+        let topic_str = std::str::from_utf8(topic).expect("validated topic");
+        let existing = self.topics.get(topic);
+        if let Some(id) = existing {
+            if self.conns[idx as usize].subs.iter().any(|&(t, _)| t == id) {
+                let next_seq = self.topics.topic(id).next_seq();
+                let epoch = self.shared.epoch;
+                self.reply(idx, &ServerFrame::SubAck { next_seq, epoch, topic: topic_str });
+                return;
+            }
+        }
+        let c = &self.conns[idx as usize];
+        let limit = self.shared.config.max_subscriptions;
+        if c.subs.len() + c.pending_subs as usize >= limit {
+            let msg = format!("too many subscriptions on this connection (limit {limit})");
+            self.stats().count_error(ErrorCode::TooManySubscriptions);
+            self.reply(idx, &ServerFrame::Error { code: 7, topic: Some(topic_str), message: &msg });
+            return;
+        }
+        let key = self.key(idx);
+        let owner = owner_of(topic, self.cores);
+        let id = match existing {
+            Some(id) => id,
+            None if owner == self.id => match self.owned_topic(topic) {
+                Some(id) => id,
+                None => {
+                    self.refuse_publish(idx);
+                    return;
+                }
+            },
+            None => {
+                self.topics.insert(topic, Registration::Pending(Vec::new()));
+                self.send_msg(owner, Msg::Join { topic: topic.into(), core: self.id });
+                self.topics.get(topic).expect("inserted")
+            }
+        };
+        if let Registration::Pending(waiting) = &mut self.topics.topic_mut(id).reg {
+            waiting.push(key);
+            let c = &mut self.conns[idx as usize];
+            c.pending_subs += 1;
+            c.paused = true;
+            return;
+        }
+        self.add_subscriber(idx, id);
+    }
+
+    /// Adds a subscriber to a topic whose frames reach this core, and SUBACKs.
+    fn add_subscriber(&mut self, idx: u32, id: TopicId) {
+        let key = self.key(idx);
+        let pos = self.topics.add_sub(id, key);
+        self.conns[idx as usize].subs.push((id, pos));
+        let t = self.topics.topic(id);
+        let next_seq = t.next_seq();
+        let name = t.name.clone();
+        let topic = std::str::from_utf8(&name).expect("validated topic");
+        let epoch = self.shared.epoch;
+        self.reply(idx, &ServerFrame::SubAck { next_seq, epoch, topic });
+    }
+
+    fn unsubscribe(&mut self, idx: u32, topic: &[u8]) {
+        let Some(id) = self.topics.get(topic) else { return };
+        let c = &mut self.conns[idx as usize];
+        let Some(pos) = c.subs.iter().position(|&(t, _)| t == id) else { return };
+        let (_, sub_idx) = c.subs.swap_remove(pos);
+        self.drop_sub(id, sub_idx);
+    }
+
+    /// Removes the subscriber at `sub_idx` of topic `id`, fixes the index of
+    /// the one moved into its place, and leaves the topic when it was the
+    /// last local subscriber of a topic owned elsewhere.
+    fn drop_sub(&mut self, id: TopicId, sub_idx: u32) {
+        if let Some(moved) = self.topics.remove_sub(id, sub_idx) {
+            let m = &mut self.conns[moved.index as usize];
+            if let Some(e) = m.subs.iter_mut().find(|(t, _)| *t == id) {
+                e.1 = sub_idx;
+            }
+        }
+        let t = self.topics.topic(id);
+        if t.subs.is_empty() && t.reg == Registration::Active {
+            let name = t.name.clone();
+            let owner = owner_of(&name, self.cores);
+            self.topics.remove(id);
+            self.send_msg(owner, Msg::Leave { topic: name, core: self.id });
+        }
+    }
+
+    /// Drops every subscription of a connection that is going away.
+    pub(super) fn remove_all_subs(&mut self, idx: u32) {
+        let subs = std::mem::take(&mut self.conns[idx as usize].subs);
+        for &(id, sub_idx) in &subs {
+            self.drop_sub(id, sub_idx);
+        }
+        let mut subs = subs;
+        subs.clear();
+        self.conns[idx as usize].subs = subs;
+    }
+
+    pub(super) fn handle_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Publish { frame, from, core } => self.fan_out(frame, from, core),
+            Msg::Deliver(frame) => {
+                let id = self.topics.get(data_topic(&frame));
+                match id {
+                    Some(id) if self.topics.topic(id).reg == Registration::Active => {
+                        self.topics.topic_mut(id).seq = data_seq(&frame);
+                        self.deliver_local(id, frame);
+                    }
+                    _ => self.shared.pool.release(frame),
+                }
+            }
+            Msg::Join { topic, core } => match self.owned_topic(&topic) {
+                Some(id) => {
+                    let t = self.topics.topic_mut(id);
+                    t.remote_cores |= 1 << core;
+                    let next_seq = t.next_seq();
+                    self.send_msg(core, Msg::Joined { topic, next_seq });
+                }
+                None => self.send_msg(core, Msg::JoinRefused { topic }),
+            },
+            Msg::Leave { topic, core } => {
+                if let Some(id) = self.topics.get(&topic) {
+                    self.topics.topic_mut(id).remote_cores &= !(1 << core);
+                }
+            }
+            Msg::Joined { topic, next_seq } => self.joined(&topic, Some(next_seq)),
+            Msg::JoinRefused { topic } => self.joined(&topic, None),
+            Msg::PublishRefused { conn } => {
+                if self.live(conn) {
+                    self.refuse_publish(conn.index);
+                }
+            }
+        }
+    }
+
+    /// The owner answered a join: SUBACK the waiting connections (or refuse
+    /// them) and let them go on with their input.
+    fn joined(&mut self, topic: &[u8], next_seq: Option<u64>) {
+        let Some(id) = self.topics.get(topic) else { return };
+        let waiting = match std::mem::replace(&mut self.topics.topic_mut(id).reg, Registration::Active) {
+            Registration::Pending(w) => w,
+            other => {
+                self.topics.topic_mut(id).reg = other;
+                return;
+            }
+        };
+        match next_seq {
+            Some(next) => self.topics.topic_mut(id).seq = next - 1,
+            None => self.topics.remove(id),
+        }
+        for key in waiting {
+            if !self.live(key) {
+                continue;
+            }
+            let idx = key.index;
+            let c = &mut self.conns[idx as usize];
+            c.pending_subs -= 1;
+            c.paused = false;
+            if c.state != State::Open {
+                continue;
+            }
+            match next_seq {
+                Some(_) => match self.topics.get(topic) {
+                    Some(id) => self.add_subscriber(idx, id),
+                    None => continue,
+                },
+                None => self.refuse_publish(idx),
+            }
+            if self.conns[idx as usize].is_open() {
+                self.process_inbuf(idx);
+                if !self.conns[idx as usize].recv_armed {
+                    self.rearm.push(idx);
+                }
+            }
+        }
+        // Everyone who waited may have gone: then leave again.
+        if let Some(id) = self.topics.get(topic) {
+            let t = self.topics.topic(id);
+            if t.subs.is_empty() && t.reg == Registration::Active {
+                let name = t.name.clone();
+                self.topics.remove(id);
+                let owner = owner_of(&name, self.cores);
+                self.send_msg(owner, Msg::Leave { topic: name, core: self.id });
+            }
+        }
+    }
+}
+

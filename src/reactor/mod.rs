@@ -1,0 +1,721 @@
+//! One io_uring per core: submit, reap, dispatch.
+//!
+//! A loop iteration:
+//! 1. drain the inbound mailboxes (publishes to own, frames to deliver,
+//!    join/leave requests and their answers);
+//! 2. turn every connection with frames owed and no send in flight (the
+//!    dirty list) into one send SQE, queue wake-ups for other cores;
+//! 3. one `io_uring_enter`: submit everything, wait for a completion
+//!    (or, with busy polling, do not wait);
+//! 4. handle the completions: accepted sockets, received bytes (parsed
+//!    frames are acted on at once: a PUBLISH is encoded, stamped and fanned
+//!    out before the next frame is read), finished sends, the tick.
+//!
+//! `user_data` is an [`Op`] token: kind in the top byte, then a 24-bit
+//! generation and a 32-bit slab index, so a completion for a reused slot is
+//! told from one for its new owner.
+
+mod handle;
+mod ring;
+
+use crate::conn::{Conn, State};
+use crate::mailbox::{Consumer, Producer};
+use crate::pool::{Arena, FrameRef, Pool};
+use crate::proto::ErrorCode;
+use crate::stats::CoreStats;
+use crate::sys;
+use crate::topic::{ConnKey, TopicTable};
+use crate::Config;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use ring::BufRing;
+use slab::Slab;
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub(crate) use ring::{build_ring, RingFeatures};
+
+/// Messages between reactors. Every one travels on the FIFO queue of one
+/// ordered pair of cores.
+pub(crate) enum Msg {
+    /// To a topic's owner: an encoded DATA frame (seq not yet set) published
+    /// on core `core` by its connection `from`.
+    Publish { frame: FrameRef, from: ConnKey, core: usize },
+    /// From a topic's owner: a frame to hand to this core's subscribers.
+    Deliver(FrameRef),
+    /// To a topic's owner: core `core` has its first subscriber.
+    Join { topic: Box<[u8]>, core: usize },
+    /// From the owner: frames of `topic` from `next_seq` on will follow.
+    Joined { topic: Box<[u8]>, next_seq: u64 },
+    /// From the owner: the topic could not be created (topic limit).
+    JoinRefused { topic: Box<[u8]> },
+    /// To a topic's owner: core `core` has no subscribers left.
+    Leave { topic: Box<[u8]>, core: usize },
+    /// From the owner: a publish of connection `conn` named a new topic past
+    /// the topic limit.
+    PublishRefused { conn: ConnKey },
+}
+
+/// State every reactor shares, read-mostly.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub pool: Pool,
+    pub epoch: u64,
+    pub stats: Vec<CoreStats>,
+    pub parked: Vec<Parked>,
+    pub shutdown: AtomicBool,
+    pub connections: AtomicUsize,
+    pub topics: AtomicUsize,
+}
+
+/// A reactor's "about to sleep in the kernel" flag, on its own cache line.
+#[repr(align(64))]
+pub(crate) struct Parked(pub AtomicBool);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum OpKind {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Tick = 4,
+    Ignore = 5,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Op {
+    kind: OpKind,
+    gen: u32,
+    index: u32,
+}
+
+impl Op {
+    fn conn(kind: OpKind, key: ConnKey) -> u64 {
+        Op { kind, gen: key.gen, index: key.index }.encode()
+    }
+    fn plain(kind: OpKind) -> u64 {
+        Op { kind, gen: 0, index: 0 }.encode()
+    }
+    fn encode(self) -> u64 {
+        (self.kind as u64) << 56 | ((self.gen as u64) & 0xFF_FFFF) << 32 | self.index as u64
+    }
+    fn decode(v: u64) -> Option<Op> {
+        let kind = match (v >> 56) as u8 {
+            1 => OpKind::Accept,
+            2 => OpKind::Recv,
+            3 => OpKind::Send,
+            4 => OpKind::Tick,
+            5 => OpKind::Ignore,
+            _ => return None,
+        };
+        Some(Op { kind, gen: ((v >> 32) & 0xFF_FFFF) as u32, index: v as u32 })
+    }
+}
+
+/// How long a connection cut off for an error may take to read its ERROR.
+const LINGER_NS: u64 = 2_000_000_000;
+/// Housekeeping period: deadlines, shutdown flag.
+const TICK_NS: u32 = 50_000_000;
+/// Buffer group id of the receive buffer ring.
+const BGID: u16 = 7;
+
+pub(crate) struct Reactor {
+    // Field order is drop order: the ring goes first, so the kernel lets go
+    // of the buffer ring and the send buffers before their memory is freed.
+    ring: IoUring,
+    bufs: BufRing,
+    id: usize,
+    cores: usize,
+    shared: Arc<Shared>,
+    features: RingFeatures,
+    arena: Arena,
+    listener: Option<OwnedFd>,
+    accept_armed: bool,
+    conns: Slab<Conn>,
+    next_gen: u32,
+    topics: TopicTable,
+    outboxes: Vec<Option<Producer<Msg>>>,
+    overflow: Vec<VecDeque<Msg>>,
+    inboxes: Vec<Option<Consumer<Msg>>>,
+    ring_fds: Vec<RawFd>,
+    wake: Vec<bool>,
+    dirty: Vec<u32>,
+    rearm: Vec<u32>,
+    over_limit: Vec<u32>,
+    closing: Vec<ConnKey>,
+    cqes: Vec<(u64, i32, u32)>,
+    tick: Box<types::Timespec>,
+    tick_armed: bool,
+    shutting_down: bool,
+    shutdown_deadline: u64,
+}
+
+/// What a reactor thread needs besides its ring.
+pub(crate) struct ReactorParts {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub listener: OwnedFd,
+    pub outboxes: Vec<Option<Producer<Msg>>>,
+    pub inboxes: Vec<Option<Consumer<Msg>>>,
+}
+
+impl Reactor {
+    /// Sets up the ring on the calling thread (SINGLE_ISSUER makes that
+    /// thread the only submitter), registers the shared frame region and the
+    /// receive buffers.
+    pub fn new(parts: ReactorParts) -> std::io::Result<Reactor> {
+        let (ring, features) = build_ring(&parts.shared)?;
+        let bufs = BufRing::new(&ring, BGID)?;
+        let cores = parts.outboxes.len();
+        Ok(Reactor {
+            ring,
+            bufs,
+            id: parts.id,
+            cores,
+            arena: Arena::new(&parts.shared.pool, parts.id),
+            shared: parts.shared,
+            features,
+            listener: Some(parts.listener),
+            accept_armed: false,
+            conns: Slab::with_capacity(1024),
+            next_gen: 1,
+            topics: TopicTable::default(),
+            outboxes: parts.outboxes,
+            overflow: (0..cores).map(|_| VecDeque::new()).collect(),
+            inboxes: parts.inboxes,
+            ring_fds: Vec::new(),
+            wake: vec![false; cores],
+            dirty: Vec::with_capacity(1024),
+            rearm: Vec::with_capacity(64),
+            over_limit: Vec::with_capacity(64),
+            closing: Vec::with_capacity(64),
+            cqes: Vec::with_capacity(4096),
+            tick: Box::new(types::Timespec::new().nsec(TICK_NS)),
+            tick_armed: false,
+            shutting_down: false,
+            shutdown_deadline: 0,
+        })
+    }
+
+    pub fn ring_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+
+    pub fn features(&self) -> RingFeatures {
+        self.features
+    }
+
+    fn stats(&self) -> &CoreStats {
+        &self.shared.stats[self.id]
+    }
+
+    /// Runs until a graceful shutdown completes. Gives the ring back so the
+    /// engine can close every ring only after all reactors stopped (a
+    /// MSG_RING must never target a closed, reused fd).
+    pub fn run(mut self, ring_fds: Vec<RawFd>) -> std::io::Result<IoUring> {
+        self.ring_fds = ring_fds;
+        self.arm_accept();
+        self.arm_tick();
+        let busy = self.shared.config.busy_poll;
+        loop {
+            self.drain_inboxes();
+            self.flush();
+            if self.shutting_down && self.finished() {
+                break;
+            }
+            let wait = !busy && self.park();
+            self.enter(wait)?;
+            self.shared.parked[self.id].0.store(false, Ordering::Relaxed);
+            self.reap();
+        }
+        self.shared.parked[self.id].0.store(false, Ordering::SeqCst);
+        Ok(self.ring)
+    }
+
+    /// Announces that this reactor is about to sleep; says whether it may
+    /// (nothing arrived in the meantime).
+    fn park(&self) -> bool {
+        self.shared.parked[self.id].0.store(true, Ordering::SeqCst);
+        let idle = self.inboxes.iter().flatten().all(|c| c.is_empty());
+        if !idle {
+            self.shared.parked[self.id].0.store(false, Ordering::Relaxed);
+        }
+        idle
+    }
+
+    fn enter(&mut self, wait: bool) -> std::io::Result<()> {
+        loop {
+            let res = if wait {
+                self.ring.submit_and_wait(1)
+            } else {
+                let n = self.ring.submission().len() as u32;
+                // SAFETY: a plain io_uring_enter with no argument struct; the
+                // SQ tail was synced when the SubmissionQueue guard dropped.
+                unsafe {
+                    self.ring.submitter().enter::<libc::sigset_t>(
+                        n,
+                        0,
+                        io_uring::EnterFlags::GETEVENTS.bits(),
+                        None,
+                    )
+                }
+            };
+            match res {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Queues an SQE, submitting first when the SQ is full.
+    fn push_sqe(&mut self, sqe: &squeue::Entry) {
+        loop {
+            // SAFETY: every SQE pushed here points only at memory that the
+            // reactor keeps alive until its completion: frames held by the
+            // connection's send queue, the connection's boxed SendBuf, the
+            // boxed tick timespec, the buffer ring owned by `self.bufs`.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    panic!("io_uring submit failed: {e}");
+                }
+                self.reap();
+            }
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        if self.accept_armed || self.shutting_down {
+            return;
+        }
+        if let Some(l) = &self.listener {
+            let sqe = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(Op::plain(OpKind::Accept));
+            self.push_sqe(&sqe);
+            self.accept_armed = true;
+        }
+    }
+
+    fn arm_tick(&mut self) {
+        let sqe = opcode::Timeout::new(&*self.tick as *const types::Timespec)
+            .flags(types::TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(Op::plain(OpKind::Tick));
+        self.push_sqe(&sqe);
+        self.tick_armed = true;
+    }
+
+    fn arm_recv(&mut self, idx: u32) {
+        let c = &mut self.conns[idx as usize];
+        if c.recv_armed || c.state != State::Open && !matches!(c.state, State::Draining { .. }) {
+            return;
+        }
+        let key = ConnKey { index: idx, gen: c.gen };
+        c.recv_armed = true;
+        c.ops += 1;
+        let sqe = opcode::RecvMulti::new(types::Fd(c.fd), BGID).build().user_data(Op::conn(OpKind::Recv, key));
+        self.push_sqe(&sqe);
+    }
+
+    /// Drains every inbound queue once.
+    fn drain_inboxes(&mut self) {
+        for from in 0..self.cores {
+            loop {
+                let msg = match self.inboxes[from].as_mut().and_then(|c| c.pop()) {
+                    Some(m) => m,
+                    None => break,
+                };
+                self.handle_msg(msg);
+            }
+        }
+        self.cut_slow_consumers();
+    }
+
+    /// Sends `msg` to core `to`, keeping FIFO order when its queue is full.
+    fn send_msg(&mut self, to: usize, msg: Msg) {
+        let q = &mut self.overflow[to];
+        if q.is_empty() {
+            if let Err(back) = self.outboxes[to].as_mut().expect("no queue to self").push(msg) {
+                q.push_back(back);
+            }
+        } else {
+            q.push_back(msg);
+        }
+        if self.shared.parked[to].0.swap(false, Ordering::SeqCst) {
+            self.wake[to] = true;
+        }
+    }
+
+    /// Submits a send for every connection that has frames owed and no send
+    /// in flight, re-arms receives, retries queue overflow, wakes cores.
+    fn flush(&mut self) {
+        for to in 0..self.cores {
+            while let Some(msg) = self.overflow[to].pop_front() {
+                if let Err(back) = self.outboxes[to].as_mut().expect("no queue to self").push(msg) {
+                    self.overflow[to].push_front(back);
+                    break;
+                }
+                self.wake[to] = true;
+            }
+            if !self.overflow[to].is_empty() {
+                self.wake[to] = true;
+            }
+        }
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let idx = self.dirty[i];
+            i += 1;
+            self.submit_send(idx);
+        }
+        self.dirty.clear();
+        let rearm = std::mem::take(&mut self.rearm);
+        for &idx in &rearm {
+            if self.conns.contains(idx as usize) {
+                self.arm_recv(idx);
+            }
+        }
+        self.rearm = rearm;
+        self.rearm.clear();
+        for to in 0..self.cores {
+            if std::mem::take(&mut self.wake[to]) {
+                let sqe = opcode::MsgRingData::new(types::Fd(self.ring_fds[to]), 0, 0, None)
+                    .build()
+                    .user_data(Op::plain(OpKind::Ignore));
+                self.push_sqe(&sqe);
+            }
+        }
+    }
+
+    fn submit_send(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx as usize) else { return };
+        if !c.dirty {
+            return;
+        }
+        c.dirty = false;
+        if c.sending || c.outq.is_empty() || matches!(c.state, State::Closing { .. }) {
+            return;
+        }
+        let (n, bytes, registered) = c.prepare_send();
+        c.ops += 1;
+        let key = ConnKey { index: idx, gen: c.gen };
+        let fd = types::Fd(c.fd);
+        let sqe = if registered && n == 1 {
+            let iov = c.send_buf.iov[0];
+            opcode::WriteFixed::new(fd, iov.iov_base as *const u8, bytes as u32, 0).build()
+        } else if registered && self.features.writev_fixed {
+            opcode::WritevFixed::new(fd, c.send_buf.iov.as_ptr(), n as u32, 0).build()
+        } else {
+            opcode::SendMsg::new(fd, &c.send_buf.msg as *const libc::msghdr)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        };
+        self.push_sqe(&sqe.user_data(Op::conn(OpKind::Send, key)));
+    }
+
+    /// Handles every completion waiting in the CQ.
+    fn reap(&mut self) {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        loop {
+            cqes.clear();
+            cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            if cqes.is_empty() {
+                break;
+            }
+            for &(ud, res, flags) in &cqes {
+                let Some(op) = Op::decode(ud) else { continue };
+                match op.kind {
+                    OpKind::Accept => self.on_accept(res, flags),
+                    OpKind::Recv => self.on_recv(op, res, flags),
+                    OpKind::Send => self.on_send(op, res),
+                    OpKind::Tick => self.on_tick(flags),
+                    OpKind::Ignore => {}
+                }
+            }
+            self.cut_slow_consumers();
+        }
+        self.cqes = cqes;
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if res < 0 {
+            // EMFILE/ENFILE and friends: the tick re-arms, so a full fd table
+            // does not spin the loop.
+            if res != -libc::ECANCELED {
+                self.stats().accept_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let fd = res;
+        let limit = self.shared.config.max_connections;
+        if self.shared.connections.fetch_add(1, Ordering::Relaxed) >= limit {
+            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+            self.stats().refused.fetch_add(1, Ordering::Relaxed);
+            sys::close(fd);
+            return;
+        }
+        let _ = sys::set_nodelay(fd);
+        let gen = self.next_gen;
+        self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
+        let idx = self.conns.insert(Conn::new(fd, gen)) as u32;
+        self.stats().accepted.fetch_add(1, Ordering::Relaxed);
+        self.arm_recv(idx);
+        if self.shutting_down {
+            self.fail(idx, ErrorCode::ShuttingDown, "server shutting down", false);
+        }
+    }
+
+    fn conn_of(&self, op: Op) -> Option<u32> {
+        match self.conns.get(op.index as usize) {
+            Some(c) if c.gen == op.gen => Some(op.index),
+            _ => None,
+        }
+    }
+
+    fn on_recv(&mut self, op: Op, res: i32, flags: u32) {
+        let Some(idx) = self.conn_of(op) else {
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                self.bufs.give_back(bid);
+            }
+            return;
+        };
+        let more = cqueue::more(flags);
+        if !more {
+            let c = &mut self.conns[idx as usize];
+            c.recv_armed = false;
+            c.ops -= 1;
+        }
+        if res > 0 {
+            let bid = cqueue::buffer_select(flags).expect("recv without a buffer");
+            let data = self.bufs.slice(bid, res as usize);
+            // SAFETY: the buffer stays ours (not in the ring) until give_back below.
+            let data: &[u8] = unsafe { &*data };
+            self.on_bytes(idx, data);
+            self.bufs.give_back(bid);
+            if !more && self.conns.contains(idx as usize) {
+                self.rearm.push(idx);
+            }
+        } else if res == 0 {
+            self.on_eof(idx);
+        } else if res == -libc::ENOBUFS {
+            self.stats().recv_nobufs.fetch_add(1, Ordering::Relaxed);
+            self.rearm.push(idx);
+        } else if res != -libc::ECANCELED {
+            self.close_now(idx);
+        }
+        self.maybe_finish(idx);
+    }
+
+    fn on_send(&mut self, op: Op, res: i32) {
+        let Some(idx) = self.conn_of(op) else { return };
+        let pool = &self.shared.pool;
+        let c = &mut self.conns[idx as usize];
+        c.ops -= 1;
+        if res <= 0 {
+            c.sending = false;
+            c.in_flight = 0;
+            c.in_flight_bytes = 0;
+            self.close_now(idx);
+            self.maybe_finish(idx);
+            return;
+        }
+        let frames = c.in_flight as u64;
+        let short = c.complete_send(pool, res as usize);
+        let st = &self.shared.stats[self.id];
+        st.sends.fetch_add(1, Ordering::Relaxed);
+        st.frames_sent.fetch_add(frames, Ordering::Relaxed);
+        st.bytes_out.fetch_add(res as u64, Ordering::Relaxed);
+        if short {
+            st.short_sends.fetch_add(1, Ordering::Relaxed);
+        }
+        if !c.outq.is_empty() {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(idx);
+            }
+        } else if let State::Draining { .. } = c.state {
+            self.begin_closing(idx);
+        }
+        self.maybe_finish(idx);
+    }
+
+    fn on_tick(&mut self, flags: u32) {
+        if !cqueue::more(flags) {
+            self.tick_armed = false;
+            self.arm_tick();
+        }
+        if !self.shutting_down && self.shared.shutdown.load(Ordering::Relaxed) {
+            self.begin_shutdown();
+        }
+        if !self.accept_armed && !self.shutting_down {
+            self.arm_accept();
+        }
+        let now = sys::monotonic_ns();
+        let mut closing = std::mem::take(&mut self.closing);
+        closing.retain(|key| {
+            let Some(c) = self.conns.get_mut(key.index as usize) else { return false };
+            if c.gen != key.gen {
+                return false;
+            }
+            match c.state {
+                State::Open => false,
+                State::Draining { deadline } | State::Closing { deadline } if now >= deadline => {
+                    c.state = State::Closing { deadline: 0 };
+                    sys::shutdown(c.fd, libc::SHUT_RDWR);
+                    true
+                }
+                _ => true,
+            }
+        });
+        let done: Vec<u32> = closing.iter().map(|k| k.index).collect();
+        self.closing = closing;
+        for idx in done {
+            self.maybe_finish(idx);
+        }
+        if self.shutting_down && now >= self.shutdown_deadline {
+            let all: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
+            for idx in all {
+                self.close_now(idx);
+                self.maybe_finish(idx);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.shutdown_deadline = sys::monotonic_ns() + self.shared.config.shutdown_timeout.as_nanos() as u64;
+        if self.accept_armed {
+            let sqe = opcode::AsyncCancel::new(Op::plain(OpKind::Accept)).build().user_data(Op::plain(OpKind::Ignore));
+            self.push_sqe(&sqe);
+        }
+        let all: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
+        for idx in all {
+            self.fail(idx, ErrorCode::ShuttingDown, "server shutting down", false);
+            if let State::Draining { .. } = self.conns[idx as usize].state {
+                self.conns[idx as usize].state = State::Draining { deadline: self.shutdown_deadline };
+            }
+        }
+    }
+
+    /// Shutdown is complete when no connection and no accept remain.
+    fn finished(&mut self) -> bool {
+        if self.accept_armed || !self.conns.is_empty() {
+            return false;
+        }
+        self.listener = None;
+        true
+    }
+
+    /// Peer closed its side: flush what is owed, then close.
+    fn on_eof(&mut self, idx: u32) {
+        let c = &mut self.conns[idx as usize];
+        match c.state {
+            State::Open => {
+                self.remove_all_subs(idx);
+                let c = &mut self.conns[idx as usize];
+                c.state = State::Draining { deadline: sys::monotonic_ns() + LINGER_NS };
+                self.closing.push(ConnKey { index: idx, gen: c.gen });
+                if !c.sending && c.outq.is_empty() {
+                    self.begin_closing(idx);
+                }
+            }
+            State::Draining { .. } => {}
+            State::Closing { .. } => sys::shutdown(c.fd, libc::SHUT_RDWR),
+        }
+    }
+
+    /// Ends a connection with an ERROR frame. With `drop_backlog`, frames
+    /// not yet started are dropped first (slow consumers); otherwise what is
+    /// owed is flushed before the ERROR.
+    pub(crate) fn fail(&mut self, idx: u32, code: ErrorCode, reason: &str, drop_backlog: bool) {
+        if !self.conns[idx as usize].is_open() {
+            return;
+        }
+        self.remove_all_subs(idx);
+        if drop_backlog {
+            let pool = &self.shared.pool;
+            self.conns[idx as usize].drop_unsent(pool);
+        }
+        self.stats().count_error(code);
+        self.reply(
+            idx,
+            &crate::proto::ServerFrame::Error { code: code as u16, topic: None, message: reason },
+        );
+        let c = &mut self.conns[idx as usize];
+        c.paused = false;
+        c.state = State::Draining { deadline: sys::monotonic_ns() + LINGER_NS };
+        self.closing.push(ConnKey { index: idx, gen: c.gen });
+    }
+
+    /// Everything owed was written: shut the write side (the peer reads
+    /// EOF after the last frame) and wait for its close.
+    fn begin_closing(&mut self, idx: u32) {
+        let c = &mut self.conns[idx as usize];
+        sys::shutdown(c.fd, libc::SHUT_WR);
+        c.state = State::Closing { deadline: sys::monotonic_ns() + LINGER_NS };
+        if !c.recv_armed {
+            sys::shutdown(c.fd, libc::SHUT_RDWR);
+        }
+    }
+
+    /// Tears a connection down at once (reset, send error, deadline).
+    fn close_now(&mut self, idx: u32) {
+        if !self.conns.contains(idx as usize) {
+            return;
+        }
+        self.remove_all_subs(idx);
+        let pool = &self.shared.pool;
+        let c = &mut self.conns[idx as usize];
+        c.drop_unsent(pool);
+        if c.state == (State::Closing { deadline: 0 }) {
+            return;
+        }
+        c.state = State::Closing { deadline: 0 };
+        c.paused = false;
+        sys::shutdown(c.fd, libc::SHUT_RDWR);
+    }
+
+    /// Closes the fd and frees the slot once nothing in flight refers to it.
+    fn maybe_finish(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx as usize) else { return };
+        let State::Closing { .. } = c.state else { return };
+        if c.ops > 0 {
+            if c.recv_armed && !c.sending && c.outq.is_empty() {
+                // Waiting only for the peer's EOF: fine until the deadline.
+            }
+            return;
+        }
+        let pool = &self.shared.pool;
+        c.release_all(pool);
+        sys::close(c.fd);
+        self.conns.remove(idx as usize);
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        self.stats().closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cuts every connection whose backlog passed the limit during the last
+    /// fan-out (deferred so subscriber lists are not changed mid-iteration).
+    fn cut_slow_consumers(&mut self) {
+        while let Some(idx) = self.over_limit.pop() {
+            if !self.conns.contains(idx as usize) {
+                continue;
+            }
+            self.conns[idx as usize].over_limit = false;
+            if self.conns[idx as usize].is_open() {
+                self.stats().slow_consumers.fetch_add(1, Ordering::Relaxed);
+                let limit = self.shared.config.max_backlog;
+                let reason = format!("slow consumer: more than {limit} bytes queued for this connection");
+                self.fail(idx, ErrorCode::SlowConsumer, &reason, true);
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Ring setup, the feature probe, and the provided-buffer ring for receives.
+
+use super::Shared;
+use crate::sys::Mmap;
+use io_uring::{opcode, types, IoUring, Probe};
+use std::io;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// What the ring ended up with, for the start-up banner and the send path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RingFeatures {
+    /// SINGLE_ISSUER + DEFER_TASKRUN accepted.
+    pub defer_taskrun: bool,
+    /// IORING_OP_WRITEV_FIXED available: coalesced sends use registered memory.
+    pub writev_fixed: bool,
+}
+
+impl std::fmt::Display for RingFeatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.defer_taskrun { "SINGLE_ISSUER+DEFER_TASKRUN" } else { "COOP_TASKRUN" })?;
+        f.write_str(if self.writev_fixed {
+            ", sends from registered memory (WriteFixed/WritevFixed)"
+        } else {
+            ", single sends from registered memory (WriteFixed), vectored sends by SENDMSG"
+        })
+    }
+}
+
+const SQ_ENTRIES: u32 = 4096;
+const CQ_ENTRIES: u32 = 32768;
+
+/// Builds this thread's ring and registers the shared frame region as fixed
+/// buffer 0.
+pub fn build_ring(shared: &Shared) -> io::Result<(IoUring, RingFeatures)> {
+    let mut features = RingFeatures::default();
+    let ring = match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(CQ_ENTRIES)
+        .build(SQ_ENTRIES)
+    {
+        Ok(r) => {
+            features.defer_taskrun = true;
+            r
+        }
+        Err(_) => IoUring::builder().setup_coop_taskrun().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "io_uring not available: kernel {}, io_uring_setup failed: {e} \
+                     (is io_uring disabled by sysctl kernel.io_uring_disabled or a seccomp filter?)",
+                    crate::sys::kernel_release()
+                ),
+            )
+        })?,
+    };
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    for (code, name) in [
+        (opcode::RecvMulti::CODE, "RECV"),
+        (opcode::AcceptMulti::CODE, "ACCEPT"),
+        (opcode::WriteFixed::CODE, "WRITE_FIXED"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
+        (opcode::MsgRingData::CODE, "MSG_RING"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring on kernel {} lacks IORING_OP_{name}; ringcast needs Linux 6.0 or later", crate::sys::kernel_release()),
+            ));
+        }
+    }
+    features.writev_fixed = probe.is_supported(opcode::WritevFixed::CODE);
+    let (base, len) = shared.pool.region();
+    let iov = libc::iovec { iov_base: base as *mut libc::c_void, iov_len: len };
+    // SAFETY: the region belongs to the pool inside `Shared`, which every
+    // reactor holds an Arc of; the engine drops the rings (unregistering the
+    // buffer) before the last Arc, so the memory outlives the registration.
+    unsafe { ring.submitter().register_buffers(&[iov]) }.map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot register {len} bytes of frame memory with io_uring: {e} (lower --pool-size or raise RLIMIT_MEMLOCK)"))
+    })?;
+    Ok((ring, features))
+}
+
+/// Receive buffers the kernel picks from (IORING_REGISTER_PBUF_RING).
+/// Each receive completion names a buffer; the reactor parses it and gives
+/// it straight back, so a few hundred buffers serve any number of sockets.
+pub struct BufRing {
+    ring_mem: Mmap,
+    bufs: Mmap,
+    entries: u16,
+    buf_len: usize,
+    tail: u16,
+}
+
+const BUF_ENTRIES: u16 = 512;
+const BUF_LEN: usize = 16 * 1024;
+
+impl BufRing {
+    pub fn new(ring: &IoUring, bgid: u16) -> io::Result<BufRing> {
+        let ring_mem = Mmap::anonymous(BUF_ENTRIES as usize * std::mem::size_of::<types::BufRingEntry>())?;
+        let bufs = Mmap::anonymous(BUF_ENTRIES as usize * BUF_LEN)?;
+        // SAFETY: ring_mem is page aligned, sized for BUF_ENTRIES entries and
+        // owned by the BufRing, which the reactor drops after its ring.
+        unsafe { ring.submitter().register_buf_ring_with_flags(ring_mem.as_ptr() as u64, BUF_ENTRIES, bgid, 0) }?;
+        let mut br = BufRing { ring_mem, bufs, entries: BUF_ENTRIES, buf_len: BUF_LEN, tail: 0 };
+        for bid in 0..BUF_ENTRIES {
+            br.push(bid);
+        }
+        br.publish();
+        Ok(br)
+    }
+
+    fn push(&mut self, bid: u16) {
+        let base = self.ring_mem.as_ptr() as *mut types::BufRingEntry;
+        let slot = (self.tail & (self.entries - 1)) as usize;
+        // SAFETY: slot < entries, inside ring_mem; the kernel reads entries
+        // only up to the published tail, which does not include this one yet.
+        let e = unsafe { &mut *base.add(slot) };
+        // SAFETY: bid < entries, so the buffer lies inside `bufs`.
+        e.set_addr(unsafe { self.bufs.as_ptr().add(bid as usize * self.buf_len) } as u64);
+        e.set_len(self.buf_len as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        let base = self.ring_mem.as_ptr() as *const types::BufRingEntry;
+        // SAFETY: the tail field lives in the first entry of ring_mem; the
+        // kernel reads it with acquire semantics, so a release store orders
+        // the entry writes before it.
+        unsafe { (*(types::BufRingEntry::tail(base) as *const AtomicU16)).store(self.tail, Ordering::Release) };
+    }
+
+    /// The bytes the kernel wrote into buffer `bid`.
+    pub fn slice(&self, bid: u16, len: usize) -> *const [u8] {
+        debug_assert!(bid < self.entries && len <= self.buf_len);
+        // SAFETY: bid < entries: the range is inside `bufs`.
+        let p = unsafe { self.bufs.as_ptr().add(bid as usize * self.buf_len) };
+        std::ptr::slice_from_raw_parts(p, len)
+    }
+
+    /// Returns buffer `bid` to the kernel.
+    pub fn give_back(&mut self, bid: u16) {
+        self.push(bid);
+        self.publish();
+    }
+}
