@@ -172,6 +172,17 @@ fn is_fatal(code: u16) -> bool {
     ErrorCode::from_u16(code).map_or(true, ErrorCode::closes_connection)
 }
 
+/// `server error 5 (not authorized): MESSAGE`, without repeating the code's
+/// description when the server's message already starts with it.
+pub fn describe_server_error(code: u16, message: &str) -> String {
+    let what = ErrorCode::from_u16(code).map_or("unknown error code", ErrorCode::description);
+    match message {
+        "" => format!("server error {code} ({what})"),
+        m if m.starts_with(what) => format!("server error {code}: {m}"),
+        m => format!("server error {code} ({what}): {m}"),
+    }
+}
+
 /// Why a client call failed.
 #[derive(Debug)]
 pub enum ClientError {
@@ -237,12 +248,7 @@ impl fmt::Display for ClientError {
                 "the server broke the ringcast protocol ({e}); is this a ringcast v1 server?"
             ),
             ClientError::Server { code, message } => {
-                let what =
-                    ErrorCode::from_u16(*code).map_or("unknown error code", |c| c.description());
-                write!(f, "server error {code} ({what})")?;
-                if !message.is_empty() {
-                    write!(f, ": {message}")?;
-                }
+                f.write_str(&describe_server_error(*code, message))?;
                 match ErrorCode::from_u16(*code) {
                     Some(ErrorCode::NotAuthorized) => {
                         write!(f, " (authenticate with the server's token first)")

@@ -116,7 +116,10 @@ impl Conn {
             let len = f.len() - skip;
             // SAFETY: skip < f.len(), so the pointer stays inside the frame.
             let base = unsafe { f.as_ptr().add(skip) };
-            self.send_buf.iov[i] = libc::iovec { iov_base: base as *mut libc::c_void, iov_len: len };
+            self.send_buf.iov[i] = libc::iovec {
+                iov_base: base as *mut libc::c_void,
+                iov_len: len,
+            };
             bytes += len;
             registered &= f.is_registered();
             n = i + 1;
@@ -198,7 +201,9 @@ mod tests {
         let mut out = Vec::new();
         for v in &c.send_buf.iov[..n] {
             // SAFETY: the iovecs point into frames held by c.outq.
-            out.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+            });
         }
         out
     }

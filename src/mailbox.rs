@@ -42,7 +42,9 @@ pub struct Consumer<T> {
 /// A bounded SPSC queue holding at least `capacity` items (rounded to a power of two).
 pub fn channel<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let cap = capacity.max(2).next_power_of_two();
-    let slots = (0..cap).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
+    let slots = (0..cap)
+        .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+        .collect();
     let ring = Arc::new(Ring {
         slots,
         mask: cap - 1,

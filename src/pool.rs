@@ -119,7 +119,12 @@ impl Pool {
             let mut cs = Vec::with_capacity(sizes.len());
             for &size in &sizes {
                 let count = (per_class / size) as u32;
-                cs.push(Class { size, first_id: next_id, count, base: offset });
+                cs.push(Class {
+                    size,
+                    first_id: next_id,
+                    count,
+                    base: offset,
+                });
                 offset += count as usize * size;
                 next_id += count.next_multiple_of(64);
             }
@@ -136,7 +141,13 @@ impl Pool {
                 }
             }
         }
-        Ok(Pool { region, classes, refs, free_bits, heap_frames: AtomicU64::new(0) })
+        Ok(Pool {
+            region,
+            classes,
+            refs,
+            free_bits,
+            heap_frames: AtomicU64::new(0),
+        })
     }
 
     /// The registered region: (address, length) for `register_buffers`.
@@ -160,7 +171,11 @@ impl Pool {
     /// A second reference to the same frame.
     pub fn share(&self, frame: &FrameRef) -> FrameRef {
         self.retain(frame, 1);
-        FrameRef { ptr: frame.ptr, len: frame.len, slot: frame.slot }
+        FrameRef {
+            ptr: frame.ptr,
+            len: frame.len,
+            slot: frame.slot,
+        }
     }
 
     /// Gives one reference back; the last one frees the memory.
@@ -208,7 +223,11 @@ impl Pool {
         self.heap_frames.fetch_add(1, Ordering::Relaxed);
         // SAFETY: base + HEAP_HEADER is within the allocation and not null.
         let ptr = unsafe { NonNull::new_unchecked(base.add(HEAP_HEADER)) };
-        FrameRef { ptr, len: len as u32, slot: HEAP_SLOT }
+        FrameRef {
+            ptr,
+            len: len as u32,
+            slot: HEAP_SLOT,
+        }
     }
 }
 
@@ -227,7 +246,10 @@ impl Arena {
         let classes = &pool.classes[index];
         Arena {
             index,
-            cache: classes.iter().map(|c| Vec::with_capacity(c.count as usize)).collect(),
+            cache: classes
+                .iter()
+                .map(|c| Vec::with_capacity(c.count as usize))
+                .collect(),
             cursor: vec![0; classes.len()],
         }
     }
@@ -237,15 +259,18 @@ impl Arena {
         let classes = &pool.classes[self.index];
         let first = classes.iter().position(|c| c.size >= len);
         if let Some(first) = first {
-            for ci in first..classes.len() {
+            for (ci, c) in classes.iter().enumerate().skip(first) {
                 if let Some(id) = self.take(pool, ci) {
-                    let c = &classes[ci];
                     let off = c.base + (id - c.first_id) as usize * c.size;
                     let prev = pool.refs[id as usize].swap(1, Ordering::Relaxed);
                     debug_assert_eq!(prev, 0, "allocated a slot still referenced");
                     // SAFETY: off + size lies inside the region by construction.
                     let ptr = unsafe { NonNull::new_unchecked(pool.region.as_ptr().add(off)) };
-                    return FrameRef { ptr, len: len as u32, slot: id };
+                    return FrameRef {
+                        ptr,
+                        len: len as u32,
+                        slot: id,
+                    };
                 }
             }
         }
@@ -346,7 +371,11 @@ mod tests {
         })
         .join()
         .unwrap();
-        let all = pool.free_bits.iter().map(|w| w.load(Ordering::Relaxed).count_ones()).sum::<u32>();
+        let all = pool
+            .free_bits
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones())
+            .sum::<u32>();
         let cached: usize = arena.cache.iter().map(|c| c.len()).sum();
         let total: u32 = pool.classes.iter().flatten().map(|c| c.count).sum();
         assert_eq!(all as usize + cached, total as usize);

@@ -62,7 +62,10 @@ pub struct Stats {
 
 impl Stats {
     pub(crate) fn sum(cores: &[CoreStats], heap_frames: u64) -> Stats {
-        let mut s = Stats { heap_frames, ..Stats::default() };
+        let mut s = Stats {
+            heap_frames,
+            ..Stats::default()
+        };
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
         for c in cores {
             s.publishes += r(&c.publishes);

@@ -23,7 +23,10 @@ macro_rules! syscall {
 
 /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
 pub fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -31,7 +34,10 @@ pub fn realtime_ns() -> u64 {
 
 /// CLOCK_MONOTONIC in nanoseconds.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -48,17 +54,27 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "CPU index too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "CPU index too large",
+        ));
     }
     // SAFETY: cpu < CPU_SETSIZE was checked above.
     unsafe { libc::CPU_SET(cpu, &mut set) };
-    syscall!(sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set))?;
+    syscall!(sched_setaffinity(
+        0,
+        std::mem::size_of::<libc::cpu_set_t>(),
+        &set
+    ))?;
     Ok(())
 }
 
 /// The soft RLIMIT_NOFILE of this process.
 pub fn nofile_limit() -> u64 {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     match syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut rl)) {
         Ok(_) => rl.rlim_cur,
         Err(_) => 1024,
@@ -67,7 +83,10 @@ pub fn nofile_limit() -> u64 {
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (best effort).
 pub fn raise_nofile_limit() {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     if syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut rl)).is_ok() && rl.rlim_cur < rl.rlim_max {
         rl.rlim_cur = rl.rlim_max;
         let _ = syscall!(setrlimit(libc::RLIMIT_NOFILE, &rl));
@@ -82,7 +101,9 @@ fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
@@ -94,7 +115,9 @@ fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than sockaddr_in6 and suitably aligned.
@@ -120,7 +143,11 @@ fn set_int_opt(fd: RawFd, level: i32, opt: i32, val: i32) -> io::Result<()> {
 /// SO_REUSEPORT (one listener per reactor on the same port; the kernel
 /// spreads new connections between them by a hash of the 4-tuple).
 pub fn reuseport_listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
-    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     let fd = syscall!(socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0))?;
     // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -137,7 +164,11 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     // SAFETY: plain data, zeroed is valid.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    syscall!(getsockname(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len))?;
+    syscall!(getsockname(
+        fd,
+        &mut storage as *mut _ as *mut libc::sockaddr,
+        &mut len
+    ))?;
     match storage.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
@@ -151,7 +182,7 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
             let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Ok(SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
         }
-        _ => Err(io::Error::new(io::ErrorKind::Other, "unknown address family")),
+        _ => Err(io::Error::other("unknown address family")),
     }
 }
 
@@ -201,7 +232,10 @@ impl Mmap {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mmap { ptr: NonNull::new(ptr as *mut u8).expect("mmap returned null"), len })
+        Ok(Mmap {
+            ptr: NonNull::new(ptr as *mut u8).expect("mmap returned null"),
+            len,
+        })
     }
 
     pub fn as_ptr(&self) -> *mut u8 {
@@ -231,4 +265,3 @@ pub fn kernel_release() -> String {
     let c = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
     c.to_string_lossy().into_owned()
 }
-

@@ -46,7 +46,11 @@ impl Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h ^= b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
@@ -133,7 +137,10 @@ impl TopicTable {
     /// Forgets a topic this core does not own.
     pub fn remove(&mut self, id: TopicId) {
         let t = self.topics.remove(id);
-        debug_assert!(t.reg != Registration::Owner, "owned topics keep their sequence");
+        debug_assert!(
+            t.reg != Registration::Owner,
+            "owned topics keep their sequence"
+        );
         self.index.remove(&t.name);
     }
 

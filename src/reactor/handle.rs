@@ -34,7 +34,10 @@ fn data_seq(frame: &FrameRef) -> u64 {
 
 impl Reactor {
     fn key(&self, idx: u32) -> ConnKey {
-        ConnKey { index: idx, gen: self.conns[idx as usize].gen }
+        ConnKey {
+            index: idx,
+            gen: self.conns[idx as usize].gen,
+        }
     }
 
     fn live(&self, key: ConnKey) -> bool {
@@ -123,7 +126,12 @@ impl Reactor {
         let pub_ok = pubt.is_some_and(|t| ct_eq(t, token));
         let sub_ok = subt.is_some_and(|t| ct_eq(t, token));
         if (pubt.is_some() || subt.is_some()) && !pub_ok && !sub_ok {
-            self.fail(idx, ErrorCode::NotAuthorized, "not authorized: AUTH token rejected", false);
+            self.fail(
+                idx,
+                ErrorCode::NotAuthorized,
+                "not authorized: AUTH token rejected",
+                false,
+            );
             return;
         }
         let c = &mut self.conns[idx as usize];
@@ -148,7 +156,12 @@ impl Reactor {
     /// PUBLISH: stamp, encode once into frame memory, hand to the owner.
     fn publish(&mut self, idx: u32, topic: &[u8], payload: &[u8]) {
         if self.shared.config.publish_token.is_some() && !self.conns[idx as usize].auth_pub {
-            self.fail(idx, ErrorCode::NotAuthorized, "not authorized: PUBLISH needs AUTH with the publish token", false);
+            self.fail(
+                idx,
+                ErrorCode::NotAuthorized,
+                "not authorized: PUBLISH needs AUTH with the publish token",
+                false,
+            );
             return;
         }
         let ts = sys::realtime_ns();
@@ -164,7 +177,14 @@ impl Reactor {
         if owner == self.id {
             self.fan_out(f, from, self.id);
         } else {
-            self.send_msg(owner, Msg::Publish { frame: f, from, core: self.id });
+            self.send_msg(
+                owner,
+                Msg::Publish {
+                    frame: f,
+                    from,
+                    core: self.id,
+                },
+            );
         }
     }
 
@@ -249,13 +269,20 @@ impl Reactor {
                 self.dirty.push(key.index);
             }
         }
-        self.shared.stats[self.id].deliveries.fetch_add(n as u64, Ordering::Relaxed);
+        self.shared.stats[self.id]
+            .deliveries
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     fn subscribe(&mut self, idx: u32, topic: &[u8]) {
         let cfg = &self.shared.config;
         if cfg.subscribe_token.is_some() && !self.conns[idx as usize].auth_sub {
-            self.fail(idx, ErrorCode::NotAuthorized, "not authorized: SUBSCRIBE needs AUTH with the subscribe token", false);
+            self.fail(
+                idx,
+                ErrorCode::NotAuthorized,
+                "not authorized: SUBSCRIBE needs AUTH with the subscribe token",
+                false,
+            );
             return;
         }
         let topic_str = std::str::from_utf8(topic).expect("validated topic");
@@ -264,7 +291,14 @@ impl Reactor {
             if self.conns[idx as usize].subs.iter().any(|&(t, _)| t == id) {
                 let next_seq = self.topics.topic(id).next_seq();
                 let epoch = self.shared.epoch;
-                self.reply(idx, &ServerFrame::SubAck { next_seq, epoch, topic: topic_str });
+                self.reply(
+                    idx,
+                    &ServerFrame::SubAck {
+                        next_seq,
+                        epoch,
+                        topic: topic_str,
+                    },
+                );
                 return;
             }
         }
@@ -273,7 +307,14 @@ impl Reactor {
         if c.subs.len() + c.pending_subs as usize >= limit {
             let msg = format!("too many subscriptions on this connection (limit {limit})");
             self.stats().count_error(ErrorCode::TooManySubscriptions);
-            self.reply(idx, &ServerFrame::Error { code: 7, topic: Some(topic_str), message: &msg });
+            self.reply(
+                idx,
+                &ServerFrame::Error {
+                    code: 7,
+                    topic: Some(topic_str),
+                    message: &msg,
+                },
+            );
             return;
         }
         let key = self.key(idx);
@@ -289,7 +330,13 @@ impl Reactor {
             },
             None => {
                 self.topics.insert(topic, Registration::Pending(Vec::new()));
-                self.send_msg(owner, Msg::Join { topic: topic.into(), core: self.id });
+                self.send_msg(
+                    owner,
+                    Msg::Join {
+                        topic: topic.into(),
+                        core: self.id,
+                    },
+                );
                 self.topics.get(topic).expect("inserted")
             }
         };
@@ -313,13 +360,24 @@ impl Reactor {
         let name = t.name.clone();
         let topic = std::str::from_utf8(&name).expect("validated topic");
         let epoch = self.shared.epoch;
-        self.reply(idx, &ServerFrame::SubAck { next_seq, epoch, topic });
+        self.reply(
+            idx,
+            &ServerFrame::SubAck {
+                next_seq,
+                epoch,
+                topic,
+            },
+        );
     }
 
     fn unsubscribe(&mut self, idx: u32, topic: &[u8]) {
-        let Some(id) = self.topics.get(topic) else { return };
+        let Some(id) = self.topics.get(topic) else {
+            return;
+        };
         let c = &mut self.conns[idx as usize];
-        let Some(pos) = c.subs.iter().position(|&(t, _)| t == id) else { return };
+        let Some(pos) = c.subs.iter().position(|&(t, _)| t == id) else {
+            return;
+        };
         let (_, sub_idx) = c.subs.swap_remove(pos);
         self.drop_sub(id, sub_idx);
     }
@@ -339,7 +397,13 @@ impl Reactor {
             let name = t.name.clone();
             let owner = owner_of(&name, self.cores);
             self.topics.remove(id);
-            self.send_msg(owner, Msg::Leave { topic: name, core: self.id });
+            self.send_msg(
+                owner,
+                Msg::Leave {
+                    topic: name,
+                    core: self.id,
+                },
+            );
         }
     }
 
@@ -394,14 +458,17 @@ impl Reactor {
     /// The owner answered a join: SUBACK the waiting connections (or refuse
     /// them) and let them go on with their input.
     fn joined(&mut self, topic: &[u8], next_seq: Option<u64>) {
-        let Some(id) = self.topics.get(topic) else { return };
-        let waiting = match std::mem::replace(&mut self.topics.topic_mut(id).reg, Registration::Active) {
-            Registration::Pending(w) => w,
-            other => {
-                self.topics.topic_mut(id).reg = other;
-                return;
-            }
+        let Some(id) = self.topics.get(topic) else {
+            return;
         };
+        let waiting =
+            match std::mem::replace(&mut self.topics.topic_mut(id).reg, Registration::Active) {
+                Registration::Pending(w) => w,
+                other => {
+                    self.topics.topic_mut(id).reg = other;
+                    return;
+                }
+            };
         match next_seq {
             Some(next) => self.topics.topic_mut(id).seq = next - 1,
             None => self.topics.remove(id),
@@ -438,9 +505,14 @@ impl Reactor {
                 let name = t.name.clone();
                 self.topics.remove(id);
                 let owner = owner_of(&name, self.cores);
-                self.send_msg(owner, Msg::Leave { topic: name, core: self.id });
+                self.send_msg(
+                    owner,
+                    Msg::Leave {
+                        topic: name,
+                        core: self.id,
+                    },
+                );
             }
         }
     }
 }
-

@@ -41,7 +41,11 @@ pub(crate) use ring::{build_ring, RingFeatures};
 pub(crate) enum Msg {
     /// To a topic's owner: an encoded DATA frame (seq not yet set) published
     /// on core `core` by its connection `from`.
-    Publish { frame: FrameRef, from: ConnKey, core: usize },
+    Publish {
+        frame: FrameRef,
+        from: ConnKey,
+        core: usize,
+    },
     /// From a topic's owner: a frame to hand to this core's subscribers.
     Deliver(FrameRef),
     /// To a topic's owner: core `core` has its first subscriber.
@@ -92,10 +96,20 @@ struct Op {
 
 impl Op {
     fn conn(kind: OpKind, key: ConnKey) -> u64 {
-        Op { kind, gen: key.gen, index: key.index }.encode()
+        Op {
+            kind,
+            gen: key.gen,
+            index: key.index,
+        }
+        .encode()
     }
     fn plain(kind: OpKind) -> u64 {
-        Op { kind, gen: 0, index: 0 }.encode()
+        Op {
+            kind,
+            gen: 0,
+            index: 0,
+        }
+        .encode()
     }
     fn encode(self) -> u64 {
         (self.kind as u64) << 56 | ((self.gen as u64) & 0xFF_FFFF) << 32 | self.index as u64
@@ -109,7 +123,11 @@ impl Op {
             5 => OpKind::Ignore,
             _ => return None,
         };
-        Some(Op { kind, gen: ((v >> 32) & 0xFF_FFFF) as u32, index: v as u32 })
+        Some(Op {
+            kind,
+            gen: ((v >> 32) & 0xFF_FFFF) as u32,
+            index: v as u32,
+        })
     }
 }
 
@@ -226,7 +244,9 @@ impl Reactor {
             }
             let wait = !busy && self.park();
             self.enter(wait)?;
-            self.shared.parked[self.id].0.store(false, Ordering::Relaxed);
+            self.shared.parked[self.id]
+                .0
+                .store(false, Ordering::Relaxed);
             self.reap();
         }
         self.shared.parked[self.id].0.store(false, Ordering::SeqCst);
@@ -239,7 +259,9 @@ impl Reactor {
         self.shared.parked[self.id].0.store(true, Ordering::SeqCst);
         let idle = self.inboxes.iter().flatten().all(|c| c.is_empty());
         if !idle {
-            self.shared.parked[self.id].0.store(false, Ordering::Relaxed);
+            self.shared.parked[self.id]
+                .0
+                .store(false, Ordering::Relaxed);
         }
         idle
     }
@@ -317,21 +339,22 @@ impl Reactor {
         if c.recv_armed || c.state != State::Open && !matches!(c.state, State::Draining { .. }) {
             return;
         }
-        let key = ConnKey { index: idx, gen: c.gen };
+        let key = ConnKey {
+            index: idx,
+            gen: c.gen,
+        };
         c.recv_armed = true;
         c.ops += 1;
-        let sqe = opcode::RecvMulti::new(types::Fd(c.fd), BGID).build().user_data(Op::conn(OpKind::Recv, key));
+        let sqe = opcode::RecvMulti::new(types::Fd(c.fd), BGID)
+            .build()
+            .user_data(Op::conn(OpKind::Recv, key));
         self.push_sqe(&sqe);
     }
 
     /// Drains every inbound queue once.
     fn drain_inboxes(&mut self) {
         for from in 0..self.cores {
-            loop {
-                let msg = match self.inboxes[from].as_mut().and_then(|c| c.pop()) {
-                    Some(m) => m,
-                    None => break,
-                };
+            while let Some(msg) = self.inboxes[from].as_mut().and_then(|c| c.pop()) {
                 self.handle_msg(msg);
             }
         }
@@ -342,7 +365,11 @@ impl Reactor {
     fn send_msg(&mut self, to: usize, msg: Msg) {
         let q = &mut self.overflow[to];
         if q.is_empty() {
-            if let Err(back) = self.outboxes[to].as_mut().expect("no queue to self").push(msg) {
+            if let Err(back) = self.outboxes[to]
+                .as_mut()
+                .expect("no queue to self")
+                .push(msg)
+            {
                 q.push_back(back);
             }
         } else {
@@ -358,7 +385,11 @@ impl Reactor {
     fn flush(&mut self) {
         for to in 0..self.cores {
             while let Some(msg) = self.overflow[to].pop_front() {
-                if let Err(back) = self.outboxes[to].as_mut().expect("no queue to self").push(msg) {
+                if let Err(back) = self.outboxes[to]
+                    .as_mut()
+                    .expect("no queue to self")
+                    .push(msg)
+                {
                     self.overflow[to].push_front(back);
                     break;
                 }
@@ -394,7 +425,9 @@ impl Reactor {
     }
 
     fn submit_send(&mut self, idx: u32) {
-        let Some(c) = self.conns.get_mut(idx as usize) else { return };
+        let Some(c) = self.conns.get_mut(idx as usize) else {
+            return;
+        };
         if !c.dirty {
             return;
         }
@@ -404,7 +437,10 @@ impl Reactor {
         }
         let (n, bytes, registered) = c.prepare_send();
         c.ops += 1;
-        let key = ConnKey { index: idx, gen: c.gen };
+        let key = ConnKey {
+            index: idx,
+            gen: c.gen,
+        };
         let fd = types::Fd(c.fd);
         let sqe = if registered && n == 1 {
             let iov = c.send_buf.iov[0];
@@ -424,7 +460,11 @@ impl Reactor {
         let mut cqes = std::mem::take(&mut self.cqes);
         loop {
             cqes.clear();
-            cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
             if cqes.is_empty() {
                 break;
             }
@@ -562,7 +602,9 @@ impl Reactor {
         let now = sys::monotonic_ns();
         let mut closing = std::mem::take(&mut self.closing);
         closing.retain(|key| {
-            let Some(c) = self.conns.get_mut(key.index as usize) else { return false };
+            let Some(c) = self.conns.get_mut(key.index as usize) else {
+                return false;
+            };
             if c.gen != key.gen {
                 return false;
             }
@@ -592,16 +634,21 @@ impl Reactor {
 
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        self.shutdown_deadline = sys::monotonic_ns() + self.shared.config.shutdown_timeout.as_nanos() as u64;
+        self.shutdown_deadline =
+            sys::monotonic_ns() + self.shared.config.shutdown_timeout.as_nanos() as u64;
         if self.accept_armed {
-            let sqe = opcode::AsyncCancel::new(Op::plain(OpKind::Accept)).build().user_data(Op::plain(OpKind::Ignore));
+            let sqe = opcode::AsyncCancel::new(Op::plain(OpKind::Accept))
+                .build()
+                .user_data(Op::plain(OpKind::Ignore));
             self.push_sqe(&sqe);
         }
         let all: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
         for idx in all {
             self.fail(idx, ErrorCode::ShuttingDown, "server shutting down", false);
             if let State::Draining { .. } = self.conns[idx as usize].state {
-                self.conns[idx as usize].state = State::Draining { deadline: self.shutdown_deadline };
+                self.conns[idx as usize].state = State::Draining {
+                    deadline: self.shutdown_deadline,
+                };
             }
         }
     }
@@ -622,8 +669,13 @@ impl Reactor {
             State::Open => {
                 self.remove_all_subs(idx);
                 let c = &mut self.conns[idx as usize];
-                c.state = State::Draining { deadline: sys::monotonic_ns() + LINGER_NS };
-                self.closing.push(ConnKey { index: idx, gen: c.gen });
+                c.state = State::Draining {
+                    deadline: sys::monotonic_ns() + LINGER_NS,
+                };
+                self.closing.push(ConnKey {
+                    index: idx,
+                    gen: c.gen,
+                });
                 if !c.sending && c.outq.is_empty() {
                     self.begin_closing(idx);
                 }
@@ -648,12 +700,21 @@ impl Reactor {
         self.stats().count_error(code);
         self.reply(
             idx,
-            &crate::proto::ServerFrame::Error { code: code as u16, topic: None, message: reason },
+            &crate::proto::ServerFrame::Error {
+                code: code as u16,
+                topic: None,
+                message: reason,
+            },
         );
         let c = &mut self.conns[idx as usize];
         c.paused = false;
-        c.state = State::Draining { deadline: sys::monotonic_ns() + LINGER_NS };
-        self.closing.push(ConnKey { index: idx, gen: c.gen });
+        c.state = State::Draining {
+            deadline: sys::monotonic_ns() + LINGER_NS,
+        };
+        self.closing.push(ConnKey {
+            index: idx,
+            gen: c.gen,
+        });
     }
 
     /// Everything owed was written: shut the write side (the peer reads
@@ -661,7 +722,9 @@ impl Reactor {
     fn begin_closing(&mut self, idx: u32) {
         let c = &mut self.conns[idx as usize];
         sys::shutdown(c.fd, libc::SHUT_WR);
-        c.state = State::Closing { deadline: sys::monotonic_ns() + LINGER_NS };
+        c.state = State::Closing {
+            deadline: sys::monotonic_ns() + LINGER_NS,
+        };
         if !c.recv_armed {
             sys::shutdown(c.fd, libc::SHUT_RDWR);
         }
@@ -686,8 +749,12 @@ impl Reactor {
 
     /// Closes the fd and frees the slot once nothing in flight refers to it.
     fn maybe_finish(&mut self, idx: u32) {
-        let Some(c) = self.conns.get_mut(idx as usize) else { return };
-        let State::Closing { .. } = c.state else { return };
+        let Some(c) = self.conns.get_mut(idx as usize) else {
+            return;
+        };
+        let State::Closing { .. } = c.state else {
+            return;
+        };
         if c.ops > 0 {
             if c.recv_armed && !c.sending && c.outq.is_empty() {
                 // Waiting only for the peer's EOF: fine until the deadline.
@@ -713,7 +780,8 @@ impl Reactor {
             if self.conns[idx as usize].is_open() {
                 self.stats().slow_consumers.fetch_add(1, Ordering::Relaxed);
                 let limit = self.shared.config.max_backlog;
-                let reason = format!("slow consumer: more than {limit} bytes queued for this connection");
+                let reason =
+                    format!("slow consumer: more than {limit} bytes queued for this connection");
                 self.fail(idx, ErrorCode::SlowConsumer, &reason, true);
             }
         }

@@ -17,7 +17,11 @@ pub struct RingFeatures {
 
 impl std::fmt::Display for RingFeatures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.defer_taskrun { "SINGLE_ISSUER+DEFER_TASKRUN" } else { "COOP_TASKRUN" })?;
+        f.write_str(if self.defer_taskrun {
+            "SINGLE_ISSUER+DEFER_TASKRUN"
+        } else {
+            "COOP_TASKRUN"
+        })?;
         f.write_str(if self.writev_fixed {
             ", sends from registered memory (WriteFixed/WritevFixed)"
         } else {
@@ -72,7 +76,10 @@ pub fn build_ring(shared: &Shared) -> io::Result<(IoUring, RingFeatures)> {
     }
     features.writev_fixed = probe.is_supported(opcode::WritevFixed::CODE);
     let (base, len) = shared.pool.region();
-    let iov = libc::iovec { iov_base: base as *mut libc::c_void, iov_len: len };
+    let iov = libc::iovec {
+        iov_base: base as *mut libc::c_void,
+        iov_len: len,
+    };
     // SAFETY: the region belongs to the pool inside `Shared`, which every
     // reactor holds an Arc of; the engine drops the rings (unregistering the
     // buffer) before the last Arc, so the memory outlives the registration.
@@ -98,12 +105,26 @@ const BUF_LEN: usize = 16 * 1024;
 
 impl BufRing {
     pub fn new(ring: &IoUring, bgid: u16) -> io::Result<BufRing> {
-        let ring_mem = Mmap::anonymous(BUF_ENTRIES as usize * std::mem::size_of::<types::BufRingEntry>())?;
+        let ring_mem =
+            Mmap::anonymous(BUF_ENTRIES as usize * std::mem::size_of::<types::BufRingEntry>())?;
         let bufs = Mmap::anonymous(BUF_ENTRIES as usize * BUF_LEN)?;
         // SAFETY: ring_mem is page aligned, sized for BUF_ENTRIES entries and
         // owned by the BufRing, which the reactor drops after its ring.
-        unsafe { ring.submitter().register_buf_ring_with_flags(ring_mem.as_ptr() as u64, BUF_ENTRIES, bgid, 0) }?;
-        let mut br = BufRing { ring_mem, bufs, entries: BUF_ENTRIES, buf_len: BUF_LEN, tail: 0 };
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                ring_mem.as_ptr() as u64,
+                BUF_ENTRIES,
+                bgid,
+                0,
+            )
+        }?;
+        let mut br = BufRing {
+            ring_mem,
+            bufs,
+            entries: BUF_ENTRIES,
+            buf_len: BUF_LEN,
+            tail: 0,
+        };
         for bid in 0..BUF_ENTRIES {
             br.push(bid);
         }
@@ -129,7 +150,10 @@ impl BufRing {
         // SAFETY: the tail field lives in the first entry of ring_mem; the
         // kernel reads it with acquire semantics, so a release store orders
         // the entry writes before it.
-        unsafe { (*(types::BufRingEntry::tail(base) as *const AtomicU16)).store(self.tail, Ordering::Release) };
+        unsafe {
+            (*(types::BufRingEntry::tail(base) as *const AtomicU16))
+                .store(self.tail, Ordering::Release)
+        };
     }
 
     /// The bytes the kernel wrote into buffer `bid`.

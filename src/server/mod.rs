@@ -83,7 +83,10 @@ fn validate(c: &Config) -> Result<(), Error> {
         return bad(format!("--cores must be 1 to {MAX_CORES}, got {}", c.cores));
     }
     if c.max_frame < 64 || c.max_frame > 256 << 20 {
-        return bad(format!("--max-frame must be 64 B to 256 MiB, got {}", c.max_frame));
+        return bad(format!(
+            "--max-frame must be 64 B to 256 MiB, got {}",
+            c.max_frame
+        ));
     }
     if c.max_backlog < c.max_frame as usize + 64 {
         return bad(format!(
@@ -92,10 +95,15 @@ fn validate(c: &Config) -> Result<(), Error> {
         ));
     }
     if c.pool_bytes < (1 << 20) * c.cores || c.pool_bytes > 1 << 30 {
-        return bad(format!("--pool-size must be 1 MiB per reactor to 1 GiB, got {}", c.pool_bytes));
+        return bad(format!(
+            "--pool-size must be 1 MiB per reactor to 1 GiB, got {}",
+            c.pool_bytes
+        ));
     }
     if c.max_subscriptions == 0 || c.max_connections == 0 || c.max_topics == 0 {
-        return bad("--max-subscriptions, --max-connections and --max-topics must be at least 1".into());
+        return bad(
+            "--max-subscriptions, --max-connections and --max-topics must be at least 1".into(),
+        );
     }
     Ok(())
 }
@@ -135,9 +143,11 @@ impl Engine {
         });
 
         // queues[from][to]
-        let mut producers: Vec<Vec<Option<mailbox::Producer<_>>>> = (0..cores).map(|_| Vec::new()).collect();
-        let mut consumers: Vec<Vec<Option<mailbox::Consumer<_>>>> =
-            (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
+        let mut producers: Vec<Vec<Option<mailbox::Producer<_>>>> =
+            (0..cores).map(|_| Vec::new()).collect();
+        let mut consumers: Vec<Vec<Option<mailbox::Consumer<_>>>> = (0..cores)
+            .map(|_| (0..cores).map(|_| None).collect())
+            .collect();
         for (from, prod) in producers.iter_mut().enumerate() {
             for (to, cons) in consumers.iter_mut().enumerate() {
                 if from == to {
@@ -154,12 +164,21 @@ impl Engine {
         let mut go_txs = Vec::with_capacity(cores);
         let mut threads = Vec::with_capacity(cores);
         let cpus = shared.config.cpus.clone();
-        for (id, ((listener, outboxes), inboxes)) in
-            listeners.into_iter().zip(producers).zip(consumers).enumerate()
+        for (id, ((listener, outboxes), inboxes)) in listeners
+            .into_iter()
+            .zip(producers)
+            .zip(consumers)
+            .enumerate()
         {
             let (go_tx, go_rx) = mpsc::channel::<Option<Vec<i32>>>();
             go_txs.push(go_tx);
-            let parts = ReactorParts { id, shared: shared.clone(), listener, outboxes, inboxes };
+            let parts = ReactorParts {
+                id,
+                shared: shared.clone(),
+                listener,
+                outboxes,
+                inboxes,
+            };
             let ready = ready_tx.clone();
             let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
             let t = std::thread::Builder::new()
@@ -218,7 +237,12 @@ impl Engine {
         for tx in go_txs {
             let _ = tx.send(Some(fds.clone()));
         }
-        Ok(Engine { addr, shared, threads, features })
+        Ok(Engine {
+            addr,
+            shared,
+            threads,
+            features,
+        })
     }
 
     /// The bound TCP address (the real port when started on port 0).
@@ -279,7 +303,9 @@ impl Engine {
         let pin = if c.cpus.is_empty() {
             "not pinned".to_string()
         } else {
-            let list: Vec<String> = (0..c.cores).map(|i| c.cpus[i % c.cpus.len()].to_string()).collect();
+            let list: Vec<String> = (0..c.cores)
+                .map(|i| c.cpus[i % c.cpus.len()].to_string())
+                .collect();
             format!("pinned to CPUs {}", list.join(","))
         };
         let mb = |b: usize| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
@@ -310,8 +336,16 @@ impl Engine {
             sys::nofile_limit(),
             c.max_topics,
             mb(self.shared.pool.region().1),
-            if c.publish_token.is_some() { "token required" } else { "open" },
-            if c.subscribe_token.is_some() { "token required" } else { "open" },
+            if c.publish_token.is_some() {
+                "token required"
+            } else {
+                "open"
+            },
+            if c.subscribe_token.is_some() {
+                "token required"
+            } else {
+                "open"
+            },
             c.shutdown_timeout,
             self.shared.epoch,
         )
@@ -346,7 +380,11 @@ pub fn run_daemon(config: Config) -> Result<(), Error> {
     let mut sig: libc::c_int = 0;
     // SAFETY: `set` and `sig` are valid for the call.
     unsafe { libc::sigwait(&set, &mut sig) };
-    let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+    let name = if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
     eprintln!(
         "ringcast: {name} received: flushing {} connections (at most {:?}), then exiting",
         engine.connections(),

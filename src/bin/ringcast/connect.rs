@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 
-use ringcast::client::{Client, ClientError};
+use ringcast::client::{describe_server_error, Client, ClientError};
 use ringcast::proto::{self, ErrorCode};
 
 use crate::args::{self, Failure, Flag, Parsed};
@@ -98,7 +98,6 @@ fn strip_os_error(text: &str) -> String {
 pub fn failed(e: &ClientError, doing: &str) -> Failure {
     let why = match e {
         ClientError::Server { code, message } => {
-            let what = ErrorCode::from_u16(*code).map_or("unknown error", ErrorCode::description);
             let hint = match ErrorCode::from_u16(*code) {
                 Some(ErrorCode::NotAuthorized) => {
                     " (pass the server's token with --token or its variable; see --help)"
@@ -113,8 +112,7 @@ pub fn failed(e: &ClientError, doing: &str) -> Failure {
                 Some(ErrorCode::BadTopic) => " (or the server's --max-topics was reached)",
                 _ => "",
             };
-            let sep = if message.is_empty() { "" } else { ": " };
-            format!("server error {code} ({what}){sep}{message}{hint}")
+            format!("{}{hint}", describe_server_error(*code, message))
         }
         ClientError::Io(io) => match io.kind() {
             io::ErrorKind::BrokenPipe
