@@ -13,6 +13,10 @@ use std::sync::atomic::Ordering;
 /// does not pin memory for the connection's lifetime.
 const INBUF_KEEP: usize = 256 * 1024;
 
+/// Input a paused connection may buffer beyond one whole frame before the
+/// engine stops reading from it.
+const PAUSED_SLACK: usize = 64 * 1024;
+
 /// Constant-time comparison (the length is not secret).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -54,6 +58,11 @@ impl Reactor {
             c.inbuf.extend_from_slice(data);
             if !c.paused {
                 self.process_inbuf(idx);
+            } else if c.inbuf.len() > self.shared.config.max_frame as usize + PAUSED_SLACK && c.recv_armed {
+                // Input keeps coming while a subscribe waits for its topic's
+                // owner: stop reading (the socket buffer pushes back on the
+                // client) until the answer lets us go on.
+                self.cancel_recv(idx);
             }
             return;
         }

@@ -549,10 +549,23 @@ impl Reactor {
         } else if res == -libc::ENOBUFS {
             self.stats().recv_nobufs.fetch_add(1, Ordering::Relaxed);
             self.rearm.push(idx);
-        } else if res != -libc::ECANCELED {
+        } else if res == -libc::ECANCELED {
+            // Cancelled while paused; read again once the pause is over.
+            let c = &self.conns[idx as usize];
+            if c.is_open() && !c.paused && !more {
+                self.rearm.push(idx);
+            }
+        } else {
             self.close_now(idx);
         }
         self.maybe_finish(idx);
+    }
+
+    /// Stops the multishot receive of a connection (its CQE re-arms later).
+    pub(crate) fn cancel_recv(&mut self, idx: u32) {
+        let key = ConnKey { index: idx, gen: self.conns[idx as usize].gen };
+        let sqe = opcode::AsyncCancel::new(Op::conn(OpKind::Recv, key)).build().user_data(Op::plain(OpKind::Ignore));
+        self.push_sqe(&sqe);
     }
 
     fn on_send(&mut self, op: Op, res: i32) {

@@ -27,6 +27,8 @@ use std::thread::JoinHandle;
 
 /// Capacity of each core-to-core queue.
 const MAILBOX_SLOTS: usize = 16 * 1024;
+/// File descriptors kept free of connections (listeners, rings, logs).
+const FD_RESERVE: u64 = 64;
 /// Most reactors: the owner's subscriber-core set is a u64 bitmask.
 pub const MAX_CORES: usize = 64;
 
@@ -110,10 +112,13 @@ fn validate(c: &Config) -> Result<(), Error> {
 
 impl Engine {
     /// Starts the reactors; returns once every one is serving.
-    pub fn start(config: Config) -> Result<Engine, Error> {
+    pub fn start(mut config: Config) -> Result<Engine, Error> {
         validate(&config)?;
         sys::ignore_sigpipe();
         sys::raise_nofile_limit();
+        // Each connection is one fd; keep room for listeners, rings, files.
+        let fd_room = sys::nofile_limit().saturating_sub(FD_RESERVE) as usize;
+        config.max_connections = config.max_connections.min(fd_room.max(1));
         let cores = config.cores;
         let mut listeners: Vec<OwnedFd> = Vec::with_capacity(cores);
         let mut addr = config.listen;
@@ -317,7 +322,7 @@ impl Engine {
              \x20 max frame          {} bytes\n\
              \x20 max backlog        {} per connection (ERROR 6 past it)\n\
              \x20 max subscriptions  {} per connection (ERROR 7 past it)\n\
-             \x20 max connections    {} (file limit {})\n\
+             \x20 max connections    {} (open-file limit {})\n\
              \x20 max topics         {}\n\
              \x20 frame pool         {} registered, shared by all rings\n\
              \x20 publish auth       {}\n\
