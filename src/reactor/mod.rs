@@ -257,7 +257,9 @@ impl Reactor {
     /// (nothing arrived in the meantime).
     fn park(&self) -> bool {
         self.shared.parked[self.id].0.store(true, Ordering::SeqCst);
-        let idle = self.inboxes.iter().flatten().all(|c| c.is_empty());
+        // Messages held back by a full queue must be retried without a
+        // wake-up from the consumer: do not sleep while any are waiting.
+        let idle = self.inboxes.iter().flatten().all(|c| c.is_empty()) && self.overflow.iter().all(|q| q.is_empty());
         if !idle {
             self.shared.parked[self.id]
                 .0
@@ -302,10 +304,10 @@ impl Reactor {
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 return;
             }
-            if let Err(e) = self.ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
-                    panic!("io_uring submit failed: {e}");
-                }
+            // A full SQ: hand it to the kernel. EBUSY (CQ overflowing),
+            // EAGAIN/ENOMEM (kernel short of memory) and EINTR are transient:
+            // handle completions, then try again.
+            if self.ring.submit().is_err() {
                 self.reap();
             }
         }
