@@ -82,7 +82,9 @@ fn every_subscriber_gets_every_frame_in_order() {
 
     let mut checked = 0;
     for r in readers {
-        checked += r.join().expect("a reader thread failed (see its panic above)");
+        checked += r
+            .join()
+            .expect("a reader thread failed (see its panic above)");
     }
     assert_eq!(checked, SUBSCRIBERS);
     let stats = engine.stats();

@@ -118,8 +118,14 @@ fn a_connection_receives_its_own_publishes() {
     c.publish("echo", b"two").unwrap();
     let a = c.next_message().unwrap();
     let b = c.next_message().unwrap();
-    assert_eq!((a.topic.as_str(), a.seq, a.payload.as_slice()), ("echo", 1, &b"one"[..]));
-    assert_eq!((b.topic.as_str(), b.seq, b.payload.as_slice()), ("echo", 2, &b"two"[..]));
+    assert_eq!(
+        (a.topic.as_str(), a.seq, a.payload.as_slice()),
+        ("echo", 1, &b"one"[..])
+    );
+    assert_eq!(
+        (b.topic.as_str(), b.seq, b.payload.as_slice()),
+        ("echo", 2, &b"two"[..])
+    );
 }
 
 #[test]
@@ -142,7 +148,11 @@ fn subscribing_twice_answers_suback_again_and_delivers_once() {
         let m = sub.next_message().unwrap();
         assert_eq!((m.seq, m.payload.as_slice()), (seq, &[seq as u8][..]));
     }
-    assert_next_frame_is_pong(&mut sub, b"after 3", "a second copy of a DATA frame arrived");
+    assert_next_frame_is_pong(
+        &mut sub,
+        b"after 3",
+        "a second copy of a DATA frame arrived",
+    );
 
     // Any duplicate of seq 1 to 3 would come before the next frame of the topic.
     publisher.publish("dup", b"marker").unwrap();

@@ -72,8 +72,15 @@ fn raw_subscriber(addr: std::net::SocketAddr) -> TcpStream {
         assert!(n > 0, "closed before SUBACK");
         buf.extend_from_slice(&chunk[..n]);
         if let Decoded::Frame { frame, consumed } = proto::decode_server(&buf, 1 << 20).unwrap() {
-            assert!(matches!(frame, ServerFrame::SubAck { .. }), "expected SUBACK, got {frame:?}");
-            assert_eq!(consumed, buf.len(), "nothing else may arrive before a publish");
+            assert!(
+                matches!(frame, ServerFrame::SubAck { .. }),
+                "expected SUBACK, got {frame:?}"
+            );
+            assert_eq!(
+                consumed,
+                buf.len(),
+                "nothing else may arrive before a publish"
+            );
             return s;
         }
     }
@@ -98,7 +105,11 @@ fn publishing_to_100_subscribers_allocates_nothing_once_warm() {
     let payload = [0xA5u8; PAYLOAD];
     let mut batch = Vec::new();
     for _ in 0..ROUND {
-        ClientFrame::Publish { topic: TOPIC, payload: &payload }.encode(&mut batch);
+        ClientFrame::Publish {
+            topic: TOPIC,
+            payload: &payload,
+        }
+        .encode(&mut batch);
     }
     let data_len = proto::data_frame_len(TOPIC.len(), PAYLOAD);
     let mut sink = vec![0u8; data_len * ROUND];
@@ -112,7 +123,11 @@ fn publishing_to_100_subscribers_allocates_nothing_once_warm() {
     let probe = std::hint::black_box(Box::new(7u64));
     COUNTING.store(false, Ordering::SeqCst);
     drop(probe);
-    assert_eq!(ALLOCS.swap(0, Ordering::SeqCst), 1, "the counting allocator is not in use");
+    assert_eq!(
+        ALLOCS.swap(0, Ordering::SeqCst),
+        1,
+        "the counting allocator is not in use"
+    );
 
     let before = engine.stats();
     COUNTING.store(true, Ordering::SeqCst);
@@ -126,7 +141,10 @@ fn publishing_to_100_subscribers_allocates_nothing_once_warm() {
     // The last frame read is the 24th round's last: seq 24 * ROUND.
     let last = &sink[(ROUND - 1) * data_len..];
     match proto::decode_server(last, 1 << 20).unwrap() {
-        Decoded::Frame { frame: ServerFrame::Data { seq, payload, .. }, .. } => {
+        Decoded::Frame {
+            frame: ServerFrame::Data { seq, payload, .. },
+            ..
+        } => {
             assert_eq!(seq, 24 * ROUND as u64);
             assert_eq!(payload, &payload_copy()[..]);
         }
@@ -134,8 +152,14 @@ fn publishing_to_100_subscribers_allocates_nothing_once_warm() {
     }
     let published = after.publishes - before.publishes;
     assert_eq!(published, 20 * ROUND as u64);
-    assert_eq!(after.deliveries - before.deliveries, published * SUBSCRIBERS as u64);
-    assert_eq!(allocs, 0, "{allocs} heap allocations during {published} publishes to {SUBSCRIBERS} subscribers");
+    assert_eq!(
+        after.deliveries - before.deliveries,
+        published * SUBSCRIBERS as u64
+    );
+    assert_eq!(
+        allocs, 0,
+        "{allocs} heap allocations during {published} publishes to {SUBSCRIBERS} subscribers"
+    );
 }
 
 fn payload_copy() -> [u8; PAYLOAD] {

@@ -58,7 +58,9 @@ impl Reactor {
             c.inbuf.extend_from_slice(data);
             if !c.paused {
                 self.process_inbuf(idx);
-            } else if c.inbuf.len() > self.shared.config.max_frame as usize + PAUSED_SLACK && c.recv_armed {
+            } else if c.inbuf.len() > self.shared.config.max_frame as usize + PAUSED_SLACK
+                && c.recv_armed
+            {
                 // Input keeps coming while a subscribe waits for its topic's
                 // owner: stop reading (the socket buffer pushes back on the
                 // client) until the answer lets us go on.

@@ -259,7 +259,8 @@ impl Reactor {
         self.shared.parked[self.id].0.store(true, Ordering::SeqCst);
         // Messages held back by a full queue must be retried without a
         // wake-up from the consumer: do not sleep while any are waiting.
-        let idle = self.inboxes.iter().flatten().all(|c| c.is_empty()) && self.overflow.iter().all(|q| q.is_empty());
+        let idle = self.inboxes.iter().flatten().all(|c| c.is_empty())
+            && self.overflow.iter().all(|q| q.is_empty());
         if !idle {
             self.shared.parked[self.id]
                 .0
@@ -565,8 +566,13 @@ impl Reactor {
 
     /// Stops the multishot receive of a connection (its CQE re-arms later).
     pub(crate) fn cancel_recv(&mut self, idx: u32) {
-        let key = ConnKey { index: idx, gen: self.conns[idx as usize].gen };
-        let sqe = opcode::AsyncCancel::new(Op::conn(OpKind::Recv, key)).build().user_data(Op::plain(OpKind::Ignore));
+        let key = ConnKey {
+            index: idx,
+            gen: self.conns[idx as usize].gen,
+        };
+        let sqe = opcode::AsyncCancel::new(Op::conn(OpKind::Recv, key))
+            .build()
+            .user_data(Op::plain(OpKind::Ignore));
         self.push_sqe(&sqe);
     }
 

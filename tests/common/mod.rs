@@ -12,7 +12,12 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A config listening on 127.0.0.1:0 with `cores` reactors.
 pub fn config(cores: usize) -> Config {
-    Config { listen: "127.0.0.1:0".parse().unwrap(), cores, pool_bytes: 32 << 20, ..Config::default() }
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cores,
+        pool_bytes: 32 << 20,
+        ..Config::default()
+    }
 }
 
 /// Starts an engine; panics with the engine's error text if it cannot.
