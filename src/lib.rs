@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod client;
 pub mod config;
 mod conn;

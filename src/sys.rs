@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
 /// Calls a libc function and turns a `-1` result into the thread's `errno`.
@@ -143,6 +143,19 @@ fn set_int_opt(fd: RawFd, level: i32, opt: i32, val: i32) -> io::Result<()> {
 /// SO_REUSEPORT (one listener per reactor on the same port; the kernel
 /// spreads new connections between them by a hash of the 4-tuple).
 pub fn reuseport_listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let fd = bound_socket(addr, true)?;
+    syscall!(listen(fd.as_raw_fd(), backlog))?;
+    Ok(fd)
+}
+
+/// Fails with EADDRINUSE when anything listens on `addr`, even another
+/// daemon's SO_REUSEPORT socket (which a SO_REUSEPORT bind would silently
+/// share the port with).
+pub fn check_port_free(addr: &SocketAddr) -> io::Result<()> {
+    bound_socket(addr, false).map(drop)
+}
+
+fn bound_socket(addr: &SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
     let domain = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -152,10 +165,11 @@ pub fn reuseport_listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd
     // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if reuseport {
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
     let (storage, len) = sockaddr_of(addr);
     syscall!(bind(fd, &storage as *const _ as *const libc::sockaddr, len))?;
-    syscall!(listen(fd, backlog))?;
     Ok(owned)
 }
 

@@ -280,7 +280,11 @@ mod tests {
         assert_eq!(merged.min(), all.min());
         assert_eq!(merged.max(), all.max());
         for q in [0.0, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0] {
-            assert_eq!(merged.value_at_quantile(q), all.value_at_quantile(q), "q={q}");
+            assert_eq!(
+                merged.value_at_quantile(q),
+                all.value_at_quantile(q),
+                "q={q}"
+            );
         }
         assert_eq!(merged.summary(), all.summary());
     }

@@ -34,6 +34,19 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CLOCK_REALTIME in nanoseconds: the clock of payload stamps, because it is
+/// the clock of the kernel's receive timestamps (SO_TIMESTAMPNS). It is
+/// system-wide, so processes on one host compare their readings.
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// CPU time (user + system) of the calling thread, in nanoseconds.
 pub fn thread_cpu_ns() -> u64 {
     // SAFETY: rusage is plain data; getrusage fills it.
@@ -200,11 +213,10 @@ pub const HUP_OR_ERR: u32 = (libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP)
 impl Epoll {
     /// A new epoll instance (close-on-exec).
     pub fn new() -> io::Result<Epoll> {
-        let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        let raw = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: epoll_create1 returned a new fd that nothing else owns.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Epoll { fd })
     }
 
     fn ctl(&self, op: i32, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
@@ -253,14 +265,13 @@ pub struct Timer {
 impl Timer {
     /// A new disarmed timer.
     pub fn new() -> io::Result<Timer> {
-        let fd = syscall!(timerfd_create(
+        let raw = syscall!(timerfd_create(
             libc::CLOCK_MONOTONIC,
             libc::TFD_NONBLOCK | libc::TFD_CLOEXEC
         ))?;
         // SAFETY: timerfd_create returned a new fd that nothing else owns.
-        Ok(Timer {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Timer { fd })
     }
 
     /// The fd, for epoll.
@@ -393,6 +404,47 @@ pub fn take_socket_error(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// Asks the kernel to stamp each received segment with CLOCK_REALTIME
+/// (SO_TIMESTAMPNS): on loopback the stamp is taken when the sender's
+/// segment enters the receive path, so it does not include the time this
+/// process takes to get to the socket.
+pub fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// recvmsg(2) into `buf`, with the kernel's receive timestamp of the last
+/// segment read (TCP reports the newest), when one was attached.
+pub fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for a few control messages, aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; zeroed is an empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = syscall!(recvmsg(fd, &mut msg, 0))?;
+    let mut stamp = None;
+    // SAFETY: `msg` was filled by the kernel: CMSG_FIRSTHDR/NXTHDR walk its
+    // control buffer (`control`, alive here) within msg_controllen, and an
+    // SCM_TIMESTAMPNS message carries one timespec, read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, stamp.filter(|&t| t != 0)))
+}
+
 /// read(2) into `buf`.
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     let n = syscall!(read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()))?;
@@ -423,6 +475,35 @@ mod tests {
         assert_eq!(parse_stat_ticks(line), Some(325));
         assert_eq!(parse_stat_ticks("garbage"), None);
         assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn kernel_receive_stamps_come_with_the_data() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (rx, _) = listener.accept().unwrap();
+        enable_rx_timestamps(rx.as_raw_fd()).unwrap();
+        // The kernel turns stamping on for the whole host a moment after the
+        // first socket asks (a deferred static key): retry until it does.
+        for _ in 0..200 {
+            let before = realtime_ns();
+            tx.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 16];
+            let (n, stamp) = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap();
+            let after = realtime_ns();
+            assert_eq!(&buf[..n], b"hello");
+            if let Some(stamp) = stamp {
+                assert!(
+                    before <= stamp && stamp <= after,
+                    "{before} {stamp} {after}"
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no SO_TIMESTAMPNS stamp in 2 s");
     }
 
     #[test]

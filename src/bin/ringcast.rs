@@ -6,6 +6,8 @@
 // they live in `ringcast/` to keep `src/bin/` to one entry per binary.
 #[path = "ringcast/args.rs"]
 mod args;
+#[path = "ringcast/bench.rs"]
+mod bench;
 #[path = "ringcast/connect.rs"]
 mod connect;
 #[path = "ringcast/publish.rs"]
@@ -52,6 +54,12 @@ const COMMANDS: &[Command] = &[
         summary: "Publish a message, or each line of stdin, to a topic.",
         help: publish::help,
         run: publish::run,
+    },
+    Command {
+        name: "bench",
+        summary: "Generate load (steady or burst) against ringcast, Redis or NATS; report latency.",
+        help: bench::help,
+        run: bench::run,
     },
 ];
 
@@ -168,6 +176,6 @@ mod tests {
             assert!(text.contains(c.name));
             assert!((c.help)().contains(&format!("ringcast {}", c.name)));
         }
-        assert!(!text.contains("bench"));
+        assert!(text.contains("bench"));
     }
 }

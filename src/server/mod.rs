@@ -122,14 +122,20 @@ impl Engine {
         let cores = config.cores;
         let mut listeners: Vec<OwnedFd> = Vec::with_capacity(cores);
         let mut addr = config.listen;
-        for _ in 0..cores {
-            let l = sys::reuseport_listener(&addr, 4096).map_err(|e| {
+        let in_use = |addr: SocketAddr| {
+            move |e: io::Error| {
                 if e.raw_os_error() == Some(libc::EADDRINUSE) {
                     Error::AddrInUse(addr)
                 } else {
                     Error::Listen(addr, e)
                 }
-            })?;
+            }
+        };
+        if addr.port() != 0 {
+            sys::check_port_free(&addr).map_err(in_use(addr))?;
+        }
+        for _ in 0..cores {
+            let l = sys::reuseport_listener(&addr, 4096).map_err(in_use(addr))?;
             addr = sys::local_addr(l.as_raw_fd()).map_err(|e| Error::Listen(addr, e))?;
             listeners.push(l);
         }

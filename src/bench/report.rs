@@ -1,0 +1,488 @@
+//! The result of a run, as a table for people or one JSON object.
+
+use super::account::Deliveries;
+use super::hist::Summary;
+use super::json::Json;
+use super::{Params, Workload};
+
+/// Busy fraction of one core past which a generator process is flagged.
+pub const GENERATOR_BUSY: f64 = 0.8;
+
+/// Everything a run measured, with the parameters and machine it ran on.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub params: Params,
+    /// What was driven: `embedded ringcast (N reactors) at ADDR` or `resp at ADDR`.
+    pub target: String,
+    /// Whether the engine ran in-process (`params.target` then holds its address).
+    pub embedded: bool,
+    /// Processes that held subscribers (1: the generator itself).
+    pub procs: usize,
+    /// Source addresses used.
+    pub source_ips: usize,
+    /// Measured messages (steady) or bursts (burst) published.
+    pub published: u64,
+    /// From the first to the last measured publish, in seconds.
+    pub publish_s: f64,
+    /// Most the publisher fell behind its schedule (steady), in µs.
+    pub max_publish_lag_us: f64,
+    pub deliveries: Deliveries,
+    /// Latency per delivery.
+    pub latency: Summary,
+    /// Time to the last subscriber per burst (burst only).
+    pub time_to_last: Option<Summary>,
+    /// Server CPU over the measured phase, in seconds, when known.
+    pub server_cpu_s: Option<f64>,
+    /// Where the server CPU figure comes from.
+    pub server_cpu_source: String,
+    /// Generator CPU over the measured phase, all processes.
+    pub generator_cpu_s: f64,
+    /// The busiest generator process's share of one core.
+    pub generator_busiest: f64,
+    /// Measured phase: first measured publish to last measured delivery.
+    pub wall_s: f64,
+    /// Why the run stopped early, if it did.
+    pub aborted: Option<String>,
+    /// The first error seen (a subscriber cut off, a server ERROR).
+    pub first_error: Option<String>,
+    /// Payloads without the generator's stamp (another publisher on the topics?).
+    pub foreign_payloads: u64,
+    /// UTC date and time of the run, ISO 8601.
+    pub date: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+}
+
+impl Report {
+    /// Server CPU µs per delivery received.
+    pub fn server_cpu_us_per_delivery(&self) -> Option<f64> {
+        let s = self.server_cpu_s?;
+        (self.deliveries.received > 0).then(|| s * 1e6 / self.deliveries.received as f64)
+    }
+
+    /// Deliveries per second over the measured phase.
+    pub fn delivery_rate(&self) -> f64 {
+        if self.wall_s > 0.0 {
+            self.deliveries.received as f64 / self.wall_s
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether the run met its bar: every delivery, none twice, in order.
+    pub fn is_clean(&self) -> bool {
+        let d = &self.deliveries;
+        self.aborted.is_none()
+            && d.received == d.expected
+            && d.duplicates == 0
+            && d.reordered == 0
+            && d.gaps == 0
+            && d.disconnects == 0
+    }
+
+    fn summary_json(s: &Summary) -> Json {
+        Json::obj()
+            .with("count", s.count)
+            .with("min", s.min)
+            .with("p50", s.p50)
+            .with("p90", s.p90)
+            .with("p99", s.p99)
+            .with("p999", s.p999)
+            .with("max", s.max)
+            .with("mean", s.mean)
+    }
+
+    /// One JSON object on one line.
+    pub fn to_json(&self) -> String {
+        let p = &self.params;
+        let steady = p.workload == Workload::Steady;
+        let params = Json::obj()
+            .with("workload", p.workload.name())
+            .with("proto", p.proto.name())
+            .with("target", self.target.as_str())
+            .with("embedded", self.embedded)
+            .with("subs", p.subs)
+            .with("topics", p.topics)
+            .with("rate", steady.then_some(p.rate))
+            .with("size", p.size)
+            .with(
+                "duration_s",
+                (steady && p.messages.is_none()).then_some(p.duration.as_secs_f64()),
+            )
+            .with("messages", steady.then(|| p.measured_count()))
+            .with("warmup", p.warmup_count())
+            .with("bursts", (!steady).then_some(p.bursts))
+            .with("gap_ms", (!steady).then_some(p.gap.as_secs_f64() * 1e3))
+            .with("rx_clock", p.rx_clock.name())
+            .with("procs", self.procs)
+            .with("source_ips", self.source_ips)
+            .with("cpus", p.cpus.clone())
+            .with("server_pid", p.server_pid)
+            .with("server_cores", self.embedded.then_some(p.server_cores));
+        let d = &self.deliveries;
+        let deliveries = Json::obj()
+            .with("expected", d.expected)
+            .with("received", d.received)
+            .with("ratio", Json::Num((d.ratio() * 1e6).floor() / 1e6))
+            .with("duplicates", d.duplicates)
+            .with("reordered", d.reordered)
+            .with("gaps", d.gaps)
+            .with("disconnects", d.disconnects)
+            .with("server_errors", d.server_errors)
+            .with("unstamped", d.unstamped)
+            .with("foreign_payloads", self.foreign_payloads)
+            .with("per_second", self.delivery_rate());
+        let machine = Json::obj()
+            .with("kernel", self.kernel.as_str())
+            .with("cpus", self.cpus)
+            .with("cpu_model", self.cpu_model.as_str());
+        Json::obj()
+            .with(
+                "tool",
+                format!("ringcast bench {}", env!("CARGO_PKG_VERSION")),
+            )
+            .with("date", self.date.as_str())
+            .with("machine", machine)
+            .with("params", params)
+            .with("published", self.published)
+            .with("publish_s", self.publish_s)
+            .with("max_publish_lag_us", self.max_publish_lag_us)
+            .with("deliveries", deliveries)
+            .with("latency_us", Self::summary_json(&self.latency))
+            .with(
+                "time_to_last_us",
+                self.time_to_last.as_ref().map(Self::summary_json),
+            )
+            .with("server_cpu_s", self.server_cpu_s)
+            .with(
+                "server_cpu_us_per_delivery",
+                self.server_cpu_us_per_delivery(),
+            )
+            .with("server_cpu_source", self.server_cpu_source.as_str())
+            .with("generator_cpu_s", self.generator_cpu_s)
+            .with("generator_busiest_core", self.generator_busiest)
+            .with("wall_s", self.wall_s)
+            .with("clean", self.is_clean())
+            .with("aborted", self.aborted.clone())
+            .with("first_error", self.first_error.clone())
+            .render()
+    }
+
+    /// The human table.
+    pub fn to_table(&self) -> String {
+        let p = &self.params;
+        let d = &self.deliveries;
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| {
+            out.push_str(&format!("  {k:<16} {v}\n"));
+        };
+        let what = match p.workload {
+            Workload::Steady => format!(
+                "{} subscribers over {} topic{}, {} msg/s, {} B payloads, {} measured after {} warm-up messages",
+                p.subs,
+                p.topics,
+                if p.topics == 1 { "" } else { "s" },
+                p.rate,
+                p.size,
+                match p.messages {
+                    Some(m) => format!("{m} messages"),
+                    None => format!("{:.1} s", p.duration.as_secs_f64()),
+                },
+                p.warmup_count()
+            ),
+            Workload::Burst => format!(
+                "{} subscribers on one topic, {} B payloads, {} bursts {:.0} ms apart after {} warm-up bursts",
+                p.subs,
+                p.size,
+                p.bursts,
+                p.gap.as_secs_f64() * 1e3,
+                p.warmup_count()
+            ),
+        };
+        let mut head = format!(
+            "ringcast bench: {} workload against {}\n",
+            p.workload.name(),
+            self.target
+        );
+        head.push_str(&format!("  {what}\n"));
+        line(
+            "published",
+            match p.workload {
+                Workload::Steady => format!(
+                    "{} messages in {:.2} s ({:.0} msg/s; publisher lag at most {:.0} us)",
+                    self.published,
+                    self.publish_s,
+                    if self.publish_s > 0.0 {
+                        self.published as f64 / self.publish_s
+                    } else {
+                        0.0
+                    },
+                    self.max_publish_lag_us
+                ),
+                Workload::Burst => format!("{} bursts", self.published),
+            },
+        );
+        line(
+            "deliveries",
+            format!(
+                "{} of {} received ({:.4}%), {:.0}/s",
+                d.received,
+                d.expected,
+                d.ratio() * 100.0,
+                self.delivery_rate()
+            ),
+        );
+        line(
+            "faults",
+            format!(
+                "{} duplicates, {} reordered, {} gaps, {} disconnects, {} server errors",
+                d.duplicates, d.reordered, d.gaps, d.disconnects, d.server_errors
+            ),
+        );
+        let pct = |s: &Summary| {
+            format!(
+                "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                us(s.p50),
+                us(s.p90),
+                us(s.p99),
+                us(s.p999),
+                us(s.max)
+            )
+        };
+        line(
+            "latency",
+            format!(
+                "{} ({} receive time)",
+                pct(&self.latency),
+                p.rx_clock.name()
+            ),
+        );
+        if let Some(t) = &self.time_to_last {
+            line("time to last", pct(t));
+        }
+        line(
+            "server CPU",
+            match (self.server_cpu_s, self.server_cpu_us_per_delivery()) {
+                (Some(s), per) => format!(
+                    "{s:.2} s ({:.0}% of one core), {} per delivery ({})",
+                    if self.wall_s > 0.0 {
+                        s / self.wall_s * 100.0
+                    } else {
+                        0.0
+                    },
+                    per.map_or("-".into(), |u| format!("{u:.2} us")),
+                    self.server_cpu_source
+                ),
+                (None, _) => format!("not measured ({})", self.server_cpu_source),
+            },
+        );
+        line(
+            "generator CPU",
+            format!(
+                "{:.2} s over {} process{}, busiest at {:.0}% of one core{}",
+                self.generator_cpu_s,
+                self.procs.max(1) + usize::from(self.procs > 1),
+                if self.procs == 1 { "" } else { "es" },
+                self.generator_busiest * 100.0,
+                if self.generator_busiest > GENERATOR_BUSY {
+                    " (busy: the generator may be the bottleneck; add --procs)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        line("wall", format!("{:.2} s measured", self.wall_s));
+        line(
+            "machine",
+            format!(
+                "Linux {}, {} CPUs ({}), {}",
+                self.kernel, self.cpus, self.cpu_model, self.date
+            ),
+        );
+        if let Some(a) = &self.aborted {
+            line("ABORTED", a.clone());
+        }
+        if let Some(e) = &self.first_error {
+            line("first error", e.clone());
+        }
+        if d.unstamped > 0 {
+            line(
+                "unstamped",
+                format!(
+                    "{} measured deliveries carried no kernel receive stamp and were timed by the clock after the read",
+                    d.unstamped
+                ),
+            );
+        }
+        if self.foreign_payloads > 0 {
+            line(
+                "foreign",
+                format!(
+                    "{} payloads without the generator's stamp (another publisher on these topics?)",
+                    self.foreign_payloads
+                ),
+            );
+        }
+        head + &out
+    }
+}
+
+/// Microseconds with a unit that keeps 3 or 4 digits.
+fn us(v: f64) -> String {
+    if v >= 1_000_000.0 {
+        format!("{:.2}s", v / 1e6)
+    } else if v >= 10_000.0 {
+        format!("{:.1}ms", v / 1e3)
+    } else if v >= 1_000.0 {
+        format!("{:.2}ms", v / 1e3)
+    } else {
+        format!("{v:.1}us")
+    }
+}
+
+/// `2026-11-23T10:04:05Z` for seconds since the Unix epoch.
+pub fn iso8601_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::json::check_shape;
+    use super::*;
+
+    fn sample(workload: Workload) -> Report {
+        let summary = Summary {
+            count: 1000,
+            min: 10.0,
+            p50: 50.0,
+            p90: 90.0,
+            p99: 99.0,
+            p999: 99.9,
+            max: 1234.5,
+            mean: 55.5,
+        };
+        Report {
+            params: Params {
+                workload,
+                topics: 1,
+                ..Params::default()
+            },
+            target: "embedded ringcast (1 reactor) at 127.0.0.1:40000".into(),
+            embedded: true,
+            procs: 1,
+            source_ips: 1,
+            published: 500,
+            publish_s: 0.5,
+            max_publish_lag_us: 12.0,
+            deliveries: Deliveries {
+                expected: 500_000,
+                received: 500_000,
+                ..Default::default()
+            },
+            latency: summary,
+            time_to_last: (workload == Workload::Burst).then_some(summary),
+            server_cpu_s: Some(1.5),
+            server_cpu_source: "reactor threads ringcast-r*".into(),
+            generator_cpu_s: 0.25,
+            generator_busiest: 0.5,
+            wall_s: 0.51,
+            aborted: None,
+            first_error: Some("a \"quoted\"\nerror".into()),
+            foreign_payloads: 0,
+            date: iso8601_utc(0),
+            kernel: "6.18.0".into(),
+            cpus: 2,
+            cpu_model: "Test CPU".into(),
+        }
+    }
+
+    #[test]
+    fn json_is_well_formed_with_the_expected_keys() {
+        for w in [Workload::Steady, Workload::Burst] {
+            let r = sample(w);
+            let text = r.to_json();
+            let keys = check_shape(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            for k in [
+                "tool",
+                "date",
+                "machine",
+                "params",
+                "published",
+                "deliveries",
+                "latency_us",
+                "time_to_last_us",
+                "server_cpu_s",
+                "server_cpu_us_per_delivery",
+                "generator_cpu_s",
+                "wall_s",
+                "clean",
+            ] {
+                assert!(keys.iter().any(|x| x == k), "missing {k} in {text}");
+            }
+            for inner in [
+                "\"ratio\":1,",
+                "\"p50\":50,",
+                "\"p999\":99.9,",
+                "\"kernel\":\"6.18.0\"",
+                "\"server_cpu_us_per_delivery\":3,",
+                "\"first_error\":\"a \\\"quoted\\\"\\nerror\"",
+            ] {
+                assert!(text.contains(inner), "missing {inner} in {text}");
+            }
+            assert_eq!(
+                text.contains("\"time_to_last_us\":null"),
+                w == Workload::Steady
+            );
+            assert!(!text.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn table_names_every_figure() {
+        let t = sample(Workload::Burst).to_table();
+        for needle in [
+            "burst workload",
+            "500000 of 500000 received (100.0000%)",
+            "p50 50.0us",
+            "max 1.23ms",
+            "time to last",
+            "3.00 us per delivery",
+            "first error",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601_utc(1_795_428_245), "2026-11-23T10:04:05Z");
+    }
+
+    #[test]
+    fn unit_choice() {
+        assert_eq!(us(12.34), "12.3us");
+        assert_eq!(us(1_234.0), "1.23ms");
+        assert_eq!(us(45_600.0), "45.6ms");
+        assert_eq!(us(2_500_000.0), "2.50s");
+    }
+}
