@@ -114,6 +114,22 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
     Ok(Some((event, after)))
 }
 
+/// For a MSG whose control line is in `buf`: the bytes before the payload
+/// and the message's total length (HMSG is not handled: `None`).
+pub fn msg_prefix(buf: &[u8]) -> Option<(usize, usize)> {
+    let nl = buf.iter().position(|&b| b == b'\n')?;
+    let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
+    let words: Vec<&[u8]> = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.len() < 4 || !words[0].eq_ignore_ascii_case(b"MSG") {
+        return None;
+    }
+    let len = number(words.last().copied()).ok()?;
+    Some((nl + 1, nl + 1 + len + 2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

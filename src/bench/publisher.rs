@@ -28,6 +28,7 @@ enum State {
 /// The publishing connection.
 pub struct Publisher {
     proto: Proto,
+    addr: SocketAddr,
     fd: OwnedFd,
     state: State,
     out: Vec<u8>,
@@ -59,6 +60,7 @@ impl Publisher {
         fill_payload(&mut payload);
         Ok(Publisher {
             proto,
+            addr,
             fd,
             state: State::Connecting,
             out,
@@ -83,8 +85,12 @@ impl Publisher {
     /// Handles an epoll event; an error ends the run.
     pub fn handle(&mut self, ep: &Epoll, events: u32) -> Result<(), String> {
         if self.state == State::Connecting {
-            sys::take_socket_error(self.fd.as_raw_fd())
-                .map_err(|e| format!("publisher: connect failed: {e}"))?;
+            sys::take_socket_error(self.fd.as_raw_fd()).map_err(|e| {
+                format!(
+                    "cannot connect to {}: {e} (is the server running there? see --host and --port)",
+                    self.addr
+                )
+            })?;
             self.state = State::Probing;
         }
         if events & (sys::IN | sys::HUP_OR_ERR) != 0 {

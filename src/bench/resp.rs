@@ -146,6 +146,26 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
     Ok(Some((event, pos)))
 }
 
+/// For a `message` push whose head (through the payload's length line) is
+/// in `buf`: the bytes before the payload and the push's total length.
+pub fn message_prefix(buf: &[u8]) -> Option<(usize, usize)> {
+    let (l, pos) = line(buf, 0).ok()??;
+    if l != b"*3" {
+        return None;
+    }
+    let (kind, pos) = value(buf, pos).ok()??;
+    if kind != Value::Bulk(Some(b"message")) {
+        return None;
+    }
+    let (_channel, pos) = value(buf, pos).ok()??;
+    let (l, head) = line(buf, pos).ok()??;
+    let len: usize = std::str::from_utf8(l.strip_prefix(b"$")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((head, head + len + 2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,14 @@
 //!
 //! Memory: one shared 256 KiB read buffer; per subscriber only the bytes of
 //! a frame cut by the end of a read (`partial`) and unsent request bytes.
+//! A message of 64 KiB or more is never buffered whole: once its head and
+//! stamp are in, the rest is discarded in the kernel (`recv(MSG_TRUNC)`, no
+//! copy) and the delivery is timed by its last segment.
 
 use super::account::{Deliveries, SeqTracker};
 use super::hist::LatencyHistogram;
 use super::sys::{self, Epoll};
-use super::wire::{read_stamp, Event, Proto};
+use super::wire::{read_stamp, Event, Proto, PAYLOAD_HEADER};
 use super::{Params, RxClock, Workload};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,6 +27,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 const CONNECT_WINDOW: usize = 256;
 /// Shared read buffer.
 const READ_BUF: usize = 256 * 1024;
+/// Messages at least this large are not buffered whole: once their head and
+/// stamp are in, the rest is discarded in the kernel (MSG_TRUNC, no copy).
+const SKIP_FROM: usize = 64 * 1024;
 
 /// Where one subscriber is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +63,10 @@ struct Sub {
     tracker: Option<SeqTracker>,
     /// Measured (non-warm-up) deliveries received once each.
     measured: u64,
+    /// Bytes of a large message still to discard (see [`skip_large`]).
+    skip: usize,
+    /// That message's seq and payload head, delivered when `skip` reaches 0.
+    pending: Option<(Option<u64>, [u8; PAYLOAD_HEADER])>,
 }
 
 /// Something the owner must act on.
@@ -132,6 +142,8 @@ impl SubSet {
                 watching_out: false,
                 tracker: None,
                 measured: 0,
+                skip: 0,
+                pending: None,
             })
             .collect();
         SubSet {
@@ -305,7 +317,10 @@ impl SubSet {
         let mut rbuf = std::mem::take(&mut self.rbuf);
         let mut wrote_reply = false;
         loop {
-            let got = if self.kernel_stamps {
+            let skipping = self.subs[i].skip > 0;
+            let got = if skipping {
+                sys::recv_discard(fd, self.subs[i].skip)
+            } else if self.kernel_stamps {
                 sys::recv_stamped(fd, &mut rbuf)
             } else {
                 sys::read(fd, &mut rbuf).map(|n| (n, None))
@@ -325,6 +340,10 @@ impl SubSet {
             };
             let stamped = stamp.is_some() || !self.kernel_stamps;
             let now = stamp.unwrap_or_else(sys::realtime_ns);
+            if skipping {
+                self.skipped(i, n, now, stamped);
+                continue;
+            }
             match self.consume(i, &rbuf[..n], now, stamped) {
                 Ok(reply) => wrote_reply |= reply,
                 Err(e) => {
@@ -332,13 +351,34 @@ impl SubSet {
                     break;
                 }
             }
-            if n < rbuf.len() {
+            if n < rbuf.len() && self.subs[i].skip == 0 {
                 break;
             }
         }
         self.rbuf = rbuf;
         if wrote_reply {
             self.flush(ep, i);
+        }
+    }
+
+    /// `n` more bytes of a large message were discarded; when it is all
+    /// gone, the message is delivered, timed by its last segment.
+    fn skipped(&mut self, i: usize, n: usize, now: u64, stamped: bool) {
+        let sub = &mut self.subs[i];
+        debug_assert!(n <= sub.skip);
+        sub.skip -= n;
+        if sub.skip == 0 {
+            if let Some((seq, head)) = sub.pending.take() {
+                on_data(
+                    self.burst_mode,
+                    sub,
+                    &mut self.totals,
+                    seq,
+                    &head,
+                    now,
+                    stamped,
+                );
+            }
         }
     }
 
@@ -369,6 +409,9 @@ impl SubSet {
                 Err(e) => break Err(e),
             }
         };
+        if result.is_ok() {
+            at += skip_large(proto, sub, &buf[at..]);
+        }
         if from_partial {
             partial.drain(..at);
         } else {
@@ -489,38 +532,7 @@ fn on_event(
         return;
     }
     match event {
-        Event::Data { seq, payload } => {
-            let (Some(tracker), Some((sent, gen_seq, warm))) =
-                (sub.tracker.as_mut(), read_stamp(payload))
-            else {
-                t.foreign += 1;
-                return;
-            };
-            if !tracker.observe(seq.unwrap_or(gen_seq)).is_new() {
-                return;
-            }
-            let latency = now.saturating_sub(sent);
-            if !warm {
-                sub.measured += 1;
-                t.hist.record(latency);
-                t.unstamped += u64::from(!stamped);
-                if let Some(exp) = &t.expected {
-                    if sub.measured == exp[sub.topic as usize] {
-                        t.pending -= 1;
-                    }
-                }
-            }
-            if burst_mode {
-                match t.bursts.iter_mut().find(|b| b.0 == gen_seq) {
-                    Some(b) => {
-                        b.2 += 1;
-                        b.3 = b.3.max(latency);
-                    }
-                    None => t.bursts.push((gen_seq, warm, 1, latency)),
-                }
-                check_bursts(t);
-            }
-        }
+        Event::Data { seq, payload } => on_data(burst_mode, sub, t, seq, payload, now, stamped),
         Event::Ping => proto.encode_pong(&mut sub.out),
         Event::ServerError(e) => {
             t.server_errors += 1;
@@ -528,6 +540,68 @@ fn on_event(
                 .get_or_insert_with(|| format!("server error: {e}"));
         }
         Event::Subscribed { .. } | Event::Pong | Event::Other => {}
+    }
+}
+
+/// If `rest` (what is left unparsed) starts with the head of a large
+/// message whose stamp has arrived, takes the head and arranges for the
+/// rest of the message to be discarded as it arrives; returns the bytes of
+/// `rest` used (all of it, or none).
+fn skip_large(proto: Proto, sub: &mut Sub, rest: &[u8]) -> usize {
+    if rest.len() < PAYLOAD_HEADER || sub.state != State::Ready {
+        return 0;
+    }
+    let Some(p) = proto.data_prefix(rest) else {
+        return 0;
+    };
+    if p.total < SKIP_FROM || p.total <= rest.len() || rest.len() < p.head + PAYLOAD_HEADER {
+        return 0;
+    }
+    let mut head = [0u8; PAYLOAD_HEADER];
+    head.copy_from_slice(&rest[p.head..p.head + PAYLOAD_HEADER]);
+    sub.pending = Some((p.seq, head));
+    sub.skip = p.total - rest.len();
+    rest.len()
+}
+
+/// One message for one subscriber: `payload` holds at least the stamp.
+fn on_data(
+    burst_mode: bool,
+    sub: &mut Sub,
+    t: &mut Totals,
+    seq: Option<u64>,
+    payload: &[u8],
+    now: u64,
+    stamped: bool,
+) {
+    let (Some(tracker), Some((sent, gen_seq, warm))) = (sub.tracker.as_mut(), read_stamp(payload))
+    else {
+        t.foreign += 1;
+        return;
+    };
+    if !tracker.observe(seq.unwrap_or(gen_seq)).is_new() {
+        return;
+    }
+    let latency = now.saturating_sub(sent);
+    if !warm {
+        sub.measured += 1;
+        t.hist.record(latency);
+        t.unstamped += u64::from(!stamped);
+        if let Some(exp) = &t.expected {
+            if sub.measured == exp[sub.topic as usize] {
+                t.pending -= 1;
+            }
+        }
+    }
+    if burst_mode {
+        match t.bursts.iter_mut().find(|b| b.0 == gen_seq) {
+            Some(b) => {
+                b.2 += 1;
+                b.3 = b.3.max(latency);
+            }
+            None => t.bursts.push((gen_seq, warm, 1, latency)),
+        }
+        check_bursts(t);
     }
 }
 

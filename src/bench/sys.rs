@@ -415,9 +415,26 @@ pub fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
 /// recvmsg(2) into `buf`, with the kernel's receive timestamp of the last
 /// segment read (TCP reports the newest), when one was attached.
 pub fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    recvmsg_stamped(fd, buf.as_mut_ptr(), buf.len(), 0)
+}
+
+/// Discards up to `len` received bytes without copying them (MSG_TRUNC on
+/// a TCP socket), with the receive timestamp as [`recv_stamped`].
+pub fn recv_discard(fd: RawFd, len: usize) -> io::Result<(usize, Option<u64>)> {
+    recvmsg_stamped(fd, std::ptr::null_mut(), len, libc::MSG_TRUNC)
+}
+
+/// recvmsg(2) of up to `len` bytes at `ptr` (null with MSG_TRUNC: nothing
+/// is written there).
+fn recvmsg_stamped(
+    fd: RawFd,
+    ptr: *mut u8,
+    len: usize,
+    flags: i32,
+) -> io::Result<(usize, Option<u64>)> {
     let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
+        iov_base: ptr as *mut libc::c_void,
+        iov_len: len,
     };
     // Room for a few control messages, aligned for cmsghdr.
     let mut control = [0u64; 16];
@@ -427,7 +444,7 @@ pub fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    let n = syscall!(recvmsg(fd, &mut msg, 0))?;
+    let n = syscall!(recvmsg(fd, &mut msg, flags))?;
     let mut stamp = None;
     // SAFETY: `msg` was filled by the kernel: CMSG_FIRSTHDR/NXTHDR walk its
     // control buffer (`control`, alive here) within msg_controllen, and an
@@ -504,6 +521,21 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!("no SO_TIMESTAMPNS stamp in 2 s");
+    }
+
+    #[test]
+    fn discarding_skips_bytes_without_reading_them() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (rx, _) = listener.accept().unwrap();
+        tx.write_all(b"0123456789abc").unwrap();
+        let (n, _) = recv_discard(rx.as_raw_fd(), 10).unwrap();
+        assert_eq!(n, 10);
+        let mut buf = [0u8; 8];
+        let (n, _) = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"abc");
     }
 
     #[test]

@@ -37,6 +37,17 @@ pub enum Proto {
     Nats,
 }
 
+/// Where a message's payload lies in its frame, from the frame's head alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    /// ringcast's DATA seq (None for the other protocols).
+    pub seq: Option<u64>,
+    /// Bytes before the payload.
+    pub head: usize,
+    /// Bytes in the whole frame (head, payload and any trailer).
+    pub total: usize,
+}
+
 /// Something a server said, as far as the generator cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -136,6 +147,43 @@ impl Proto {
             Proto::Ringcast => parse_ringcast(buf),
             Proto::Resp => super::resp::parse(buf),
             Proto::Nats => super::nats::parse(buf),
+        }
+    }
+}
+
+impl Proto {
+    /// For a message (DATA, `message` push, MSG) whose head is in `buf`:
+    /// where its payload starts and how long the whole frame is, so that a
+    /// large payload can be skipped after its first bytes instead of being
+    /// buffered. Only the head is checked; `None` for anything else or when
+    /// the head is incomplete.
+    pub fn data_prefix(self, buf: &[u8]) -> Option<Prefix> {
+        match self {
+            Proto::Ringcast => {
+                let fixed = buf.get(..proto::DATA_HEADER_LEN)?;
+                let u16_at = |i: usize| usize::from(u16::from_le_bytes([fixed[i], fixed[i + 1]]));
+                let len = u32::from_le_bytes(fixed[..4].try_into().ok()?) as usize;
+                if fixed[4] != proto::Kind::Data as u8 {
+                    return None;
+                }
+                let head = proto::DATA_HEADER_LEN + u16_at(6);
+                let total = proto::LEN_PREFIX + len;
+                (total >= head && buf.len() >= head).then_some(Prefix {
+                    seq: Some(u64::from_le_bytes(fixed[8..16].try_into().ok()?)),
+                    head,
+                    total,
+                })
+            }
+            Proto::Resp => super::resp::message_prefix(buf).map(|(head, total)| Prefix {
+                seq: None,
+                head,
+                total,
+            }),
+            Proto::Nats => super::nats::msg_prefix(buf).map(|(head, total)| Prefix {
+                seq: None,
+                head,
+                total,
+            }),
         }
     }
 }
@@ -247,6 +295,61 @@ mod tests {
             assert_eq!(p.parse(&out[..end]), Ok(None));
         }
         assert!(p.parse(&[0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn prefixes_of_large_messages_point_at_their_payloads() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut ringcast = Vec::new();
+        ServerFrame::Data {
+            seq: 77,
+            ts_ns: 1,
+            topic: "bench.x.0",
+            payload: &payload,
+        }
+        .encode(&mut ringcast);
+        let mut resp = b"*3\r\n$7\r\nmessage\r\n$9\r\nbench.x.0\r\n$100000\r\n".to_vec();
+        resp.extend_from_slice(&payload);
+        resp.extend_from_slice(b"\r\n");
+        let mut nats = b"MSG bench.x.0 12 100000\r\n".to_vec();
+        nats.extend_from_slice(&payload);
+        nats.extend_from_slice(b"\r\n");
+        for (proto, msg, seq) in [
+            (Proto::Ringcast, ringcast, Some(77)),
+            (Proto::Resp, resp, None),
+            (Proto::Nats, nats, None),
+        ] {
+            let (event, used) = proto.parse(&msg).unwrap().unwrap();
+            assert_eq!(used, msg.len());
+            let Event::Data { payload: full, .. } = event else {
+                panic!("{proto:?}: not data");
+            };
+            let head = msg.len() - full.len() - if proto == Proto::Ringcast { 0 } else { 2 };
+            // Known from the head and the payload's first 16 bytes alone.
+            let p = proto.data_prefix(&msg[..head + 16]).unwrap();
+            assert_eq!(
+                p,
+                Prefix {
+                    seq,
+                    head,
+                    total: msg.len()
+                },
+                "{proto:?}"
+            );
+            assert_eq!(&msg[p.head..p.head + 16], &payload[..16]);
+            // Before the head is complete, nothing is claimed.
+            assert_eq!(proto.data_prefix(&msg[..head - 1]), None, "{proto:?}");
+        }
+        assert_eq!(Proto::Resp.data_prefix(b":1\r\n"), None);
+        assert_eq!(Proto::Nats.data_prefix(b"PING\r\n"), None);
+        let mut ack = Vec::new();
+        ServerFrame::SubAck {
+            next_seq: 1,
+            epoch: 1,
+            topic: "t",
+        }
+        .encode(&mut ack);
+        assert_eq!(Proto::Ringcast.data_prefix(&ack), None);
     }
 
     #[test]
