@@ -180,22 +180,44 @@ impl Reactor {
         let mut f = self.arena.alloc(&self.shared.pool, len);
         // SAFETY: just allocated, no other reference exists.
         proto::encode_data(unsafe { f.bytes_mut() }, 0, ts, topic, payload);
-        let st = self.stats();
-        st.publishes.fetch_add(1, Ordering::Relaxed);
-        st.encodes.fetch_add(1, Ordering::Relaxed);
+        self.stats().encodes.fetch_add(1, Ordering::Relaxed);
         let owner = owner_of(topic, self.cores);
         let from = self.key(idx);
         if owner == self.id {
-            self.fan_out(f, from, self.id);
+            self.fan_out(f, from, self.id, false);
         } else {
+            // The first publish from this core to a topic owned elsewhere
+            // may hit the topic limit, which only the owner can tell: wait
+            // for its answer before reading on, so a refusal (ERROR 4) comes
+            // in request order and nothing after it is accepted. Owned topics
+            // live for the engine's run, so one confirmation per topic and
+            // core is enough.
+            let confirm = !self.known_remote.contains(topic);
+            if confirm {
+                self.conns[idx as usize].paused = true;
+            }
+            let core = self.id;
             self.send_msg(
                 owner,
                 Msg::Publish {
                     frame: f,
                     from,
-                    core: self.id,
+                    core,
+                    confirm,
                 },
             );
+        }
+    }
+
+    /// Lets a paused connection go on with the input it buffered.
+    fn resume(&mut self, idx: u32) {
+        let c = &mut self.conns[idx as usize];
+        c.paused = false;
+        if c.is_open() {
+            self.process_inbuf(idx);
+            if self.conns.contains(idx as usize) && !self.conns[idx as usize].recv_armed {
+                self.rearm.push(idx);
+            }
         }
     }
 
@@ -216,7 +238,8 @@ impl Reactor {
     /// and to every core that has subscribers.
     /// `from` is the publishing connection on core `core`, told when the
     /// topic limit refuses the publish.
-    fn fan_out(&mut self, mut frame: FrameRef, from: ConnKey, core: usize) {
+    /// With `confirm`, core `core` waits for an answer (see `publish`).
+    fn fan_out(&mut self, mut frame: FrameRef, from: ConnKey, core: usize, confirm: bool) {
         let Some(id) = self.owned_topic(data_topic(&frame)) else {
             self.shared.pool.release(frame);
             if core != self.id {
@@ -226,6 +249,11 @@ impl Reactor {
             }
             return;
         };
+        self.stats().publishes.fetch_add(1, Ordering::Relaxed);
+        if confirm {
+            let topic: Box<[u8]> = data_topic(&frame).into();
+            self.send_msg(core, Msg::PublishAccepted { conn: from, topic });
+        }
         let t = self.topics.topic_mut(id);
         t.seq += 1;
         let seq = t.seq;
@@ -431,7 +459,12 @@ impl Reactor {
 
     pub(super) fn handle_msg(&mut self, msg: Msg) {
         match msg {
-            Msg::Publish { frame, from, core } => self.fan_out(frame, from, core),
+            Msg::Publish {
+                frame,
+                from,
+                core,
+                confirm,
+            } => self.fan_out(frame, from, core, confirm),
             Msg::Deliver(frame) => {
                 let id = self.topics.get(data_topic(&frame));
                 match id {
@@ -461,6 +494,12 @@ impl Reactor {
             Msg::PublishRefused { conn } => {
                 if self.live(conn) {
                     self.refuse_publish(conn.index);
+                }
+            }
+            Msg::PublishAccepted { conn, topic } => {
+                self.known_remote.insert(topic);
+                if self.live(conn) && self.conns[conn.index as usize].paused {
+                    self.resume(conn.index);
                 }
             }
         }
@@ -498,16 +537,16 @@ impl Reactor {
             match next_seq {
                 Some(_) => match self.topics.get(topic) {
                     Some(id) => self.add_subscriber(idx, id),
-                    None => continue,
+                    // An earlier waiter's input unsubscribed and the core
+                    // left the topic: join again (this pauses once more).
+                    None => {
+                        self.subscribe(idx, topic);
+                        continue;
+                    }
                 },
                 None => self.refuse_publish(idx),
             }
-            if self.conns[idx as usize].is_open() {
-                self.process_inbuf(idx);
-                if !self.conns[idx as usize].recv_armed {
-                    self.rearm.push(idx);
-                }
-            }
+            self.resume(idx);
         }
         // Everyone who waited may have gone: then leave again.
         if let Some(id) = self.topics.get(topic) {

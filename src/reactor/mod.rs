@@ -24,12 +24,13 @@ use crate::pool::{Arena, FrameRef, Pool};
 use crate::proto::ErrorCode;
 use crate::stats::CoreStats;
 use crate::sys;
-use crate::topic::{ConnKey, TopicTable};
+use crate::topic::{ConnKey, Fnv, TopicTable};
 use crate::Config;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use ring::BufRing;
 use slab::Slab;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -41,10 +42,13 @@ pub(crate) use ring::{build_ring, RingFeatures};
 pub(crate) enum Msg {
     /// To a topic's owner: an encoded DATA frame (seq not yet set) published
     /// on core `core` by its connection `from`.
+    /// on core `core` by its connection `from`. With `confirm`, that
+    /// connection waits for `PublishAccepted` or `PublishRefused`.
     Publish {
         frame: FrameRef,
         from: ConnKey,
         core: usize,
+        confirm: bool,
     },
     /// From a topic's owner: a frame to hand to this core's subscribers.
     Deliver(FrameRef),
@@ -59,6 +63,9 @@ pub(crate) enum Msg {
     /// From the owner: a publish of connection `conn` named a new topic past
     /// the topic limit.
     PublishRefused { conn: ConnKey },
+    /// From the owner: the confirmed publish of `conn` was accepted; the
+    /// topic exists for the rest of the run.
+    PublishAccepted { conn: ConnKey, topic: Box<[u8]> },
 }
 
 /// State every reactor shares, read-mostly.
@@ -153,6 +160,9 @@ pub(crate) struct Reactor {
     conns: Slab<Conn>,
     next_gen: u32,
     topics: TopicTable,
+    /// Topics owned by other cores that are known to exist (a publish to
+    /// them cannot hit the topic limit).
+    known_remote: HashSet<Box<[u8]>, BuildHasherDefault<Fnv>>,
     outboxes: Vec<Option<Producer<Msg>>>,
     overflow: Vec<VecDeque<Msg>>,
     inboxes: Vec<Option<Consumer<Msg>>>,
@@ -199,6 +209,7 @@ impl Reactor {
             conns: Slab::with_capacity(1024),
             next_gen: 1,
             topics: TopicTable::default(),
+            known_remote: HashSet::default(),
             outboxes: parts.outboxes,
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
             inboxes: parts.inboxes,
