@@ -20,6 +20,7 @@ macro_rules! syscall {
         }
     }};
 }
+pub(crate) use syscall;
 
 /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
 pub fn realtime_ns() -> u64 {
@@ -93,7 +94,7 @@ pub fn raise_nofile_limit() {
     }
 }
 
-fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(crate) fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain data; zeroed is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match addr {
@@ -128,7 +129,7 @@ fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
-fn set_int_opt(fd: RawFd, level: i32, opt: i32, val: i32) -> io::Result<()> {
+pub(crate) fn set_int_opt(fd: RawFd, level: i32, opt: i32, val: i32) -> io::Result<()> {
     syscall!(setsockopt(
         fd,
         level,

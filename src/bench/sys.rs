@@ -3,24 +3,11 @@
 //! machine facts. `syscall!` turns `-1` into `io::Error`; every fd is an
 //! `OwnedFd`, closed in `Drop`.
 
+pub use crate::sys::{ignore_sigpipe, kernel_release, pin_current_thread, realtime_ns};
+use crate::sys::{set_int_opt, sockaddr_of, syscall};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-/// Calls a libc function and turns a `-1` result into the thread's `errno`.
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: every call site passes arguments that are valid for the
-        // libc function named (live fds, pointers to locals of the right
-        // type and size); the macro only checks the return value.
-        let res = unsafe { libc::$fn($($arg),*) };
-        if res == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(res)
-        }
-    }};
-}
 
 /// CLOCK_MONOTONIC in nanoseconds. System-wide on Linux, so stamps taken by
 /// one process compare with reads taken by another on the same host.
@@ -31,19 +18,6 @@ pub fn now_ns() -> u64 {
     };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CLOCK_REALTIME in nanoseconds: the clock of payload stamps, because it is
-/// the clock of the kernel's receive timestamps (SO_TIMESTAMPNS). It is
-/// system-wide, so processes on one host compare their readings.
-pub fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -118,26 +92,6 @@ pub fn own_threads_cpu_s(prefix: &str) -> (f64, usize) {
     (ticks as f64 / clock_ticks_per_sec() as f64, matched)
 }
 
-/// Pins the calling thread to one CPU.
-pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "CPU index too large",
-        ));
-    }
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: cpu < CPU_SETSIZE was checked above.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    syscall!(sched_setaffinity(
-        0,
-        std::mem::size_of::<libc::cpu_set_t>(),
-        &set
-    ))?;
-    Ok(())
-}
-
 /// Raises the soft RLIMIT_NOFILE to the hard limit (best effort) and returns
 /// the soft limit in force afterwards.
 pub fn raise_nofile_limit() -> u64 {
@@ -158,24 +112,6 @@ pub fn raise_nofile_limit() -> u64 {
         }
     }
     rl.rlim_cur
-}
-
-/// Writing to a socket the peer has closed must be an error, not a signal.
-pub fn ignore_sigpipe() {
-    // SAFETY: setting SIGPIPE's disposition to SIG_IGN is always sound.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-}
-
-/// Kernel release from uname(2).
-pub fn kernel_release() -> String {
-    // SAFETY: utsname is plain data; uname fills it.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    if syscall!(uname(&mut u)).is_err() {
-        return "unknown".into();
-    }
-    // SAFETY: uname NUL-terminates `release`, which lives in `u`.
-    let c = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
-    c.to_string_lossy().into_owned()
 }
 
 /// Online CPUs.
@@ -307,52 +243,6 @@ impl Timer {
         let mut buf = [0u8; 8];
         let _ = read(self.fd.as_raw_fd(), &mut buf);
     }
-}
-
-fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; zeroed is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than sockaddr_in6 and suitably aligned.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-fn set_int_opt(fd: RawFd, level: i32, opt: i32, val: i32) -> io::Result<()> {
-    syscall!(setsockopt(
-        fd,
-        level,
-        opt,
-        &val as *const i32 as *const libc::c_void,
-        std::mem::size_of::<i32>() as libc::socklen_t
-    ))?;
-    Ok(())
 }
 
 /// Starts a non-blocking TCP connect to `addr` with TCP_NODELAY set. With
