@@ -11,6 +11,15 @@ pub mod stats;
 mod sys;
 pub mod topic;
 
+/// Engine internals re-exported for the criterion benchmarks in `benches/`
+/// only. Not a stable API: anything here may change or vanish in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::conn::Conn;
+    pub use crate::mailbox::{channel, Consumer, Producer};
+    pub use crate::pool::{Arena, FrameRef, Pool};
+}
+
 pub use config::Config;
 pub use server::Engine;
 pub use stats::Stats;

@@ -88,6 +88,11 @@ impl FrameRef {
         self.len as usize
     }
 
+    /// Whether the frame has no bytes (never true for an encoded frame).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
     }
