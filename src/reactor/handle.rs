@@ -328,16 +328,7 @@ impl Reactor {
         let existing = self.topics.get(topic);
         if let Some(id) = existing {
             if self.conns[idx as usize].subs.iter().any(|&(t, _)| t == id) {
-                let next_seq = self.topics.topic(id).next_seq();
-                let epoch = self.shared.epoch;
-                self.reply(
-                    idx,
-                    &ServerFrame::SubAck {
-                        next_seq,
-                        epoch,
-                        topic: topic_str,
-                    },
-                );
+                self.suback(idx, id);
                 return;
             }
         }
@@ -394,6 +385,11 @@ impl Reactor {
         let key = self.key(idx);
         let pos = self.topics.add_sub(id, key);
         self.conns[idx as usize].subs.push((id, pos));
+        self.suback(idx, id);
+    }
+
+    /// SUBACK for topic `id`: the seq of the next frame this core delivers.
+    fn suback(&mut self, idx: u32, id: TopicId) {
         let t = self.topics.topic(id);
         let next_seq = t.next_seq();
         let name = t.name.clone();
@@ -431,6 +427,12 @@ impl Reactor {
                 e.1 = sub_idx;
             }
         }
+        self.leave_if_unused(id);
+    }
+
+    /// Forgets a topic owned elsewhere once no local connection subscribes
+    /// to it, and tells the owner to stop sending its frames here.
+    fn leave_if_unused(&mut self, id: TopicId) {
         let t = self.topics.topic(id);
         if t.subs.is_empty() && t.reg == Registration::Active {
             let name = t.name.clone();
@@ -550,19 +552,7 @@ impl Reactor {
         }
         // Everyone who waited may have gone: then leave again.
         if let Some(id) = self.topics.get(topic) {
-            let t = self.topics.topic(id);
-            if t.subs.is_empty() && t.reg == Registration::Active {
-                let name = t.name.clone();
-                self.topics.remove(id);
-                let owner = owner_of(&name, self.cores);
-                self.send_msg(
-                    owner,
-                    Msg::Leave {
-                        topic: name,
-                        core: self.id,
-                    },
-                );
-            }
+            self.leave_if_unused(id);
         }
     }
 }
