@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod http;
 mod conn;
 mod mailbox;
 mod pool;
@@ -10,6 +11,7 @@ pub mod server;
 pub mod stats;
 mod sys;
 pub mod topic;
+pub mod ws;
 
 /// Engine internals re-exported for the criterion benchmarks in `benches/`
 /// only. Not a stable API: anything here may change or vanish in any release.

@@ -268,7 +268,11 @@ impl Engine {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        Stats::sum(&self.shared.stats, self.shared.pool.heap_frames())
+        Stats::sum(
+            &self.shared.stats,
+            self.shared.pool.heap_frames(),
+            self.shared.topics.load(Ordering::Relaxed) as u64,
+        )
     }
 
     /// Connections open now.
