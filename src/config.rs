@@ -33,6 +33,18 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Reactors spin instead of sleeping in the kernel when idle (for dedicated cores).
     pub busy_poll: bool,
+    /// Address of the WebSocket and HTTP listener (`/ws`, `/`, `/healthz`,
+    /// `/metrics`); None: no such listener (default 127.0.0.1:7401).
+    pub ws_listen: Option<SocketAddr>,
+    /// Origins a browser may open a WebSocket from (exact match, like
+    /// `https://example.com`); empty: any origin (default).
+    pub allowed_origins: Vec<String>,
+    /// A WebSocket peer silent this long is sent a ping (default 20 s).
+    pub ws_ping_interval: Duration,
+    /// A WebSocket peer silent this long (pongs count) is closed with 1001 (default 60 s).
+    pub ws_idle_timeout: Duration,
+    /// An HTTP request or WebSocket handshake must arrive whole within this (default 10 s).
+    pub http_timeout: Duration,
 }
 
 impl Default for Config {
@@ -51,6 +63,11 @@ impl Default for Config {
             subscribe_token: None,
             shutdown_timeout: Duration::from_secs(5),
             busy_poll: false,
+            ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7401))),
+            allowed_origins: Vec::new(),
+            ws_ping_interval: Duration::from_secs(20),
+            ws_idle_timeout: Duration::from_secs(60),
+            http_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -11,8 +11,10 @@
 //! The iovecs of the send in flight live in `SendBuf`, boxed so its address
 //! stays put while the kernel reads it, even when the connection slab grows.
 
-use crate::pool::{FrameRef, Pool};
+use crate::pool::{Arena, FrameRef, Pool};
+use crate::stats::Transport;
 use crate::topic::TopicId;
+use crate::ws::frame::Decoder;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
@@ -32,6 +34,30 @@ pub enum State {
     Closing { deadline: u64 },
 }
 
+/// What a connection speaks, beyond the native frames every transport carries.
+pub enum Wire {
+    /// Native frames back to back on the TCP port.
+    Tcp,
+    /// On the WebSocket port, before an upgrade: an HTTP request head is
+    /// being read until `deadline` (monotonic ns).
+    Http { deadline: u64 },
+    /// Upgraded: one native frame per binary WebSocket message.
+    Ws(Box<WsConn>),
+}
+
+/// WebSocket state of an upgraded connection.
+pub struct WsConn {
+    /// Frame decoder and message reassembly; taken out while the reactor
+    /// handles the messages it yields (None only then).
+    pub decoder: Option<Decoder>,
+    /// Monotonic ns of the last bytes received (pongs included).
+    pub last_rx: u64,
+    /// A ping was sent since `last_rx`.
+    pub pinged: bool,
+    /// A close frame was queued: nothing but control traffic follows.
+    pub close_sent: bool,
+}
+
 /// Memory the kernel reads while a send is in flight.
 pub struct SendBuf {
     pub iov: [libc::iovec; MAX_IOV],
@@ -42,6 +68,7 @@ pub struct Conn {
     pub fd: RawFd,
     pub gen: u32,
     pub state: State,
+    pub wire: Wire,
     /// Bytes of a frame that arrived incomplete (or input held while paused).
     pub inbuf: Vec<u8>,
     /// Waiting for a topic owner's answer before handling more input, so
@@ -70,13 +97,14 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(fd: RawFd, gen: u32) -> Conn {
+    pub fn new(fd: RawFd, gen: u32, wire: Wire) -> Conn {
         // SAFETY: iovec and msghdr are plain C structs; all-zero is valid.
         let send_buf: Box<SendBuf> = Box::new(unsafe { std::mem::zeroed() });
         Conn {
             fd,
             gen,
             state: State::Open,
+            wire,
             inbuf: Vec::new(),
             paused: false,
             recv_armed: false,
@@ -135,7 +163,7 @@ impl Conn {
     /// Accounts for a completed send of `sent` bytes: frames sent whole are
     /// released, a partial one stays at the head with `head_off` advanced.
     /// Returns whether the send was short.
-    pub fn complete_send(&mut self, pool: &Pool, sent: usize) -> bool {
+    pub fn complete_send(&mut self, pool: &Pool, arena: &mut Arena, sent: usize) -> bool {
         debug_assert!(self.sending && sent <= self.in_flight_bytes);
         let short = sent < self.in_flight_bytes;
         self.sending = false;
@@ -149,7 +177,7 @@ impl Conn {
                 left -= rem;
                 self.queued -= rem;
                 self.head_off = 0;
-                pool.release(self.outq.pop_front().expect("front exists"));
+                arena.release(pool, self.outq.pop_front().expect("front exists"));
             } else {
                 self.head_off += left;
                 self.queued -= left;
@@ -161,27 +189,47 @@ impl Conn {
 
     /// Drops every queued frame that no send points at and that was not
     /// started (a torn frame at the head stays, so the stream stays whole).
-    pub fn drop_unsent(&mut self, pool: &Pool) {
+    /// Returns the bytes dropped.
+    pub fn drop_unsent(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
+        let before = self.queued;
         let keep = self.in_flight.max(usize::from(self.head_off > 0));
         while self.outq.len() > keep {
             let f = self.outq.pop_back().expect("len > keep");
             self.queued -= f.len();
-            pool.release(f);
+            arena.release(pool, f);
         }
+        before - self.queued
     }
 
-    /// Releases everything; only when no send is in flight.
-    pub fn release_all(&mut self, pool: &Pool) {
+    /// Releases everything; only when no send is in flight. Returns the
+    /// bytes that were still owed.
+    pub fn release_all(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
         debug_assert!(!self.sending);
         for f in self.outq.drain(..) {
-            pool.release(f);
+            arena.release(pool, f);
         }
+        let owed = self.queued;
         self.queued = 0;
         self.head_off = 0;
+        owed
     }
 
     pub fn is_open(&self) -> bool {
         self.state == State::Open
+    }
+
+    /// The transport, for the per-transport gauges.
+    pub fn transport(&self) -> Transport {
+        match self.wire {
+            Wire::Tcp => Transport::Tcp,
+            Wire::Http { .. } => Transport::Http,
+            Wire::Ws(_) => Transport::WebSocket,
+        }
+    }
+
+    /// Whether queued frames must be WebSocket messages.
+    pub fn is_ws(&self) -> bool {
+        matches!(self.wire, Wire::Ws(_))
     }
 }
 
@@ -212,7 +260,7 @@ mod tests {
     fn short_sends_resume_exactly_where_they_stopped() {
         let pool = Pool::new(1 << 20, 1, 4096).unwrap();
         let mut arena = Arena::new(&pool, 0);
-        let mut c = Conn::new(-1, 0);
+        let mut c = Conn::new(-1, 0, Wire::Tcp);
         c.push(frame(&pool, &mut arena, 100, 1));
         c.push(frame(&pool, &mut arena, 50, 2));
         c.push(frame(&pool, &mut arena, 30, 3));
@@ -223,7 +271,7 @@ mod tests {
             assert_eq!(bytes, c.queued);
             let chunk = sent_bytes(&c, n);
             stream.extend_from_slice(&chunk[..take.min(bytes)]);
-            c.complete_send(&pool, take.min(bytes));
+            c.complete_send(&pool, &mut arena, take.min(bytes));
             if c.outq.is_empty() {
                 break;
             }
@@ -239,15 +287,15 @@ mod tests {
     fn dropping_unsent_keeps_a_torn_head_frame() {
         let pool = Pool::new(1 << 20, 1, 4096).unwrap();
         let mut arena = Arena::new(&pool, 0);
-        let mut c = Conn::new(-1, 0);
+        let mut c = Conn::new(-1, 0, Wire::Tcp);
         for i in 0..4 {
             c.push(frame(&pool, &mut arena, 100, i));
         }
         c.prepare_send();
-        c.complete_send(&pool, 150);
-        c.drop_unsent(&pool);
+        c.complete_send(&pool, &mut arena, 150);
+        assert_eq!(c.drop_unsent(&pool, &mut arena), 200);
         assert_eq!(c.outq.len(), 1);
         assert_eq!(c.queued, 50);
-        c.release_all(&pool);
+        assert_eq!(c.release_all(&pool, &mut arena), 50);
     }
 }

@@ -1,8 +1,8 @@
 pub mod bench;
 pub mod client;
 pub mod config;
-pub mod http;
 mod conn;
+pub mod http;
 mod mailbox;
 mod pool;
 pub mod proto;
@@ -17,7 +17,7 @@ pub mod ws;
 /// only. Not a stable API: anything here may change or vanish in any release.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::conn::Conn;
+    pub use crate::conn::{Conn, Wire};
     pub use crate::mailbox::{channel, Consumer, Producer};
     pub use crate::pool::{Arena, FrameRef, Pool};
 }

@@ -20,6 +20,17 @@
 //!   `heap_frames`), so a publish never fails for lack of pool memory; the
 //!   per-connection backlog limit bounds how much memory all queued frames
 //!   can hold.
+//! - A reference released by the owning reactor itself ([`Arena::release`])
+//!   goes straight back to the top of that arena's cache (LIFO), so the next
+//!   frame reuses memory and a reference count that are still in cache.
+//!
+//! # Headroom
+//! Every frame has [`HEADROOM`] bytes in front of it that belong to the same
+//! allocation. A transport that wraps the native frame in a header of its own
+//! (WebSocket: 2 to 10 bytes) writes that header there once, before the frame
+//! is shared, and queues a *view* that starts earlier
+//! ([`FrameRef::extend_front`]). Views share the frame's one reference count,
+//! so one encode serves both wire formats byte-identically.
 
 use crate::sys::Mmap;
 use std::alloc::{self, Layout};
@@ -29,10 +40,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Smallest slot size.
 const MIN_CLASS: usize = 256;
-/// Heap frames carry their reference count in a header this big before the bytes.
+/// Bytes in front of every frame that a transport header may use.
+pub const HEADROOM: usize = 16;
+/// Heap frames start with this header: u32 reference count, u32 bytes
+/// allocated.
 const HEAP_HEADER: usize = 8;
-/// Marks a [`FrameRef`] whose bytes live on the heap.
-const HEAP_SLOT: u32 = u32::MAX;
+/// Set in [`FrameRef::slot`] for heap frames; the other bits hold the
+/// distance from the view's first byte back to the heap header.
+const HEAP_FLAG: u32 = 1 << 31;
 
 struct Class {
     size: usize,
@@ -53,12 +68,15 @@ pub struct Pool {
     heap_frames: AtomicU64,
 }
 
-/// One reference to an encoded frame. Not `Clone`: references are taken with
-/// [`Pool::retain`] and must be given back with [`Pool::release`].
+/// One reference to an encoded frame (or to a view of it that starts in its
+/// headroom). Not `Clone`: references are taken with [`Pool::retain`] and
+/// must be given back with [`Pool::release`] or [`Arena::release`].
 #[derive(Debug)]
 pub struct FrameRef {
+    /// First byte of this view.
     ptr: NonNull<u8>,
     len: u32,
+    /// Registered: the slot id. Heap: `HEAP_FLAG | distance to the header`.
     slot: u32,
 }
 
@@ -99,7 +117,43 @@ impl FrameRef {
 
     /// Whether the bytes lie in the registered region (fixed buffer 0).
     pub fn is_registered(&self) -> bool {
-        self.slot != HEAP_SLOT
+        self.slot & HEAP_FLAG == 0
+    }
+
+    /// The `n` headroom bytes right before this view, to write a transport
+    /// header into. `n <= HEADROOM` for a view of a whole frame.
+    ///
+    /// # Safety
+    /// As for [`FrameRef::bytes_mut`]: no other reference can be read while
+    /// the caller writes; and this view must not already extend into the
+    /// headroom (so `n` more bytes in front still belong to the allocation).
+    pub unsafe fn prefix_mut(&mut self, n: usize) -> &mut [u8] {
+        debug_assert!(n <= HEADROOM);
+        // SAFETY: every allocation has HEADROOM bytes before the frame and
+        // the caller guarantees this view starts at the frame and is the only
+        // one in use.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().sub(n), n) }
+    }
+
+    /// This reference turned into a view that also covers the `n` bytes in
+    /// front of the frame (a transport header written with
+    /// [`FrameRef::prefix_mut`]). `n` must not exceed [`HEADROOM`], counting
+    /// any earlier extension.
+    pub fn extend_front(self, n: usize) -> FrameRef {
+        assert!(n <= HEADROOM, "view beyond the frame's headroom");
+        // SAFETY: the HEADROOM bytes before every frame belong to the same
+        // slot or heap block, so the pointer stays inside the allocation.
+        let ptr = unsafe { NonNull::new_unchecked(self.ptr.as_ptr().sub(n)) };
+        let slot = if self.is_registered() {
+            self.slot
+        } else {
+            self.slot - n as u32
+        };
+        FrameRef {
+            ptr,
+            len: self.len + n as u32,
+            slot,
+        }
     }
 }
 
@@ -108,13 +162,14 @@ impl Pool {
     /// largest class holds a frame of `max_frame_bytes`.
     pub fn new(total_bytes: usize, arenas: usize, max_frame_bytes: usize) -> io::Result<Pool> {
         let arenas = arenas.max(1);
+        let largest = max_frame_bytes + HEADROOM;
         let mut sizes = Vec::new();
         let mut s = MIN_CLASS;
-        while s < max_frame_bytes {
+        while s < largest {
             sizes.push(s);
             s *= 4;
         }
-        sizes.push(max_frame_bytes.next_multiple_of(MIN_CLASS));
+        sizes.push(largest.next_multiple_of(MIN_CLASS));
         let per_arena = total_bytes / arenas;
         let per_class = per_arena / sizes.len();
         let mut classes = Vec::with_capacity(arenas);
@@ -185,35 +240,53 @@ impl Pool {
 
     /// Gives one reference back; the last one frees the memory.
     pub fn release(&self, frame: FrameRef) {
-        let prev = self.counter(&frame).fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(prev > 0, "frame released more often than retained");
-        if prev != 1 {
-            return;
-        }
-        if frame.slot == HEAP_SLOT {
-            let layout = Self::heap_layout(frame.len as usize);
-            // SAFETY: the header sits HEAP_HEADER bytes before the data and the
-            // block was allocated with exactly this layout in `alloc_heap`; the
-            // count just reached zero, so nobody else refers to it.
-            unsafe { alloc::dealloc(frame.ptr.as_ptr().sub(HEAP_HEADER), layout) };
-        } else {
-            let id = frame.slot;
+        if let Some(id) = self.drop_ref(frame) {
             self.free_bits[(id / 64) as usize].fetch_or(1 << (id % 64), Ordering::Release);
         }
     }
 
+    /// Drops one reference. Frees a heap frame whose last reference it was;
+    /// returns the slot id of a registered frame whose last reference it was
+    /// (the caller puts it back), None otherwise.
+    fn drop_ref(&self, frame: FrameRef) -> Option<u32> {
+        let prev = self.counter(&frame).fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(prev > 0, "frame released more often than retained");
+        if prev != 1 {
+            return None;
+        }
+        if frame.is_registered() {
+            return Some(frame.slot);
+        }
+        let base = Self::heap_base(&frame);
+        // SAFETY: the header at `base` holds the allocated size written by
+        // `alloc_heap`; the count just reached zero, so nobody else reads it.
+        let size = unsafe { std::ptr::read(base.add(4) as *const u32) } as usize;
+        let layout = Self::heap_layout(size);
+        // SAFETY: the block was allocated with exactly this layout in
+        // `alloc_heap`, and no reference to it is left.
+        unsafe { alloc::dealloc(base, layout) };
+        None
+    }
+
+    fn heap_base(frame: &FrameRef) -> *mut u8 {
+        let dist = (frame.slot & !HEAP_FLAG) as usize;
+        // SAFETY: a heap view lies `dist` bytes after its block's header
+        // (kept up to date by `extend_front`), inside the same allocation.
+        unsafe { frame.ptr.as_ptr().sub(dist) }
+    }
+
     fn counter(&self, frame: &FrameRef) -> &AtomicU32 {
-        if frame.slot == HEAP_SLOT {
-            // SAFETY: heap frames keep their AtomicU32 count in the 8-byte
-            // aligned header right before the data, alive while refs > 0.
-            unsafe { &*(frame.ptr.as_ptr().sub(HEAP_HEADER) as *const AtomicU32) }
-        } else {
+        if frame.is_registered() {
             &self.refs[frame.slot as usize]
+        } else {
+            // SAFETY: heap frames keep their AtomicU32 count at the start of
+            // the 8-aligned block, alive while refs > 0.
+            unsafe { &*(Self::heap_base(frame) as *const AtomicU32) }
         }
     }
 
     fn heap_layout(len: usize) -> Layout {
-        Layout::from_size_align(len + HEAP_HEADER, 8).expect("frame layout")
+        Layout::from_size_align(len + HEAP_HEADER + HEADROOM, 8).expect("frame layout")
     }
 
     fn alloc_heap(&self, len: usize) -> FrameRef {
@@ -224,14 +297,18 @@ impl Pool {
             alloc::handle_alloc_error(layout);
         }
         // SAFETY: base is 8-aligned and at least HEAP_HEADER bytes long.
-        unsafe { std::ptr::write(base as *mut AtomicU32, AtomicU32::new(1)) };
+        unsafe {
+            std::ptr::write(base as *mut AtomicU32, AtomicU32::new(1));
+            std::ptr::write(base.add(4) as *mut u32, len as u32);
+        }
         self.heap_frames.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: base + HEAP_HEADER is within the allocation and not null.
-        let ptr = unsafe { NonNull::new_unchecked(base.add(HEAP_HEADER)) };
+        let dist = HEAP_HEADER + HEADROOM;
+        // SAFETY: base + dist is within the allocation and not null.
+        let ptr = unsafe { NonNull::new_unchecked(base.add(dist)) };
         FrameRef {
             ptr,
             len: len as u32,
-            slot: HEAP_SLOT,
+            slot: HEAP_FLAG | dist as u32,
         }
     }
 }
@@ -259,14 +336,15 @@ impl Arena {
         }
     }
 
-    /// A frame of exactly `len` bytes with one reference, contents unspecified.
+    /// A frame of exactly `len` bytes (plus [`HEADROOM`] in front) with one
+    /// reference, contents unspecified.
     pub fn alloc(&mut self, pool: &Pool, len: usize) -> FrameRef {
         let classes = &pool.classes[self.index];
-        let first = classes.iter().position(|c| c.size >= len);
+        let first = classes.iter().position(|c| c.size >= len + HEADROOM);
         if let Some(first) = first {
             for (ci, c) in classes.iter().enumerate().skip(first) {
                 if let Some(id) = self.take(pool, ci) {
-                    let off = c.base + (id - c.first_id) as usize * c.size;
+                    let off = c.base + (id - c.first_id) as usize * c.size + HEADROOM;
                     let prev = pool.refs[id as usize].swap(1, Ordering::Relaxed);
                     debug_assert_eq!(prev, 0, "allocated a slot still referenced");
                     // SAFETY: off + size lies inside the region by construction.
@@ -280,6 +358,25 @@ impl Arena {
             }
         }
         pool.alloc_heap(len)
+    }
+
+    /// Gives one reference back. When it was the last and the frame came
+    /// from this arena, its slot goes to the top of the cache (reused next,
+    /// while still in the CPU cache) instead of the shared bitmap.
+    pub fn release(&mut self, pool: &Pool, frame: FrameRef) {
+        let Some(id) = pool.drop_ref(frame) else {
+            return;
+        };
+        let own = pool.classes[self.index]
+            .iter()
+            .position(|c| id >= c.first_id && id < c.first_id + c.count);
+        match own {
+            // Capacity is the class's slot count, so this never allocates.
+            Some(ci) => self.cache[ci].push(id),
+            None => {
+                pool.free_bits[(id / 64) as usize].fetch_or(1 << (id % 64), Ordering::Release);
+            }
+        }
     }
 
     fn take(&mut self, pool: &Pool, ci: usize) -> Option<u32> {
@@ -384,5 +481,51 @@ mod tests {
         let cached: usize = arena.cache.iter().map(|c| c.len()).sum();
         let total: u32 = pool.classes.iter().flatten().map(|c| c.count).sum();
         assert_eq!(all as usize + cached, total as usize);
+    }
+
+    #[test]
+    fn views_into_the_headroom_share_the_count_on_pool_and_heap() {
+        let pool = Pool::new(64 << 10, 1, 4096).unwrap();
+        let mut arena = Arena::new(&pool, 0);
+        let mut held = Vec::new();
+        // Fill the pool so the last frame is a heap frame, then check both kinds.
+        let heap = loop {
+            let f = arena.alloc(&pool, 3000);
+            if !f.is_registered() {
+                break f;
+            }
+            held.push(f);
+        };
+        for mut f in [held.pop().unwrap(), heap] {
+            // SAFETY: just allocated; no other reference exists.
+            unsafe { f.bytes_mut() }.fill(7);
+            // SAFETY: as above; the view starts at the frame.
+            unsafe { f.prefix_mut(4) }.copy_from_slice(&[1, 2, 3, 4]);
+            let view = pool.share(&f).extend_front(4);
+            assert_eq!(view.len(), 3004);
+            assert_eq!(&view.bytes()[..5], &[1, 2, 3, 4, 7]);
+            assert_eq!(view.is_registered(), f.is_registered());
+            pool.release(f);
+            // The view alone keeps the memory alive.
+            assert_eq!(view.bytes()[4..].iter().filter(|&&b| b == 7).count(), 3000);
+            arena.release(&pool, view);
+        }
+        for f in held {
+            pool.release(f);
+        }
+    }
+
+    #[test]
+    fn the_owner_reuses_the_slot_it_released_last() {
+        let pool = Pool::new(1 << 20, 1, 4096).unwrap();
+        let mut arena = Arena::new(&pool, 0);
+        let a = arena.alloc(&pool, 100);
+        let b = arena.alloc(&pool, 100);
+        let slot_a = a.slot;
+        arena.release(&pool, b);
+        arena.release(&pool, a);
+        let c = arena.alloc(&pool, 100);
+        assert_eq!(c.slot, slot_a, "last freed slot comes back first");
+        arena.release(&pool, c);
     }
 }

@@ -264,8 +264,8 @@ impl Stats {
         // Gauges are updated by different cores at different moments (a
         // connection changes transport on its own core only, so per-core
         // values can be negative); clamp the sums.
-        for i in 0..3 {
-            s.connections[i] = conns[i].max(0) as u64;
+        for (out, n) in s.connections.iter_mut().zip(conns) {
+            *out = n.max(0) as u64;
         }
         s.subscriptions = subs.max(0) as u64;
         s.backlog_bytes = backlog.max(0) as u64;

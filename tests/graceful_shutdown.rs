@@ -47,10 +47,18 @@ impl Daemon {
     /// Starts `ringcast serve --listen ADDR --cores 2` and waits until the port accepts.
     fn start(addr: SocketAddr) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
-        cmd.args(["serve", "--listen", &addr.to_string(), "--cores", "2"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--cores",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         // Only the flags count: no RINGCAST_* settings from the test's environment.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("RINGCAST_") {

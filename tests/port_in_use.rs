@@ -12,7 +12,7 @@ fn second_engine_on_the_same_port_is_refused() {
     let mut cfg = common::config(2);
     cfg.listen = addr;
     match ringcast::Engine::start(cfg) {
-        Err(e @ Error::AddrInUse(a)) => {
+        Err(e @ Error::AddrInUse(a, _)) => {
             assert_eq!(a, addr);
             let text = e.to_string();
             assert!(

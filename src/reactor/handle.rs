@@ -2,11 +2,12 @@
 //! from other cores: publish, fan-out, subscribe, unsubscribe, auth, ping.
 
 use super::{Msg, Reactor};
-use crate::conn::State;
+use crate::conn::{State, Wire};
 use crate::pool::FrameRef;
 use crate::proto::{self, ClientFrame, Decoded, ErrorCode, ServerFrame};
 use crate::sys;
 use crate::topic::{owner_of, ConnKey, Registration, TopicId};
+use crate::ws::frame::{header_len, write_header, Opcode};
 use std::sync::atomic::Ordering;
 
 /// Input buffers larger than this are shrunk once empty, so one big frame
@@ -92,9 +93,19 @@ impl Reactor {
         c.inbuf = buf;
     }
 
-    /// Handles whole frames from `data`; returns the bytes consumed. Stops
-    /// at an incomplete frame, a protocol error, or a pause.
+    /// Handles what `data` holds for the connection's wire (native frames,
+    /// an HTTP request, WebSocket frames); returns the bytes consumed.
     fn process(&mut self, idx: u32, data: &[u8]) -> usize {
+        match self.conns[idx as usize].wire {
+            Wire::Tcp => self.process_native(idx, data),
+            Wire::Http { .. } => self.process_http(idx, data),
+            Wire::Ws(_) => self.process_ws(idx, data),
+        }
+    }
+
+    /// Handles whole native frames from `data`; returns the bytes consumed.
+    /// Stops at an incomplete frame, a protocol error, or a pause.
+    fn process_native(&mut self, idx: u32, data: &[u8]) -> usize {
         let max = self.shared.config.max_frame;
         let mut off = 0;
         while off < data.len() {
@@ -118,7 +129,7 @@ impl Reactor {
         off
     }
 
-    fn handle_frame(&mut self, idx: u32, frame: ClientFrame<'_>) {
+    pub(super) fn handle_frame(&mut self, idx: u32, frame: ClientFrame<'_>) {
         match frame {
             ClientFrame::Publish { topic, payload } => self.publish(idx, topic.as_bytes(), payload),
             ClientFrame::Subscribe { topic } => self.subscribe(idx, topic.as_bytes()),
@@ -151,11 +162,22 @@ impl Reactor {
         self.reply(idx, &ServerFrame::AuthOk);
     }
 
-    /// Encodes a reply into frame memory and queues it for the connection.
+    /// Encodes a reply into frame memory (as a WebSocket message for a
+    /// WebSocket connection) and queues it for the connection.
     pub(crate) fn reply(&mut self, idx: u32, frame: &ServerFrame<'_>) {
-        let mut f = self.arena.alloc(&self.shared.pool, frame.encoded_len());
+        let len = frame.encoded_len();
+        let mut f = self.arena.alloc(&self.shared.pool, len);
         // SAFETY: just allocated, no other reference exists.
         frame.encode_to_slice(unsafe { f.bytes_mut() });
+        if self.conns[idx as usize].is_ws() {
+            f = with_ws_header(f);
+        }
+        self.queue(idx, f);
+    }
+
+    /// Queues a frame for connection `idx` and lists it for a send.
+    pub(crate) fn queue(&mut self, idx: u32, f: FrameRef) {
+        self.backlog += f.len() as i64;
         let c = &mut self.conns[idx as usize];
         c.push(f);
         if !c.dirty && !c.sending {
@@ -180,6 +202,11 @@ impl Reactor {
         let mut f = self.arena.alloc(&self.shared.pool, len);
         // SAFETY: just allocated, no other reference exists.
         proto::encode_data(unsafe { f.bytes_mut() }, 0, ts, topic, payload);
+        // The same encode serves WebSocket subscribers: their message is the
+        // native frame behind this header, in the frame's headroom.
+        let h = header_len(len);
+        // SAFETY: as above; `f` still starts at the frame.
+        write_header(unsafe { f.prefix_mut(h) }, Opcode::Binary, len);
         self.stats().encodes.fetch_add(1, Ordering::Relaxed);
         let owner = owner_of(topic, self.cores);
         let from = self.key(idx);
@@ -286,6 +313,10 @@ impl Reactor {
             return;
         }
         let limit = self.shared.config.max_backlog;
+        // WebSocket subscribers get a view that starts at the header written
+        // in front of the frame when it was encoded.
+        let ws_header = header_len(frame.len());
+        let mut queued = 0;
         let mut frame = Some(frame);
         for (i, key) in subs.iter().enumerate() {
             let f = if i + 1 == n {
@@ -296,9 +327,15 @@ impl Reactor {
             let c = &mut self.conns[key.index as usize];
             debug_assert_eq!(c.gen, key.gen);
             if !c.is_open() || c.over_limit {
-                pool.release(f);
+                self.arena.release(pool, f);
                 continue;
             }
+            let f = if c.is_ws() {
+                f.extend_front(ws_header)
+            } else {
+                f
+            };
+            queued += f.len();
             if c.push(f) > limit {
                 c.over_limit = true;
                 self.over_limit.push(key.index);
@@ -308,6 +345,7 @@ impl Reactor {
                 self.dirty.push(key.index);
             }
         }
+        self.backlog += queued as i64;
         self.shared.stats[self.id]
             .deliveries
             .fetch_add(n as u64, Ordering::Relaxed);
@@ -385,6 +423,7 @@ impl Reactor {
         let key = self.key(idx);
         let pos = self.topics.add_sub(id, key);
         self.conns[idx as usize].subs.push((id, pos));
+        self.stats().subscriptions.fetch_add(1, Ordering::Relaxed);
         self.suback(idx, id);
     }
 
@@ -421,6 +460,7 @@ impl Reactor {
     /// the one moved into its place, and leaves the topic when it was the
     /// last local subscriber of a topic owned elsewhere.
     fn drop_sub(&mut self, id: TopicId, sub_idx: u32) {
+        self.stats().subscriptions.fetch_sub(1, Ordering::Relaxed);
         if let Some(moved) = self.topics.remove_sub(id, sub_idx) {
             let m = &mut self.conns[moved.index as usize];
             if let Some(e) = m.subs.iter_mut().find(|(t, _)| *t == id) {
@@ -555,4 +595,14 @@ impl Reactor {
             self.leave_if_unused(id);
         }
     }
+}
+
+/// Turns a reference to a native frame (`f` starts at the frame, with
+/// nobody else reading it) into a view that is one WebSocket binary message.
+pub(super) fn with_ws_header(mut f: FrameRef) -> FrameRef {
+    let len = f.len();
+    let h = header_len(len);
+    // SAFETY: the caller holds the only reference and it starts at the frame.
+    write_header(unsafe { f.prefix_mut(h) }, Opcode::Binary, len);
+    f.extend_front(h)
 }

@@ -17,12 +17,13 @@
 
 mod handle;
 mod ring;
+mod web;
 
-use crate::conn::{Conn, State};
+use crate::conn::{Conn, State, Wire};
 use crate::mailbox::{Consumer, Producer};
 use crate::pool::{Arena, FrameRef, Pool};
-use crate::proto::ErrorCode;
-use crate::stats::CoreStats;
+use crate::proto::{self, ErrorCode};
+use crate::stats::{CoreStats, CutReason, LATENCY_BUCKETS_NS};
 use crate::sys;
 use crate::topic::{ConnKey, Fnv, TopicTable};
 use crate::Config;
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     pub stats: Vec<CoreStats>,
     pub parked: Vec<Parked>,
     pub shutdown: AtomicBool,
+    /// Reactors inside their event loop (for /healthz).
+    pub running: AtomicUsize,
     pub connections: AtomicUsize,
     pub topics: AtomicUsize,
 }
@@ -107,6 +110,14 @@ impl Op {
             kind,
             gen: key.gen,
             index: key.index,
+        }
+        .encode()
+    }
+    fn accept(listener: usize) -> u64 {
+        Op {
+            kind: OpKind::Accept,
+            gen: 0,
+            index: listener as u32,
         }
         .encode()
     }
@@ -144,6 +155,21 @@ const LINGER_NS: u64 = 2_000_000_000;
 const TICK_NS: u32 = 50_000_000;
 /// Buffer group id of the receive buffer ring.
 const BGID: u16 = 7;
+/// How often WebSocket peers are checked for silence and HTTP requests for
+/// their deadline.
+const IDLE_SCAN_NS: u64 = 1_000_000_000;
+/// Listener indices in an Accept op's `index`.
+const TCP: usize = 0;
+const WS: usize = 1;
+
+/// Publish → send-submitted samples gathered during one loop iteration,
+/// added to the shared counters once per iteration.
+#[derive(Default)]
+struct LatencyBatch {
+    buckets: [u64; LATENCY_BUCKETS_NS.len() + 1],
+    sum: u64,
+    count: u64,
+}
 
 pub(crate) struct Reactor {
     // Field order is drop order: the ring goes first, so the kernel lets go
@@ -155,8 +181,9 @@ pub(crate) struct Reactor {
     shared: Arc<Shared>,
     features: RingFeatures,
     arena: Arena,
-    listener: Option<OwnedFd>,
-    accept_armed: bool,
+    /// [TCP, WebSocket/HTTP] listeners and whether their multishot accept is armed.
+    listeners: [Option<OwnedFd>; 2],
+    accept_armed: [bool; 2],
     conns: Slab<Conn>,
     next_gen: u32,
     topics: TopicTable,
@@ -177,6 +204,12 @@ pub(crate) struct Reactor {
     tick_armed: bool,
     shutting_down: bool,
     shutdown_deadline: u64,
+    /// Monotonic ns, read once per loop iteration after the kernel returns.
+    now: u64,
+    next_idle_scan: u64,
+    /// Bytes queued for this core's connections (the backlog gauge).
+    backlog: i64,
+    latency: LatencyBatch,
 }
 
 /// What a reactor thread needs besides its ring.
@@ -184,6 +217,7 @@ pub(crate) struct ReactorParts {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub listener: OwnedFd,
+    pub ws_listener: Option<OwnedFd>,
     pub outboxes: Vec<Option<Producer<Msg>>>,
     pub inboxes: Vec<Option<Consumer<Msg>>>,
 }
@@ -204,8 +238,8 @@ impl Reactor {
             arena: Arena::new(&parts.shared.pool, parts.id),
             shared: parts.shared,
             features,
-            listener: Some(parts.listener),
-            accept_armed: false,
+            listeners: [Some(parts.listener), parts.ws_listener],
+            accept_armed: [false; 2],
             conns: Slab::with_capacity(1024),
             next_gen: 1,
             topics: TopicTable::default(),
@@ -224,6 +258,10 @@ impl Reactor {
             tick_armed: false,
             shutting_down: false,
             shutdown_deadline: 0,
+            now: sys::monotonic_ns(),
+            next_idle_scan: 0,
+            backlog: 0,
+            latency: LatencyBatch::default(),
         })
     }
 
@@ -246,22 +284,55 @@ impl Reactor {
         self.ring_fds = ring_fds;
         self.arm_accept();
         self.arm_tick();
+        self.shared.running.fetch_add(1, Ordering::SeqCst);
         let busy = self.shared.config.busy_poll;
-        loop {
+        let (mut loops, mut busy_ns) = (0u64, 0u64);
+        let mut woke = sys::monotonic_ns();
+        let result = loop {
             self.drain_inboxes();
             self.flush();
+            self.publish_gauges();
             if self.shutting_down && self.finished() {
-                break;
+                break Ok(());
             }
             let wait = !busy && self.park();
-            self.enter(wait)?;
+            let sleep = sys::monotonic_ns();
+            busy_ns += sleep - woke;
+            loops += 1;
+            let st = &self.shared.stats[self.id];
+            st.loops.store(loops, Ordering::Relaxed);
+            st.busy_ns.store(busy_ns, Ordering::Relaxed);
+            if let Err(e) = self.enter(wait) {
+                break Err(e);
+            }
+            woke = sys::monotonic_ns();
+            self.now = woke;
             self.shared.parked[self.id]
                 .0
                 .store(false, Ordering::Relaxed);
             self.reap();
-        }
+        };
+        self.shared.running.fetch_sub(1, Ordering::SeqCst);
         self.shared.parked[self.id].0.store(false, Ordering::SeqCst);
-        Ok(self.ring)
+        result.map(|()| self.ring)
+    }
+
+    /// Publishes this core's gauges and the iteration's latency samples.
+    fn publish_gauges(&mut self) {
+        let st = &self.shared.stats[self.id];
+        st.backlog_bytes.store(self.backlog, Ordering::Relaxed);
+        let lat = &mut self.latency;
+        if lat.count > 0 {
+            for (i, n) in lat.buckets.iter_mut().enumerate() {
+                if *n > 0 {
+                    st.latency_buckets[i].fetch_add(std::mem::take(n), Ordering::Relaxed);
+                }
+            }
+            st.latency_sum_ns
+                .fetch_add(std::mem::take(&mut lat.sum), Ordering::Relaxed);
+            st.latency_count
+                .fetch_add(std::mem::take(&mut lat.count), Ordering::Relaxed);
+        }
     }
 
     /// Announces that this reactor is about to sleep; says whether it may
@@ -326,16 +397,21 @@ impl Reactor {
     }
 
     fn arm_accept(&mut self) {
-        if self.accept_armed || self.shutting_down {
+        if self.shutting_down {
             return;
         }
-        if let Some(l) = &self.listener {
-            let sqe = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-                .user_data(Op::plain(OpKind::Accept));
-            self.push_sqe(&sqe);
-            self.accept_armed = true;
+        for which in [TCP, WS] {
+            if self.accept_armed[which] {
+                continue;
+            }
+            if let Some(l) = &self.listeners[which] {
+                let sqe = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+                    .user_data(Op::accept(which));
+                self.push_sqe(&sqe);
+                self.accept_armed[which] = true;
+            }
         }
     }
 
@@ -413,13 +489,17 @@ impl Reactor {
                 self.wake[to] = true;
             }
         }
-        let mut i = 0;
-        while i < self.dirty.len() {
-            let idx = self.dirty[i];
-            i += 1;
-            self.submit_send(idx);
+        if !self.dirty.is_empty() {
+            // One clock read stamps every send of this batch.
+            let now = sys::realtime_ns();
+            let mut i = 0;
+            while i < self.dirty.len() {
+                let idx = self.dirty[i];
+                i += 1;
+                self.submit_send(idx, now);
+            }
+            self.dirty.clear();
         }
-        self.dirty.clear();
         let rearm = std::mem::take(&mut self.rearm);
         for &idx in &rearm {
             if self.conns.contains(idx as usize) {
@@ -438,7 +518,7 @@ impl Reactor {
         }
     }
 
-    fn submit_send(&mut self, idx: u32) {
+    fn submit_send(&mut self, idx: u32, now_rt: u64) {
         let Some(c) = self.conns.get_mut(idx as usize) else {
             return;
         };
@@ -448,6 +528,19 @@ impl Reactor {
         c.dirty = false;
         if c.sending || c.outq.is_empty() || matches!(c.state, State::Closing { .. }) {
             return;
+        }
+        if c.head_off == 0 {
+            let skip = match &c.wire {
+                Wire::Ws(_) => 1, // a WebSocket header: skip by its length byte
+                _ => 0,
+            };
+            if let Some(ts) = data_ts(c.outq[0].bytes(), skip) {
+                let ns = now_rt.saturating_sub(ts);
+                let b = LATENCY_BUCKETS_NS.partition_point(|&le| le < ns);
+                self.latency.buckets[b] += 1;
+                self.latency.sum += ns;
+                self.latency.count += 1;
+            }
         }
         let (n, bytes, registered) = c.prepare_send();
         c.ops += 1;
@@ -485,7 +578,7 @@ impl Reactor {
             for &(ud, res, flags) in &cqes {
                 let Some(op) = Op::decode(ud) else { continue };
                 match op.kind {
-                    OpKind::Accept => self.on_accept(res, flags),
+                    OpKind::Accept => self.on_accept(op.index as usize, res, flags),
                     OpKind::Recv => self.on_recv(op, res, flags),
                     OpKind::Send => self.on_send(op, res),
                     OpKind::Tick => self.on_tick(flags),
@@ -497,9 +590,9 @@ impl Reactor {
         self.cqes = cqes;
     }
 
-    fn on_accept(&mut self, res: i32, flags: u32) {
+    fn on_accept(&mut self, which: usize, res: i32, flags: u32) {
         if !cqueue::more(flags) {
-            self.accept_armed = false;
+            self.accept_armed[which] = false;
         }
         if res < 0 {
             // EMFILE/ENFILE and friends: the tick re-arms, so a full fd table
@@ -520,7 +613,16 @@ impl Reactor {
         let _ = sys::set_nodelay(fd);
         let gen = self.next_gen;
         self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
-        let idx = self.conns.insert(Conn::new(fd, gen)) as u32;
+        let wire = if which == WS {
+            Wire::Http {
+                deadline: self.now + self.shared.config.http_timeout.as_nanos() as u64,
+            }
+        } else {
+            Wire::Tcp
+        };
+        let conn = Conn::new(fd, gen, wire);
+        self.stats().gauge_connections(conn.transport(), 1);
+        let idx = self.conns.insert(conn) as u32;
         self.stats().accepted.fetch_add(1, Ordering::Relaxed);
         self.arm_recv(idx);
         if self.shutting_down {
@@ -549,6 +651,10 @@ impl Reactor {
             c.ops -= 1;
         }
         if res > 0 {
+            if let Wire::Ws(w) = &mut self.conns[idx as usize].wire {
+                w.last_rx = self.now;
+                w.pinged = false;
+            }
             let bid = cqueue::buffer_select(flags).expect("recv without a buffer");
             let data = self.bufs.slice(bid, res as usize);
             // SAFETY: the buffer stays ours (not in the ring) until give_back below.
@@ -592,6 +698,9 @@ impl Reactor {
         let pool = &self.shared.pool;
         let c = &mut self.conns[idx as usize];
         c.ops -= 1;
+        if res > 0 {
+            self.backlog -= i64::from(res);
+        }
         if res <= 0 {
             c.sending = false;
             c.in_flight = 0;
@@ -601,7 +710,7 @@ impl Reactor {
             return;
         }
         let frames = c.in_flight as u64;
-        let short = c.complete_send(pool, res as usize);
+        let short = c.complete_send(pool, &mut self.arena, res as usize);
         let st = &self.shared.stats[self.id];
         st.sends.fetch_add(1, Ordering::Relaxed);
         st.frames_sent.fetch_add(frames, Ordering::Relaxed);
@@ -628,10 +737,14 @@ impl Reactor {
         if !self.shutting_down && self.shared.shutdown.load(Ordering::Relaxed) {
             self.begin_shutdown();
         }
-        if !self.accept_armed && !self.shutting_down {
+        if !self.shutting_down {
             self.arm_accept();
         }
         let now = sys::monotonic_ns();
+        if now >= self.next_idle_scan {
+            self.next_idle_scan = now + IDLE_SCAN_NS;
+            self.scan_idle(now);
+        }
         let mut closing = std::mem::take(&mut self.closing);
         closing.retain(|key| {
             let Some(c) = self.conns.get_mut(key.index as usize) else {
@@ -643,6 +756,10 @@ impl Reactor {
             match c.state {
                 State::Open => false,
                 State::Draining { deadline } | State::Closing { deadline } if now >= deadline => {
+                    if !c.outq.is_empty() {
+                        // Still owed bytes (its ERROR or close among them).
+                        self.shared.stats[self.id].count_cut(CutReason::Linger);
+                    }
                     c.state = State::Closing { deadline: 0 };
                     sys::shutdown(c.fd, libc::SHUT_RDWR);
                     true
@@ -668,11 +785,13 @@ impl Reactor {
         self.shutting_down = true;
         self.shutdown_deadline =
             sys::monotonic_ns() + self.shared.config.shutdown_timeout.as_nanos() as u64;
-        if self.accept_armed {
-            let sqe = opcode::AsyncCancel::new(Op::plain(OpKind::Accept))
-                .build()
-                .user_data(Op::plain(OpKind::Ignore));
-            self.push_sqe(&sqe);
+        for which in [TCP, WS] {
+            if self.accept_armed[which] {
+                let sqe = opcode::AsyncCancel::new(Op::accept(which))
+                    .build()
+                    .user_data(Op::plain(OpKind::Ignore));
+                self.push_sqe(&sqe);
+            }
         }
         let all: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
         for idx in all {
@@ -687,10 +806,10 @@ impl Reactor {
 
     /// Shutdown is complete when no connection and no accept remain.
     fn finished(&mut self) -> bool {
-        if self.accept_armed || !self.conns.is_empty() {
+        if self.accept_armed.iter().any(|&a| a) || !self.conns.is_empty() {
             return false;
         }
-        self.listener = None;
+        self.listeners = [None, None];
         true
     }
 
@@ -727,17 +846,34 @@ impl Reactor {
         self.remove_all_subs(idx);
         if drop_backlog {
             let pool = &self.shared.pool;
-            self.conns[idx as usize].drop_unsent(pool);
+            let dropped = self.conns[idx as usize].drop_unsent(pool, &mut self.arena);
+            self.backlog -= dropped as i64;
         }
-        self.stats().count_error(code);
-        self.reply(
-            idx,
-            &crate::proto::ServerFrame::Error {
-                code: code as u16,
-                topic: None,
-                message: reason,
-            },
-        );
+        match self.conns[idx as usize].wire {
+            // Not speaking the native protocol yet: nothing to say.
+            Wire::Http { .. } => {}
+            _ => {
+                self.stats().count_error(code);
+                self.reply(
+                    idx,
+                    &crate::proto::ServerFrame::Error {
+                        code: code as u16,
+                        topic: None,
+                        message: reason,
+                    },
+                );
+                if self.conns[idx as usize].is_ws() {
+                    let close = code.ws_close_code().unwrap_or(1011);
+                    self.ws_queue_close(idx, close, code.description());
+                }
+            }
+        }
+        self.drain(idx);
+    }
+
+    /// Stops reading requests from a connection: what is queued is flushed
+    /// (for at most the linger time), then the write side is shut.
+    pub(crate) fn drain(&mut self, idx: u32) {
         let c = &mut self.conns[idx as usize];
         c.paused = false;
         c.state = State::Draining {
@@ -747,6 +883,9 @@ impl Reactor {
             index: idx,
             gen: c.gen,
         });
+        if !c.sending && c.outq.is_empty() {
+            self.begin_closing(idx);
+        }
     }
 
     /// Everything owed was written: shut the write side (the peer reads
@@ -770,7 +909,7 @@ impl Reactor {
         self.remove_all_subs(idx);
         let pool = &self.shared.pool;
         let c = &mut self.conns[idx as usize];
-        c.drop_unsent(pool);
+        self.backlog -= c.drop_unsent(pool, &mut self.arena) as i64;
         if c.state == (State::Closing { deadline: 0 }) {
             return;
         }
@@ -794,11 +933,14 @@ impl Reactor {
             return;
         }
         let pool = &self.shared.pool;
-        c.release_all(pool);
+        self.backlog -= c.release_all(pool, &mut self.arena) as i64;
         sys::close(c.fd);
+        let transport = c.transport();
         self.conns.remove(idx as usize);
         self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-        self.stats().closed.fetch_add(1, Ordering::Relaxed);
+        let st = &self.shared.stats[self.id];
+        st.closed.fetch_add(1, Ordering::Relaxed);
+        st.gauge_connections(transport, -1);
     }
 
     /// Cuts every connection whose backlog passed the limit during the last
@@ -811,6 +953,7 @@ impl Reactor {
             self.conns[idx as usize].over_limit = false;
             if self.conns[idx as usize].is_open() {
                 self.stats().slow_consumers.fetch_add(1, Ordering::Relaxed);
+                self.stats().count_cut(CutReason::Backlog);
                 let limit = self.shared.config.max_backlog;
                 let reason =
                     format!("slow consumer: more than {limit} bytes queued for this connection");
@@ -818,4 +961,24 @@ impl Reactor {
             }
         }
     }
+}
+
+/// The `ts_ns` of a DATA frame at the start of `bytes` (after a WebSocket
+/// header when `ws_len_byte` is 1: its second byte tells the header's
+/// length); None for any other frame.
+fn data_ts(bytes: &[u8], ws_len_byte: usize) -> Option<u64> {
+    let off = if ws_len_byte == 1 {
+        match bytes.get(1)? & 0x7F {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        }
+    } else {
+        0
+    };
+    let f = bytes.get(off..off + proto::DATA_HEADER_LEN)?;
+    if f[4] != proto::Kind::Data as u8 {
+        return None;
+    }
+    Some(u64::from_le_bytes(f[16..24].try_into().expect("8 bytes")))
 }

@@ -37,8 +37,8 @@ pub const MAX_CORES: usize = 64;
 pub enum Error {
     /// A configuration value is out of range.
     Config(String),
-    /// The listen address is taken by another process.
-    AddrInUse(SocketAddr),
+    /// The listen address is taken by another process (the flag that sets it).
+    AddrInUse(SocketAddr, &'static str),
     /// Binding or listening failed for another reason.
     Listen(SocketAddr, io::Error),
     /// A reactor could not set up its ring or its memory.
@@ -55,9 +55,9 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Config(m) => write!(f, "invalid configuration: {m}"),
-            Error::AddrInUse(a) => write!(
+            Error::AddrInUse(a, flag) => write!(
                 f,
-                "port {} in use: something already listens on {a}; stop it or pick another with --listen",
+                "port {} in use: something already listens on {a}; stop it or pick another with {flag}",
                 a.port()
             ),
             Error::Listen(a, e) => write!(f, "cannot listen on {a}: {e}"),
@@ -74,6 +74,7 @@ impl std::error::Error for Error {}
 /// A running engine: reactor threads serving the native protocol.
 pub struct Engine {
     addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<Result<io_uring::IoUring, Error>>>,
     features: RingFeatures,
@@ -107,6 +108,27 @@ fn validate(c: &Config) -> Result<(), Error> {
             "--max-subscriptions, --max-connections and --max-topics must be at least 1".into(),
         );
     }
+    if let Some(ws) = c.ws_listen {
+        if ws == c.listen && ws.port() != 0 {
+            return bad(format!(
+                "--ws-listen and --listen are both {ws}: give the WebSocket listener its own port (or --ws-listen off)"
+            ));
+        }
+    }
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    if c.ws_ping_interval.as_millis() < 100 || c.ws_idle_timeout <= c.ws_ping_interval {
+        return bad(format!(
+            "--ws-ping-interval ({}s) must be at least 0.1s and below --ws-idle-timeout ({}s)",
+            secs(c.ws_ping_interval),
+            secs(c.ws_idle_timeout)
+        ));
+    }
+    if c.http_timeout.as_millis() < 100 {
+        return bad(format!(
+            "--http-timeout must be at least 0.1s, got {}s",
+            secs(c.http_timeout)
+        ));
+    }
     Ok(())
 }
 
@@ -120,25 +142,14 @@ impl Engine {
         let fd_room = sys::nofile_limit().saturating_sub(FD_RESERVE) as usize;
         config.max_connections = config.max_connections.min(fd_room.max(1));
         let cores = config.cores;
-        let mut listeners: Vec<OwnedFd> = Vec::with_capacity(cores);
-        let mut addr = config.listen;
-        let in_use = |addr: SocketAddr| {
-            move |e: io::Error| {
-                if e.raw_os_error() == Some(libc::EADDRINUSE) {
-                    Error::AddrInUse(addr)
-                } else {
-                    Error::Listen(addr, e)
-                }
+        let (listeners, addr) = bind_all(config.listen, cores, "--listen")?;
+        let (ws_listeners, ws_addr): (Vec<Option<OwnedFd>>, _) = match config.ws_listen {
+            Some(a) => {
+                let (l, a) = bind_all(a, cores, "--ws-listen")?;
+                (l.into_iter().map(Some).collect(), Some(a))
             }
+            None => ((0..cores).map(|_| None).collect(), None),
         };
-        if addr.port() != 0 {
-            sys::check_port_free(&addr).map_err(in_use(addr))?;
-        }
-        for _ in 0..cores {
-            let l = sys::reuseport_listener(&addr, 4096).map_err(in_use(addr))?;
-            addr = sys::local_addr(l.as_raw_fd()).map_err(|e| Error::Listen(addr, e))?;
-            listeners.push(l);
-        }
         // Largest DATA frame: a PUBLISH of max_frame bytes plus seq and ts.
         let max_data = config.max_frame as usize + 4 + 16;
         let pool = Pool::new(config.pool_bytes, cores, max_data).map_err(Error::Pool)?;
@@ -148,6 +159,7 @@ impl Engine {
             stats: (0..cores).map(|_| CoreStats::default()).collect(),
             parked: (0..cores).map(|_| Parked(AtomicBool::new(false))).collect(),
             shutdown: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             topics: AtomicUsize::new(0),
             config,
@@ -175,8 +187,9 @@ impl Engine {
         let mut go_txs = Vec::with_capacity(cores);
         let mut threads = Vec::with_capacity(cores);
         let cpus = shared.config.cpus.clone();
-        for (id, ((listener, outboxes), inboxes)) in listeners
+        for (id, (((listener, ws_listener), outboxes), inboxes)) in listeners
             .into_iter()
+            .zip(ws_listeners)
             .zip(producers)
             .zip(consumers)
             .enumerate()
@@ -187,6 +200,7 @@ impl Engine {
                 id,
                 shared: shared.clone(),
                 listener,
+                ws_listener,
                 outboxes,
                 inboxes,
             };
@@ -250,6 +264,7 @@ impl Engine {
         }
         Ok(Engine {
             addr,
+            ws_addr,
             shared,
             threads,
             features,
@@ -259,6 +274,11 @@ impl Engine {
     /// The bound TCP address (the real port when started on port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound WebSocket/HTTP address, when that listener is on.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// The configuration the engine runs with.
@@ -327,6 +347,7 @@ impl Engine {
         format!(
             "ringcast {} serving the native protocol\n\
              \x20 listen             {} (TCP, one SO_REUSEPORT listener per reactor)\n\
+             \x20 websocket + http   {}\n\
              \x20 reactors           {} ({pin}{})\n\
              \x20 io_uring           {}\n\
              \x20 max frame          {} bytes\n\
@@ -341,6 +362,17 @@ impl Engine {
              \x20 epoch              {}",
             env!("CARGO_PKG_VERSION"),
             self.addr,
+            match self.ws_addr {
+                Some(a) => format!(
+                    "{a}: ws://{a}/ws (ringcast.v1), live page http://{a}/, /healthz, /metrics{}",
+                    if c.allowed_origins.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; origins {}", c.allowed_origins.join(" "))
+                    }
+                ),
+                None => "off".into(),
+            },
             c.cores,
             if c.busy_poll { ", busy polling" } else { "" },
             self.features,
@@ -365,6 +397,35 @@ impl Engine {
             self.shared.epoch,
         )
     }
+}
+
+/// Binds one SO_REUSEPORT listener per reactor on `addr` (all on the same
+/// port when `addr` has port 0); `flag` names the setting in errors.
+fn bind_all(
+    addr: SocketAddr,
+    cores: usize,
+    flag: &'static str,
+) -> Result<(Vec<OwnedFd>, SocketAddr), Error> {
+    let in_use = |addr: SocketAddr| {
+        move |e: io::Error| {
+            if e.raw_os_error() == Some(libc::EADDRINUSE) {
+                Error::AddrInUse(addr, flag)
+            } else {
+                Error::Listen(addr, e)
+            }
+        }
+    };
+    let mut addr = addr;
+    if addr.port() != 0 {
+        sys::check_port_free(&addr).map_err(in_use(addr))?;
+    }
+    let mut listeners = Vec::with_capacity(cores);
+    for _ in 0..cores {
+        let l = sys::reuseport_listener(&addr, 4096).map_err(in_use(addr))?;
+        addr = sys::local_addr(l.as_raw_fd()).map_err(|e| Error::Listen(addr, e))?;
+        listeners.push(l);
+    }
+    Ok((listeners, addr))
 }
 
 impl Drop for Engine {

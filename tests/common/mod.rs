@@ -2,6 +2,7 @@
 //! on port 0 and clients with timeouts, so a hang fails instead of blocking.
 #![allow(dead_code)]
 
+pub mod prom;
 use ringcast::client::Client;
 use ringcast::{Config, Engine};
 use std::net::SocketAddr;
@@ -10,10 +11,12 @@ use std::time::{Duration, Instant};
 /// How long any single blocking read in a test may take before it fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A config listening on 127.0.0.1:0 with `cores` reactors.
+/// A config listening on 127.0.0.1:0 (native TCP and WebSocket/HTTP) with
+/// `cores` reactors.
 pub fn config(cores: usize) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        ws_listen: Some("127.0.0.1:0".parse().unwrap()),
         cores,
         pool_bytes: 32 << 20,
         ..Config::default()

@@ -109,6 +109,41 @@ fn flags() -> Vec<Flag> {
             "off".into(),
             "Reactors spin instead of sleeping in the kernel when idle (for dedicated cores); the variable takes 1 or 0.",
         ),
+        flag(
+            "--ws-listen",
+            Some("ADDR|off"),
+            "RINGCAST_WS_LISTEN",
+            d.ws_listen.map_or("off".into(), |a| a.to_string()),
+            "WebSocket and HTTP address: /ws (subprotocol ringcast.v1), the live page at /, /healthz, /metrics; off disables it.",
+        ),
+        flag(
+            "--allowed-origins",
+            Some("LIST"),
+            "RINGCAST_ALLOWED_ORIGINS",
+            "any".into(),
+            "Comma-separated Origins a browser may connect from (e.g. https://app.example.com); others get 403.",
+        ),
+        flag(
+            "--ws-ping-interval",
+            Some("SECS"),
+            "RINGCAST_WS_PING_INTERVAL",
+            format!("{}s", d.ws_ping_interval.as_secs_f64()),
+            "A WebSocket peer silent this long is sent a ping.",
+        ),
+        flag(
+            "--ws-idle-timeout",
+            Some("SECS"),
+            "RINGCAST_WS_IDLE_TIMEOUT",
+            format!("{}s", d.ws_idle_timeout.as_secs_f64()),
+            "A WebSocket peer silent this long (a pong counts) is closed with 1001.",
+        ),
+        flag(
+            "--http-timeout",
+            Some("SECS"),
+            "RINGCAST_HTTP_TIMEOUT",
+            format!("{}s", d.http_timeout.as_secs_f64()),
+            "An HTTP request or WebSocket handshake must arrive whole within this, else 408 and close.",
+        ),
     ]
 }
 
@@ -177,7 +212,54 @@ fn config(words: Vec<OsString>, env: EnvLookup<'_>) -> Result<Option<Config>, Fa
         c.shutdown_timeout = v;
     }
     c.busy_poll = p.switch("--busy-poll")?;
+    if let Some(v) = p.get("--ws-listen", parse_ws_listen)? {
+        c.ws_listen = v;
+    }
+    if let Some(v) = p.get("--allowed-origins", parse_origins)? {
+        c.allowed_origins = v;
+    }
+    if let Some(v) = p.get("--ws-ping-interval", args::parse_duration)? {
+        c.ws_ping_interval = v;
+    }
+    if let Some(v) = p.get("--ws-idle-timeout", args::parse_duration)? {
+        c.ws_idle_timeout = v;
+    }
+    if let Some(v) = p.get("--http-timeout", args::parse_duration)? {
+        c.http_timeout = v;
+    }
     Ok(Some(c))
+}
+
+/// `off` or an address.
+fn parse_ws_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    args::parse_addr(s).map(Some)
+}
+
+/// A comma-separated list of origins, each `scheme://host[:port]`.
+fn parse_origins(s: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect();
+    for o in &list {
+        let ok = (o.starts_with("http://") || o.starts_with("https://"))
+            && !o.ends_with('/')
+            && !o.contains(char::is_whitespace);
+        if !ok {
+            return Err(format!(
+                "expected origins like https://app.example.com (scheme and host, no path or trailing slash), got {o:?}"
+            ));
+        }
+    }
+    if list.is_empty() {
+        return Err("expected at least one origin".into());
+    }
+    Ok(list)
 }
 
 /// A count of at least 1.
