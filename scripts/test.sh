@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# test.sh: run every test ringcast has, installing what they need first.
+#
+# Usage: bash scripts/test.sh [--dry-run] [--no-install]
+#   --no-install  do not apt-get install missing test tools (fail instead)
+#   --dry-run     print what would run
+#
+# Runs:
+#   cargo test --release         unit, property and loopback integration tests,
+#                                including tests/browser.rs (headless Chromium
+#                                loads the live page, subscribes, and shows a
+#                                message published over native TCP)
+#   scripts/ws-interop.py        Python's `websockets` (an independent RFC 6455
+#                                implementation) against the real daemon
+# Needs: cargo, and (installed from Debian when missing, as root) chromium and
+# python3-websockets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dry=0 install=1
+for a in "$@"; do
+    case "$a" in
+        --dry-run) dry=1 ;;
+        --no-install) install=0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown argument $a (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+py=/usr/bin/python3
+missing=()
+command -v chromium >/dev/null 2>&1 || [ -n "${RINGCAST_CHROMIUM:-}" ] || missing+=(chromium)
+{ [ -x "$py" ] && "$py" -c 'import websockets' 2>/dev/null; } || missing+=(python3 python3-websockets)
+
+run() {
+    echo "+ $*" >&2
+    [ "$dry" = 1 ] || "$@"
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$install" = 0 ]; then
+        echo "test.sh: missing ${missing[*]}: install them (apt-get install ${missing[*]}) or drop --no-install" >&2
+        exit 1
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "test.sh: missing ${missing[*]} and not root: run 'sudo apt-get install ${missing[*]}' first" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    run apt-get update -q
+    run apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+run cargo test --release
+run cargo build --release --bin ringcast
+run "$py" scripts/ws-interop.py --binary target/release/ringcast
