@@ -968,6 +968,10 @@ impl Reactor {
 /// length); None for any other frame.
 fn data_ts(bytes: &[u8], ws_len_byte: usize) -> Option<u64> {
     let off = if ws_len_byte == 1 {
+        // Only a final binary message can carry a DATA frame.
+        if *bytes.first()? != 0x82 {
+            return None;
+        }
         match bytes.get(1)? & 0x7F {
             126 => 4,
             127 => 10,
@@ -981,4 +985,45 @@ fn data_ts(bytes: &[u8], ws_len_byte: usize) -> Option<u64> {
         return None;
     }
     Some(u64::from_le_bytes(f[16..24].try_into().expect("8 bytes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_ts;
+    use crate::proto::{data_frame_len, encode_data};
+    use crate::ws::frame::{header_len, write_header, Opcode};
+
+    fn data(ts: u64, payload_len: usize) -> Vec<u8> {
+        let len = data_frame_len(1, payload_len);
+        let mut f = vec![0; len];
+        encode_data(&mut f, 7, ts, b"t", &vec![1; payload_len]);
+        f
+    }
+
+    #[test]
+    fn the_publish_stamp_is_found_behind_every_websocket_header_length() {
+        for payload in [10, 200, 70_000] {
+            let native = data(123_456, payload);
+            assert_eq!(data_ts(&native, 0), Some(123_456));
+            let h = header_len(native.len());
+            let mut ws = vec![0; h];
+            write_header(&mut ws, Opcode::Binary, native.len());
+            ws.extend_from_slice(&native);
+            assert_eq!(data_ts(&ws, 1), Some(123_456), "payload {payload}");
+        }
+    }
+
+    #[test]
+    fn other_frames_give_no_sample() {
+        assert_eq!(
+            data_ts(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", 0),
+            None
+        );
+        // A pong whose payload mimics a DATA frame is not a DATA message.
+        let native = data(5, 10);
+        let mut pong = vec![0x8A, native.len() as u8];
+        pong.extend_from_slice(&native);
+        assert_eq!(data_ts(&pong, 1), None);
+        assert_eq!(data_ts(&[], 0), None);
+    }
 }
