@@ -1,7 +1,15 @@
 //! `ringcast bench`: a load generator for broadcast servers that is never
 //! the bottleneck: one single-threaded epoll loop per process, optionally
 //! pinned, measuring its own CPU use. It speaks ringcast's native protocol,
-//! Redis pub/sub (RESP) and NATS, so the same workload runs against each.
+//! ringcast over WebSocket, Redis pub/sub (RESP) and NATS, so the same
+//! workload runs against each.
+//!
+//! With `--proto ringcast-ws` the subscribers connect to the WebSocket port
+//! (`--ws-port`, or the embedded engine's), upgrade (path `/ws`, subprotocol
+//! `ringcast.v1`), and receive each native frame in its own binary message
+//! ([`ws`]); the publisher stays on the native TCP port, so the publish path
+//! is the same as for `ringcast` and only the fan-out transport differs.
+//! Accounting, latency and receive stamps are the native path's.
 //!
 //! # Workloads
 //!
@@ -70,6 +78,7 @@ mod run;
 mod subs;
 mod sys;
 mod wire;
+mod ws;
 
 pub use account::Deliveries;
 pub use hist::Summary;
@@ -97,6 +106,8 @@ pub const SUBS_PER_PROC: usize = 15_000;
 pub const SUBS_PER_PROC_EMBEDDED: usize = 9_000;
 /// Connections per source address before another 127.0.0.x is used.
 pub const CONNS_PER_SOURCE_IP: usize = 20_000;
+/// The daemon's default WebSocket port (`--ws-listen 127.0.0.1:7401`).
+pub const DEFAULT_WS_PORT: u16 = 7401;
 /// Warm-up bursts when `--warmup-messages` is not given.
 pub const DEFAULT_WARMUP_BURSTS: u64 = 5;
 
@@ -163,8 +174,12 @@ impl Workload {
 pub struct Params {
     pub workload: Workload,
     pub proto: Proto,
-    /// Server to drive; `None` starts a ringcast engine in-process.
+    /// Server to drive; `None` starts a ringcast engine in-process. For
+    /// ringcast-ws, the native port (the publisher's).
     pub target: Option<SocketAddr>,
+    /// ringcast-ws: the WebSocket port on the target's host, where the
+    /// subscribers connect (set from the embedded engine when it runs).
+    pub ws_port: u16,
     /// Subscriber connections.
     pub subs: usize,
     /// Topics (steady); burst uses 1.
@@ -212,6 +227,7 @@ impl Default for Params {
             workload: Workload::Steady,
             proto: Proto::Ringcast,
             target: None,
+            ws_port: DEFAULT_WS_PORT,
             subs: 1_000,
             topics: 10,
             rate: 100.0,
@@ -288,7 +304,7 @@ impl Params {
         if self.messages == Some(0) || (self.messages.is_none() && self.duration.is_zero()) {
             return bad("nothing to measure: --duration and --messages are 0".into());
         }
-        if self.target.is_none() && self.proto != Proto::Ringcast {
+        if self.target.is_none() && !matches!(self.proto, Proto::Ringcast | Proto::RingcastWs) {
             return bad(format!(
                 "--proto {} needs a server: give --port (without --port the bench runs an embedded ringcast engine)",
                 self.proto.name()
@@ -311,6 +327,16 @@ impl Params {
             return bad("--server-cores must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// Where subscribers connect: the target, or for ringcast-ws its host
+    /// at `ws_port`. `None` before the target is known.
+    pub fn subscriber_addr(&self) -> Option<SocketAddr> {
+        let mut addr = self.target?;
+        if self.proto.is_websocket() {
+            addr.set_port(self.ws_port);
+        }
+        Some(addr)
     }
 
     /// Processes that hold subscribers, given or automatic.
@@ -387,6 +413,10 @@ impl Params {
             "--rx-clock".into(),
             self.rx_clock.name().into(),
         ];
+        if self.proto.is_websocket() {
+            a.push("--ws-port".into());
+            a.push(self.ws_port.to_string());
+        }
         if let Some(id) = &self.run_id {
             a.push(RUN_ID_FLAG.into());
             a.push(id.clone());
@@ -445,7 +475,47 @@ mod tests {
         assert_eq!(p(9_000, None).effective_procs(), 1);
         assert_eq!(p(9_001, None).effective_procs(), 2);
         assert_eq!(p(20_000, target).effective_source_ips(), 1);
+        // ringcast-ws: fds per subscriber are the same, so are the processes.
+        let ws = Params {
+            proto: Proto::RingcastWs,
+            ..p(9_001, None)
+        };
+        assert_eq!(ws.effective_procs(), 2);
         assert_eq!(p(50_000, target).effective_source_ips(), 3);
+    }
+
+    #[test]
+    fn websocket_subscribers_connect_to_the_websocket_port() {
+        let target = Some(SocketAddr::from(([127, 0, 0, 1], 17400)));
+        let native = Params {
+            target,
+            ws_port: 17401,
+            ..Params::default()
+        };
+        assert_eq!(native.subscriber_addr(), target);
+        let ws = Params {
+            proto: Proto::RingcastWs,
+            ..native.clone()
+        };
+        assert_eq!(
+            ws.subscriber_addr(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 17401)))
+        );
+        assert_eq!(Params::default().subscriber_addr(), None);
+        // Embedded mode serves ringcast-ws too.
+        Params {
+            proto: Proto::RingcastWs,
+            ..Params::default()
+        }
+        .validate()
+        .unwrap();
+        let args = ws.child_args(0, 10, None);
+        let at = args.iter().position(|a| a == "--ws-port").unwrap();
+        assert_eq!(args[at + 1], "17401");
+        assert!(!native
+            .child_args(0, 10, None)
+            .iter()
+            .any(|a| a == "--ws-port"));
     }
 
     #[test]

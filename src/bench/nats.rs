@@ -97,7 +97,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
             end + 2,
         )));
     } else if op.eq_ignore_ascii_case(b"PING") {
-        Event::Ping
+        Event::Ping(&[])
     } else if op.eq_ignore_ascii_case(b"PONG") {
         Event::Pong
     } else if op.eq_ignore_ascii_case(b"-ERR") {
@@ -168,7 +168,7 @@ mod tests {
                 "Other".to_string(),
                 "Pong".to_string(),
                 format!("Data {{ seq: None, payload: {:?} }}", &nasty[..]),
-                "Ping".to_string(),
+                "Ping([])".to_string(),
                 "Data { seq: None, payload: [] }".to_string(),
                 "Data { seq: None, payload: [97, 98, 99] }".to_string(),
                 "ServerError(\"'Slow Consumer'\")".to_string(),

@@ -121,22 +121,19 @@ impl Publisher {
     fn parse(&mut self) -> Result<(), String> {
         let mut at = 0;
         let mut pong = false;
-        let mut ping = false;
         while let Some((event, used)) = self.proto.parse(&self.inbuf[at..])? {
             at += used;
             match event {
                 Event::Pong => pong = true,
-                Event::Ping => ping = true,
+                Event::Ping(payload) => self.proto.encode_pong(payload, &mut self.out),
                 Event::ServerError(e) => return Err(format!("publisher: server error: {e}")),
+                Event::Close(why) => return Err(format!("publisher: {why}")),
                 _ => {}
             }
         }
         self.inbuf.drain(..at);
         if pong && self.state == State::Probing {
             self.state = State::Ready;
-        }
-        if ping {
-            self.proto.encode_pong(&mut self.out);
         }
         Ok(())
     }

@@ -152,6 +152,10 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
             let engine = Engine::start(config)
                 .map_err(|e| BenchError::Failed(format!("embedded engine: {e}")))?;
             p.target = Some(engine.local_addr());
+            p.ws_port = engine
+                .ws_addr()
+                .ok_or_else(|| BenchError::Failed("embedded engine: no WebSocket listener".into()))?
+                .port();
             Some(engine)
         }
     };
@@ -173,7 +177,7 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
         (None, Some(_)) => ServerCpu::EmbeddedReactors,
         (None, None) => ServerCpu::Unknown,
     };
-    let target = match &engine {
+    let mut target = match &engine {
         Some(e) => format!(
             "embedded ringcast ({} reactor{}) at {}",
             p.server_cores,
@@ -182,6 +186,12 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
         ),
         None => format!("{} at {}", p.proto.name(), p.target.expect("set above")),
     };
+    if p.proto.is_websocket() {
+        target = format!(
+            "{target}: subscribers over WebSocket at ws://{}/ws, publisher over native TCP",
+            p.subscriber_addr().expect("set above")
+        );
+    }
     let embedded = engine.is_some();
     let result = Coordinator::new(&p, server_cpu).and_then(|mut c| {
         let outcome = c.run();
@@ -197,15 +207,16 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
 impl<'a> Coordinator<'a> {
     fn new(p: &'a Params, server_cpu: ServerCpu) -> Result<Self, String> {
         let addr = p.target.expect("the target is known before coordinating");
+        let sub_addr = p.subscriber_addr().expect("the target is known");
         let ep = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
         let timer = Timer::new().map_err(|e| format!("timerfd: {e}"))?;
         ep.add(timer.raw_fd(), TOKEN_TIMER, sys::IN)
             .map_err(|e| format!("epoll: {e}"))?;
         let topics = topic_names(p.run_id.as_deref().expect("set by run"), p.topics);
-        let publisher = Publisher::connect(p.proto, addr, p.size, &ep)?;
+        let publisher = Publisher::connect(p.proto.publisher_proto(), addr, p.size, &ep)?;
         let procs = p.effective_procs();
         let (local, children) = if procs == 1 {
-            let set = SubSet::new(p, addr, topics.clone(), 0, p.subs);
+            let set = SubSet::new(p, sub_addr, topics.clone(), 0, p.subs);
             (Some(set), Vec::new())
         } else {
             let exe = std::env::current_exe()
@@ -662,7 +673,7 @@ pub fn run_child(p: &Params, first: usize, count: usize) -> Result<(), BenchErro
         sys::pin_current_thread(cpu).map_err(|e| failed(format!("--cpu {cpu}: {e}")))?;
     }
     let addr = p
-        .target
+        .subscriber_addr()
         .ok_or_else(|| BenchError::Invalid("a child needs --port".into()))?;
     let run_id = p
         .run_id

@@ -12,11 +12,18 @@
 //! A message of 64 KiB or more is never buffered whole: once its head and
 //! stamp are in, the rest is discarded in the kernel (`recv(MSG_TRUNC)`, no
 //! copy) and the delivery is timed by its last segment.
+//!
+//! ringcast-ws: a subscriber sends the upgrade request, waits for the 101
+//! (state `Upgrading`), then sends its SUBSCRIBE in a masked binary message;
+//! from there each server message is parsed in place by [`super::ws`] and
+//! its native frame accounted for exactly as over TCP. The server's pings
+//! (sent to silent peers) are answered, so long runs are not cut off idle.
 
 use super::account::{Deliveries, SeqTracker};
 use super::hist::LatencyHistogram;
 use super::sys::{self, Epoll};
 use super::wire::{read_stamp, Event, Proto, PAYLOAD_HEADER};
+use super::ws;
 use super::{Params, RxClock, Workload};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -36,8 +43,13 @@ const SKIP_FROM: usize = 64 * 1024;
 enum State {
     /// Not started yet (waiting for a slot in the connect window).
     Idle,
-    /// Non-blocking connect in progress; its request bytes wait in `out`.
+    /// Non-blocking connect in progress; its request bytes (the
+    /// subscription, or for WebSocket the upgrade request) wait in `out`.
     Connecting,
+    /// WebSocket only: connected, upgrade request sent, the 101 not yet
+    /// seen (RFC 6455 §4.1: nothing else is sent before it); then the
+    /// subscription is sent.
+    Upgrading,
     /// Connected, subscription sent, confirmation not yet seen.
     Subscribing,
     /// Confirmed: receiving.
@@ -219,8 +231,14 @@ impl SubSet {
         let proto = self.proto;
         let topic = &self.topics[self.subs[i].topic as usize];
         let sub = &mut self.subs[i];
-        proto.encode_hello(&mut sub.out);
-        proto.encode_subscribe(topic, (self.first_global + i) as u64 + 1, &mut sub.out);
+        let global = (self.first_global + i) as u64;
+        if proto.is_websocket() {
+            // The subscription follows the 101 (see `consume`).
+            ws::upgrade_request(&self.addr.to_string(), global, &mut sub.out);
+        } else {
+            proto.encode_hello(&mut sub.out);
+            proto.encode_subscribe(topic, global + 1, &mut sub.out);
+        }
         sub.fd = Some(fd);
         sub.state = State::Connecting;
         sub.watching_out = true;
@@ -261,7 +279,11 @@ impl SubSet {
             let fd = self.subs[index].fd.as_ref().map(|f| f.as_raw_fd());
             match fd.map(sys::take_socket_error) {
                 Some(Ok(())) => {
-                    self.subs[index].state = State::Subscribing;
+                    self.subs[index].state = if self.proto.is_websocket() {
+                        State::Upgrading
+                    } else {
+                        State::Subscribing
+                    };
                 }
                 Some(Err(e)) => {
                     self.close(ep, index, format!("connect to {}: {e}", self.addr));
@@ -383,12 +405,15 @@ impl SubSet {
     }
 
     /// Parses `data` (after any partial bytes kept from the last read).
-    /// Returns whether bytes were queued to send (PONGs).
+    /// Returns whether bytes were queued to send (PONGs; for WebSocket, the
+    /// subscription once the 101 is in).
     /// `now` is the receive time; `stamped` says whether it is the time
     /// asked for (false: the kernel's stamp was missing).
     fn consume(&mut self, i: usize, data: &[u8], now: u64, stamped: bool) -> Result<bool, String> {
         let proto = self.proto;
         let burst_mode = self.burst_mode;
+        let global = (self.first_global + i) as u64;
+        let topics = &self.topics;
         let sub = &mut self.subs[i];
         let totals = &mut self.totals;
         let queued = sub.out.len();
@@ -400,6 +425,19 @@ impl SubSet {
         let buf: &[u8] = if from_partial { &partial } else { data };
         let mut at = 0;
         let result = loop {
+            if sub.state == State::Upgrading {
+                match ws::check_upgrade_response(&buf[at..], global) {
+                    Ok(Some(used)) => {
+                        at += used;
+                        sub.state = State::Subscribing;
+                        let topic = &topics[sub.topic as usize];
+                        proto.encode_subscribe(topic, global + 1, &mut sub.out);
+                        continue;
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
             match proto.parse(&buf[at..]) {
                 Ok(Some((event, used))) => {
                     at += used;
@@ -430,7 +468,7 @@ impl SubSet {
         }
         let t = &mut self.totals;
         match sub.state {
-            State::Connecting | State::Subscribing => t.in_setup -= 1,
+            State::Connecting | State::Upgrading | State::Subscribing => t.in_setup -= 1,
             State::Ready => {
                 t.live -= 1;
                 t.disconnects += 1;
@@ -533,11 +571,15 @@ fn on_event(
     }
     match event {
         Event::Data { seq, payload } => on_data(burst_mode, sub, t, seq, payload, now, stamped),
-        Event::Ping => proto.encode_pong(&mut sub.out),
+        Event::Ping(payload) => proto.encode_pong(payload, &mut sub.out),
         Event::ServerError(e) => {
             t.server_errors += 1;
             t.first_error
                 .get_or_insert_with(|| format!("server error: {e}"));
+        }
+        Event::Close(why) => {
+            t.first_error
+                .get_or_insert_with(|| format!("server: {why}"));
         }
         Event::Subscribed { .. } | Event::Pong | Event::Other => {}
     }
@@ -617,4 +659,178 @@ fn check_bursts(t: &mut Totals) {
             true
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{decode_client, ClientFrame, ServerFrame};
+    use crate::ws::frame::{encode_server_frame, Decoder, Event as WsEvent, Opcode, Role};
+    use crate::ws::handshake;
+
+    const TOPIC: &str = "bench.t.0";
+    /// Subscriber 0 of the set is global subscriber 3.
+    const FIRST: usize = 3;
+    /// Send time of every payload; the receive time is 1 ms later.
+    const SENT: u64 = 1_000_000_000;
+
+    fn set(proto: Proto) -> SubSet {
+        let p = Params {
+            proto,
+            ..Params::default()
+        };
+        let mut s = SubSet::new(
+            &p,
+            SocketAddr::from(([127, 0, 0, 1], 7401)),
+            vec![TOPIC.into()],
+            FIRST,
+            1,
+        );
+        // As if connected: the request is out, the answer is awaited.
+        s.subs[0].state = if proto.is_websocket() {
+            State::Upgrading
+        } else {
+            State::Subscribing
+        };
+        s.totals.in_setup = 1;
+        s
+    }
+
+    /// The server's side of a subscription: SUBACK, then DATA seq 1..=n
+    /// with the generator's stamps; the last one is large (skipped in the
+    /// kernel once its stamp is in). Native frames, one per element.
+    fn natives(n: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut f = Vec::new();
+        ServerFrame::SubAck {
+            next_seq: 1,
+            epoch: 1,
+            topic: TOPIC,
+        }
+        .encode(&mut f);
+        out.push(f);
+        for seq in 1..=n {
+            let size = if seq == n {
+                100_000
+            } else {
+                16 + seq as usize * 13
+            };
+            let mut payload = vec![0u8; size];
+            super::super::wire::fill_payload(&mut payload);
+            super::super::wire::stamp(&mut payload, SENT, seq, false);
+            let mut f = Vec::new();
+            ServerFrame::Data {
+                seq,
+                ts_ns: 5,
+                topic: TOPIC,
+                payload: &payload,
+            }
+            .encode(&mut f);
+            out.push(f);
+        }
+        out
+    }
+
+    /// Feeds `stream` cut at `cuts` the way `read` does: bytes of a large
+    /// message being skipped go to `skipped`, the rest to `consume`.
+    fn feed(s: &mut SubSet, stream: &[u8], cuts: &[usize]) {
+        let mut from = 0;
+        for &to in cuts.iter().chain(std::iter::once(&stream.len())) {
+            let mut chunk = &stream[from..to];
+            from = to;
+            while !chunk.is_empty() {
+                if s.subs[0].skip > 0 {
+                    let n = s.subs[0].skip.min(chunk.len());
+                    s.skipped(0, n, SENT + 1_000_000, true);
+                    chunk = &chunk[n..];
+                } else {
+                    s.consume(0, chunk, SENT + 1_000_000, true).unwrap();
+                    chunk = &[];
+                }
+            }
+        }
+    }
+
+    fn check_complete(s: &mut SubSet, n: u64) {
+        assert_eq!(s.subs[0].state, State::Ready);
+        s.set_expected(&[n]);
+        assert!(s.is_complete());
+        let d = s.deliveries();
+        assert_eq!((d.expected, d.received), (n, n));
+        assert_eq!((d.duplicates, d.reordered, d.gaps), (0, 0, 0));
+        assert_eq!(s.histogram().count(), n);
+        assert_eq!(s.histogram().max(), s.histogram().min());
+        assert_eq!(s.foreign_payloads(), 0);
+        assert_eq!(s.first_error(), None);
+    }
+
+    #[test]
+    fn websocket_subscriber_upgrades_subscribes_and_counts_at_every_split() {
+        const N: u64 = 20;
+        let frames = natives(N);
+        let key = ws::key_for(FIRST as u64);
+        let mut stream = handshake::accept_response(&handshake::Upgrade {
+            accept: handshake::accept_key(key.as_bytes()),
+            subprotocol: true,
+        });
+        for (i, f) in frames.iter().enumerate() {
+            encode_server_frame(&mut stream, Opcode::Binary, f);
+            if i == 1 {
+                encode_server_frame(&mut stream, Opcode::Ping, b"ringcast");
+            }
+        }
+        // The same frames over the native protocol: the reference.
+        let mut native = set(Proto::Ringcast);
+        feed(&mut native, &frames.concat(), &[]);
+        check_complete(&mut native, N);
+        let reference = native.histogram().summary();
+        let one_by_one: Vec<usize> = (1..stream.len()).collect();
+        let cuts = (0..=stream.len())
+            .filter(|&c| c < 3_000 || c % 251 == 0 || stream.len() - c < 500)
+            .map(|c| vec![c])
+            .chain([one_by_one]);
+        for cut in cuts {
+            let mut s = set(Proto::RingcastWs);
+            feed(&mut s, &stream, &cut);
+            check_complete(&mut s, N);
+            assert_eq!(s.histogram().summary(), reference);
+            // What it sent after the 101: the SUBSCRIBE, then the pong.
+            let out = &s.subs[0].out;
+            let mut dec = Decoder::new(Role::Server, 1 << 20);
+            let (used, ev) = dec.decode(out).unwrap();
+            let Some(WsEvent::Message(m)) = ev else {
+                panic!("not a message: {ev:?}");
+            };
+            assert_eq!(
+                decode_client(m, 1 << 20).unwrap().frame(),
+                Some((ClientFrame::Subscribe { topic: TOPIC }, m.len()))
+            );
+            let rest = out[used..].to_vec();
+            assert_eq!(
+                dec.decode(&rest).unwrap(),
+                (rest.len(), Some(WsEvent::Pong(b"ringcast")))
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_upgrade_is_an_error() {
+        let mut s = set(Proto::RingcastWs);
+        let e = s
+            .consume(
+                0,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+                1,
+                true,
+            )
+            .unwrap_err();
+        assert!(e.contains("400"), "{e}");
+        // A 101 for another key is refused too.
+        let mut s = set(Proto::RingcastWs);
+        let resp = handshake::accept_response(&handshake::Upgrade {
+            accept: handshake::accept_key(ws::key_for(FIRST as u64 + 1).as_bytes()),
+            subprotocol: true,
+        });
+        assert!(s.consume(0, &resp, 1, true).is_err());
+    }
 }

@@ -1,4 +1,4 @@
-//! The three protocols the generator speaks, behind one small interface:
+//! The protocols the generator speaks, behind one small interface:
 //! what a subscriber sends on connect, how a publish is framed, and the
 //! events a parser pulls out of what the server sends. No I/O.
 //!
@@ -15,6 +15,7 @@
 //!                    by lengths
 //! ```
 
+use super::ws;
 use crate::proto::{self, ClientFrame, Decoded, ServerFrame};
 
 /// Bytes of the generator's header in every payload (and so the least `--size`).
@@ -31,6 +32,11 @@ const FILLER: &[u8] = b"\r\nMSG x 1 3\r\n*3\r\n$7\r\nmessage\r\n";
 pub enum Proto {
     /// ringcast's native protocol (PROTOCOL.md).
     Ringcast,
+    /// ringcast over WebSocket: each binary message one native frame
+    /// ([`super::ws`]). Subscribers upgrade first (see
+    /// [`Proto::is_websocket`]); the publisher stays on native TCP
+    /// ([`Proto::publisher_proto`]).
+    RingcastWs,
     /// Redis pub/sub over RESP2.
     Resp,
     /// The NATS text protocol.
@@ -55,14 +61,17 @@ pub enum Event<'a> {
     Subscribed { first_seq: Option<u64> },
     /// A published message: `seq` is ringcast's DATA seq (None elsewhere).
     Data { seq: Option<u64>, payload: &'a [u8] },
-    /// The server pings: answer with [`Proto::encode_pong`].
-    Ping,
+    /// The server pings: answer with [`Proto::encode_pong`], echoing the
+    /// bytes (a WebSocket ping's payload; empty for NATS).
+    Ping(&'a [u8]),
     /// The answer to our PING.
     Pong,
     /// Something to skip (INFO, +OK, a PUBLISH's receiver count, ...).
     Other,
     /// The server reports an error.
     ServerError(String),
+    /// The server closed the WebSocket: its code and reason, for people.
+    Close(String),
 }
 
 impl Proto {
@@ -70,6 +79,7 @@ impl Proto {
     pub fn name(self) -> &'static str {
         match self {
             Proto::Ringcast => "ringcast",
+            Proto::RingcastWs => "ringcast-ws",
             Proto::Resp => "resp",
             Proto::Nats => "nats",
         }
@@ -79,13 +89,32 @@ impl Proto {
     pub fn from_name(s: &str) -> Option<Proto> {
         match s {
             "ringcast" => Some(Proto::Ringcast),
+            "ringcast-ws" => Some(Proto::RingcastWs),
             "resp" | "redis" => Some(Proto::Resp),
             "nats" => Some(Proto::Nats),
             _ => None,
         }
     }
 
-    /// What a new connection sends first (NATS: CONNECT; others nothing).
+    /// Whether subscribers speak WebSocket: they connect to the WebSocket
+    /// port, send [`super::ws::upgrade_request`] and wait for the 101
+    /// before [`Proto::encode_subscribe`].
+    pub fn is_websocket(self) -> bool {
+        self == Proto::RingcastWs
+    }
+
+    /// What the publisher speaks: ringcast-ws publishes over native TCP
+    /// (the realistic mix: WebSocket fans out to browsers, a back end
+    /// publishes), so the publish path is the same as for ringcast.
+    pub fn publisher_proto(self) -> Proto {
+        match self {
+            Proto::RingcastWs => Proto::Ringcast,
+            p => p,
+        }
+    }
+
+    /// What a new connection sends first (NATS: CONNECT; others nothing;
+    /// the WebSocket upgrade is sent by the subscriber itself).
     pub fn encode_hello(self, out: &mut Vec<u8>) {
         if self == Proto::Nats {
             super::nats::encode_connect(out);
@@ -99,6 +128,9 @@ impl Proto {
     pub fn encode_subscribe(self, topic: &str, sid: u64, out: &mut Vec<u8>) {
         match self {
             Proto::Ringcast => ClientFrame::Subscribe { topic }.encode(out),
+            Proto::RingcastWs => ws::encode_message(out, ws::mask_for(sid), |n| {
+                ClientFrame::Subscribe { topic }.encode(n)
+            }),
             Proto::Resp => super::resp::encode_subscribe(topic, out),
             Proto::Nats => {
                 super::nats::encode_sub(topic, sid, out);
@@ -119,15 +151,21 @@ impl Proto {
     pub fn encode_ping(self, out: &mut Vec<u8>) {
         match self {
             Proto::Ringcast => ClientFrame::Ping { payload: &[] }.encode(out),
+            Proto::RingcastWs => ws::encode_message(out, ws::mask_for(0), |n| {
+                ClientFrame::Ping { payload: &[] }.encode(n)
+            }),
             Proto::Resp => super::resp::encode_ping(out),
             Proto::Nats => super::nats::encode_ping(out),
         }
     }
 
-    /// The answer to a server's PING (only NATS pings clients).
-    pub fn encode_pong(self, out: &mut Vec<u8>) {
-        if self == Proto::Nats {
-            super::nats::encode_pong(out);
+    /// The answer to a server's ping carrying `payload` (NATS pings
+    /// clients; ringcast's WebSocket front pings silent ones).
+    pub fn encode_pong(self, payload: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Proto::Nats => super::nats::encode_pong(out),
+            Proto::RingcastWs => ws::encode_pong(out, payload, ws::mask_for(payload.len() as u64)),
+            Proto::Ringcast | Proto::Resp => {}
         }
     }
 
@@ -135,6 +173,9 @@ impl Proto {
     pub fn encode_publish(self, topic: &str, payload: &[u8], out: &mut Vec<u8>) {
         match self {
             Proto::Ringcast => ClientFrame::Publish { topic, payload }.encode(out),
+            Proto::RingcastWs => ws::encode_message(out, ws::mask_for(1), |n| {
+                ClientFrame::Publish { topic, payload }.encode(n)
+            }),
             Proto::Resp => super::resp::encode_publish(topic, payload, out),
             Proto::Nats => super::nats::encode_pub(topic, payload, out),
         }
@@ -145,6 +186,7 @@ impl Proto {
     pub fn parse(self, buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
         match self {
             Proto::Ringcast => parse_ringcast(buf),
+            Proto::RingcastWs => ws::parse(buf),
             Proto::Resp => super::resp::parse(buf),
             Proto::Nats => super::nats::parse(buf),
         }
@@ -174,6 +216,7 @@ impl Proto {
                     total,
                 })
             }
+            Proto::RingcastWs => ws::data_prefix(buf),
             Proto::Resp => super::resp::message_prefix(buf).map(|(head, total)| Prefix {
                 seq: None,
                 head,
@@ -188,7 +231,8 @@ impl Proto {
     }
 }
 
-fn parse_ringcast(buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
+/// One native server frame's event from the start of `buf`.
+pub(super) fn parse_ringcast(buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
     let decoded = proto::decode_server(buf, MAX_FRAME)
         .map_err(|e| format!("ringcast: undecodable frame from the server: {e:?}"))?;
     let (frame, used) = match decoded {
@@ -354,12 +398,16 @@ mod tests {
 
     #[test]
     fn names() {
-        for p in [Proto::Ringcast, Proto::Resp, Proto::Nats] {
+        for p in [Proto::Ringcast, Proto::RingcastWs, Proto::Resp, Proto::Nats] {
             assert_eq!(Proto::from_name(p.name()), Some(p));
         }
         assert_eq!(Proto::from_name("redis"), Some(Proto::Resp));
         assert_eq!(Proto::from_name("mqtt"), None);
         assert!(Proto::Nats.confirms_subscription(&Event::Pong));
         assert!(!Proto::Resp.confirms_subscription(&Event::Pong));
+        assert!(Proto::RingcastWs.confirms_subscription(&Event::Subscribed { first_seq: Some(1) }));
+        assert_eq!(Proto::RingcastWs.publisher_proto(), Proto::Ringcast);
+        assert_eq!(Proto::Nats.publisher_proto(), Proto::Nats);
+        assert!(Proto::RingcastWs.is_websocket() && !Proto::Ringcast.is_websocket());
     }
 }

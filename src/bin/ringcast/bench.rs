@@ -10,6 +10,9 @@
 //!   latency, pause, repeat K times (after 5 unrecorded warm-up bursts).
 //!
 //! Without --port it starts a ringcast engine in-process on 127.0.0.1:0.
+//!
+//! --proto ringcast-ws: subscribers over WebSocket (--ws-port, or the
+//! embedded engine's WebSocket listener), the publisher over native TCP.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -41,7 +44,7 @@ fn flags() -> Vec<Flag> {
             Some("NAME"),
             "RINGCAST_BENCH_PROTO",
             d.proto.name().into(),
-            "Server protocol: ringcast, resp (Redis pub/sub) or nats; resp and nats need --port.",
+            "Server protocol: ringcast, ringcast-ws (WebSocket subscribers, native-TCP publisher), resp (Redis pub/sub) or nats; resp and nats need --port.",
         ),
         flag(
             "--host",
@@ -55,7 +58,17 @@ fn flags() -> Vec<Flag> {
             Some("PORT"),
             "RINGCAST_BENCH_PORT",
             "none: start a ringcast engine in this process".into(),
-            "Server port. Without it the bench runs an embedded engine on 127.0.0.1:0.",
+            "Server port (ringcast-ws: the native port, for the publisher). Without it the bench runs an embedded engine on 127.0.0.1:0.",
+        ),
+        flag(
+            "--ws-port",
+            Some("PORT"),
+            "RINGCAST_BENCH_WS_PORT",
+            format!(
+                "{} (embedded: the engine's own)",
+                bench::DEFAULT_WS_PORT
+            ),
+            "ringcast-ws with --port: the daemon's WebSocket port (--ws-listen) on --host, where subscribers connect.",
         ),
         flag(
             "--subs",
@@ -242,6 +255,13 @@ pub fn help() -> String {
          Without --port, a ringcast engine starts in this process (--server-cores reactors),\n\
          so `ringcast bench` alone gives a result.\n\
          \n\
+         --proto ringcast-ws drives ringcast's WebSocket front: each subscriber connects to\n\
+         --ws-port (embedded: the engine's WebSocket listener), upgrades (GET /ws, subprotocol\n\
+         ringcast.v1), subscribes in a masked binary message and reads one native frame per\n\
+         server message; it answers the server's pings. The publisher stays on the native TCP\n\
+         port (--port), the realistic mix, so only the fan-out transport differs from\n\
+         --proto ringcast; sequence checks, latency and receive stamps are the same.\n\
+         \n\
          Prints a table, or with --json one JSON object. Exits 0 when a report was printed\n\
          (check its delivery ratio), 1 when the run could not be done, 2 on bad usage.\n\
          \n\
@@ -250,6 +270,7 @@ pub fn help() -> String {
          Examples:\n  \
            ringcast bench\n  \
            ringcast bench --port 7400 --workload burst --subs 5000 --bursts 50 --cpu 0 --server-pid 1234\n  \
+           ringcast bench --port 7400 --ws-port 7401 --proto ringcast-ws --workload burst --subs 5000\n  \
            ringcast bench --port 6379 --proto resp --subs 10000 --topics 1 --rate 20 --json\n  \
            ringcast bench --port 4222 --proto nats --subs 19000 --topics 40 --rate 400\n",
         args::render_flags(&visible)
@@ -314,7 +335,8 @@ fn params_from(words: Vec<OsString>, env: args::EnvLookup<'_>) -> Result<Option<
     };
     let proto = p
         .get("--proto", |s| {
-            Proto::from_name(s).ok_or_else(|| format!("expected ringcast, resp or nats, got {s:?}"))
+            Proto::from_name(s)
+                .ok_or_else(|| format!("expected ringcast, ringcast-ws, resp or nats, got {s:?}"))
         })?
         .unwrap_or(d.proto);
     let host = p.get("--host", |s| Ok(s.to_string()))?;
@@ -327,6 +349,17 @@ fn params_from(words: Vec<OsString>, env: args::EnvLookup<'_>) -> Result<Option<
         }
         None => None,
     };
+    let ws_port = p.get("--ws-port", parse_port)?;
+    if ws_port.is_some() && !proto.is_websocket() {
+        return Err(Failure::Usage(
+            "--ws-port is for --proto ringcast-ws (the subscribers' WebSocket port)".into(),
+        ));
+    }
+    if ws_port.is_some() && target.is_none() {
+        return Err(Failure::Usage(
+            "--ws-port needs --port (the embedded engine's WebSocket port is its own)".into(),
+        ));
+    }
     let default_topics = match workload {
         Workload::Steady => d.topics,
         Workload::Burst => 1,
@@ -335,6 +368,7 @@ fn params_from(words: Vec<OsString>, env: args::EnvLookup<'_>) -> Result<Option<
         workload,
         proto,
         target,
+        ws_port: ws_port.unwrap_or(d.ws_port),
         subs: p.get("--subs", args::parse_count_usize)?.unwrap_or(d.subs),
         topics: p
             .get("--topics", args::parse_count_usize)?
@@ -492,6 +526,42 @@ mod tests {
         assert_eq!(usage(&["--host", "127.0.0.1"]), Some(2));
         assert_eq!(usage(&["--child", "12"]), Some(2));
         assert!(parse(&["--help"]).unwrap().is_none());
+        let (w, ..) = parse(&[
+            "--port",
+            "17400",
+            "--ws-port",
+            "17401",
+            "--proto",
+            "ringcast-ws",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!((w.proto, w.ws_port), (Proto::RingcastWs, 17401));
+        let (w, ..) = parse(&["--proto", "ringcast-ws"]).unwrap().unwrap();
+        assert_eq!((w.target, w.ws_port), (None, bench::DEFAULT_WS_PORT));
+        assert_eq!(usage(&["--port", "1", "--ws-port", "2"]), Some(2));
+        assert_eq!(
+            usage(&["--proto", "ringcast-ws", "--ws-port", "2"]),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn a_websocket_childs_command_line_keeps_both_ports() {
+        let parent = Params {
+            proto: Proto::RingcastWs,
+            target: Some(SocketAddr::from(([127, 0, 0, 1], 17400))),
+            ws_port: 17401,
+            subs: 20_000,
+            run_id: Some("abc".into()),
+            ..Params::default()
+        };
+        let args = parent.child_args(10_000, 10_000, None);
+        let (child, range, _) = params_from(args[1..].to_vec(), &|_| None).unwrap().unwrap();
+        assert_eq!(range, Some((10_000, 10_000)));
+        assert_eq!(child.proto, Proto::RingcastWs);
+        assert_eq!(child.target, parent.target);
+        assert_eq!(child.subscriber_addr(), parent.subscriber_addr());
     }
 
     #[test]
