@@ -6,7 +6,7 @@
 #
 #   --quick      small sizes (a smoke run of a minute or two, numbers not comparable)
 #   --only NAME  run only workload NAME (W0 W0bp W1 W2 W3 W4 W5 floor) or only
-#                server NAME (ringcast redis nats tokio); may be given more than once
+#                server NAME (ringcast ringcast-ws redis nats tokio); may be given more than once
 #   --dry-run    print what would run (installs, builds, servers, generator runs), run nothing
 #
 # What it does, on a 2-CPU host:
@@ -14,6 +14,8 @@
 #      builds `ringcast` (release) and its examples.
 #   2. One server at a time, pinned to CPU $SERVER_CPU (default 1) by scripts/pin.sh:
 #        ringcast  target/release/ringcast serve --cores 1 --cpus 1 --listen 127.0.0.1:7400
+#        ringcast-ws  the same daemon, subscribers over WebSocket (127.0.0.1:7401/ws),
+#                 publisher on native TCP: W1, W2, W3 only
 #        redis     redis-server on 127.0.0.1:6390 (no persistence)
 #        nats      nats-server on 127.0.0.1:4223
 #        tokio     target/release/examples/tokio_baseline --listen 127.0.0.1:7402 --threads 1
@@ -121,6 +123,7 @@ trap 'exit 130' INT TERM
 server_cmd() { # server_cmd NAME -> sets CMD array and PORT
     case "$1" in
         ringcast)    PORT=7400; CMD=("$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:$PORT) ;;
+        ringcast-ws) PORT=7400; CMD=("$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:$PORT --ws-listen 127.0.0.1:7401) ;;
         ringcast-bp) PORT=7400; CMD=("$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:$PORT --busy-poll) ;;
         ringcast-2c) PORT=7400; CMD=("$RC" serve --cores 2 --cpus "$GEN_CPU,$SERVER_CPU" --listen 127.0.0.1:$PORT) ;;
         # maxclients: 19,000 subscribers + the publisher must fit (fds needed: maxclients + 32 < 20,000)
@@ -145,12 +148,14 @@ start_server() { # start_server NAME
     log "server $1 did not come up (see $OUT_DIR/server-$1.log)"; stop_server; return 1
 }
 
-proto_of() { case "$1" in redis) echo resp ;; nats) echo nats ;; *) echo ringcast ;; esac; }
+proto_of() { case "$1" in redis) echo resp ;; nats) echo nats ;; ringcast-ws) echo ringcast-ws ;; *) echo ringcast ;; esac; }
+extra_of() { [[ "$1" == ringcast-ws ]] && echo --ws-port 7401; return 0; }
 
 RUNS=0; FAILS=0
 bench() { # bench NAME SERVER ARGS... : one generator run into NAME.json
     local name=$1 srv=$2; shift 2
-    local cmd=("$PIN" "$GEN_CPU" -- "$RC" bench --proto "$(proto_of "$srv")" --port "$PORT" --cpu "$GEN_CPU" --server-pid "$SRV_PID" --json "$@")
+    local extra; read -r -a extra <<<"$(extra_of "$srv")"
+    local cmd=("$PIN" "$GEN_CPU" -- "$RC" bench --proto "$(proto_of "$srv")" --port "$PORT" "${extra[@]}" --cpu "$GEN_CPU" --server-pid "$SRV_PID" --json "$@")
     if [[ $dry -eq 1 ]]; then show "${cmd[@]}" '>' "$OUT_DIR/$name.json"; return 0; fi
     log "run $name: $*"
     RUNS=$((RUNS+1))
@@ -161,23 +166,25 @@ bench() { # bench NAME SERVER ARGS... : one generator run into NAME.json
 }
 
 w2_args=(--workload steady --subs "$W2_SUBS" --topics 1 --size 64 --duration "$DUR" --warmup "$WARM")
+# The WebSocket rows cover the fan-out workloads (W1-W3).
+wants() { selected "$1" "$2" && { [[ "$2" != ringcast-ws ]] || [[ "$1" =~ ^W[123]$ ]]; }; }
 run_server_workloads() { # run_server_workloads SERVER
     local s=$1 any=0 w
-    for w in W0 W1 W2 W3 W4; do selected "$w" "$s" && any=1; done
+    for w in W0 W1 W2 W3 W4; do wants "$w" "$s" && any=1; done
     [[ $any -eq 1 ]] || return 0
     start_server "$s" || { FAILS=$((FAILS+1)); return 0; }
-    selected W0 "$s" && bench "W0-$s" "$s" --workload steady --subs 1 --topics 1 --size 64 --rate 1000 --messages "$W0_MSGS" --warmup "$WARM"
-    selected W1 "$s" && bench "W1-$s" "$s" --workload burst --subs "$W1_SUBS" --size 64 --bursts "$W1_BURSTS"
-    if selected W2 "$s"; then
+    wants W0 "$s" && bench "W0-$s" "$s" --workload steady --subs 1 --topics 1 --size 64 --rate 1000 --messages "$W0_MSGS" --warmup "$WARM"
+    wants W1 "$s" && bench "W1-$s" "$s" --workload burst --subs "$W1_SUBS" --size 64 --bursts "$W1_BURSTS"
+    if wants W2 "$s"; then
         local r; for r in "${W2_RATES[@]}"; do bench "W2-$s-$r" "$s" "${w2_args[@]}" --rate "$r"; done
     fi
-    selected W3 "$s" && bench "W3-$s" "$s" --workload steady --subs "$W3_SUBS" --topics 40 --size 64 --rate 400 --duration "$DUR" --warmup "$WARM"
-    selected W4 "$s" && bench "W4-$s" "$s" --workload steady --subs "$W4_SUBS" --topics 1 --size 262144 --rate 200 --duration "$DUR" --warmup "$WARM"
+    wants W3 "$s" && bench "W3-$s" "$s" --workload steady --subs "$W3_SUBS" --topics 40 --size 64 --rate 400 --duration "$DUR" --warmup "$WARM"
+    wants W4 "$s" && bench "W4-$s" "$s" --workload steady --subs "$W4_SUBS" --topics 1 --size 262144 --rate 200 --duration "$DUR" --warmup "$WARM"
     stop_server
 }
 
 T0=$(date +%s)
-for s in ringcast redis nats tokio; do run_server_workloads "$s"; done
+for s in ringcast ringcast-ws redis nats tokio; do run_server_workloads "$s"; done
 
 if selected W0bp ringcast; then
     start_server ringcast-bp && {
@@ -219,12 +226,13 @@ desc = {"W0": "W0 1→1, 1,000 msg/s", "W0bp": "W0 1→1, --busy-poll", "W1": "W
         "W2": "W2 fan-out", "W3": "W3 40 topics, 400 msg/s", "W4": "W4 256 KiB, 200 msg/s",
         "W5": "W5 W2 on 2 reactors (gen. shares CPU 0)"}
 order = ["W0", "W0bp", "W1", "W2", "W3", "W4", "W5"]
-servers = ["ringcast", "redis", "nats", "tokio"]
+servers = ["ringcast", "ringcast-ws", "redis", "nats", "tokio"]
 rows = []
 for name, r in res.items():
     if name == "floor": continue
     parts = name.split("-")
-    w, s, rate = parts[0], parts[1], (parts[2] if len(parts) > 2 else "")
+    rate = parts.pop() if len(parts) > 2 and parts[-1].isdigit() else ""
+    w, s = parts[0], "-".join(parts[1:])
     rows.append((order.index(w) if w in order else 99, w, servers.index(s) if s in servers else 9, int(rate or 0), name, s, r))
 rows.sort()
 L = []
