@@ -155,8 +155,9 @@ const LINGER_NS: u64 = 2_000_000_000;
 const TICK_NS: u32 = 50_000_000;
 /// Buffer group id of the receive buffer ring.
 const BGID: u16 = 7;
-/// How often WebSocket peers are checked for silence and HTTP requests for
-/// their deadline.
+/// Longest period between checks of WebSocket peers for silence and of
+/// HTTP requests for their deadline (shorter when the configured intervals
+/// need it, never below the tick).
 const IDLE_SCAN_NS: u64 = 1_000_000_000;
 /// Listener indices in an Accept op's `index`.
 const TCP: usize = 0;
@@ -207,6 +208,7 @@ pub(crate) struct Reactor {
     /// Monotonic ns, read once per loop iteration after the kernel returns.
     now: u64,
     next_idle_scan: u64,
+    idle_scan_ns: u64,
     /// Bytes queued for this core's connections (the backlog gauge).
     backlog: i64,
     latency: LatencyBatch,
@@ -230,6 +232,7 @@ impl Reactor {
         let (ring, features) = build_ring(&parts.shared)?;
         let bufs = BufRing::new(&ring, BGID)?;
         let cores = parts.outboxes.len();
+        let idle_scan_ns = idle_scan_period(&parts.shared.config);
         Ok(Reactor {
             ring,
             bufs,
@@ -260,6 +263,7 @@ impl Reactor {
             shutdown_deadline: 0,
             now: sys::monotonic_ns(),
             next_idle_scan: 0,
+            idle_scan_ns,
             backlog: 0,
             latency: LatencyBatch::default(),
         })
@@ -280,11 +284,13 @@ impl Reactor {
     /// Runs until a graceful shutdown completes. Gives the ring back so the
     /// engine can close every ring only after all reactors stopped (a
     /// MSG_RING must never target a closed, reused fd).
-    pub fn run(mut self, ring_fds: Vec<RawFd>) -> std::io::Result<IoUring> {
+    /// Calls `started` once the reactor counts as running (for /healthz).
+    pub fn run(mut self, ring_fds: Vec<RawFd>, started: impl FnOnce()) -> std::io::Result<IoUring> {
         self.ring_fds = ring_fds;
         self.arm_accept();
         self.arm_tick();
         self.shared.running.fetch_add(1, Ordering::SeqCst);
+        started();
         let busy = self.shared.config.busy_poll;
         let (mut loops, mut busy_ns) = (0u64, 0u64);
         let mut woke = sys::monotonic_ns();
@@ -742,7 +748,7 @@ impl Reactor {
         }
         let now = sys::monotonic_ns();
         if now >= self.next_idle_scan {
-            self.next_idle_scan = now + IDLE_SCAN_NS;
+            self.next_idle_scan = now + self.idle_scan_ns;
             self.scan_idle(now);
         }
         let mut closing = std::mem::take(&mut self.closing);
@@ -961,6 +967,16 @@ impl Reactor {
             }
         }
     }
+}
+
+/// How often to look for silent WebSocket peers and late HTTP requests: a
+/// quarter of the smallest interval that matters, between one tick and 1 s.
+fn idle_scan_period(c: &Config) -> u64 {
+    let ns = |d: std::time::Duration| d.as_nanos() as u64;
+    let ping = ns(c.ws_ping_interval);
+    let answer = ns(c.ws_idle_timeout).saturating_sub(ping);
+    let finest = ping.min(answer).min(ns(c.http_timeout));
+    (finest / 4).clamp(u64::from(TICK_NS), IDLE_SCAN_NS)
 }
 
 /// The `ts_ns` of a DATA frame at the start of `bytes` (after a WebSocket

@@ -291,8 +291,9 @@ impl Reactor {
         self.ws_control(idx, Opcode::Close, &payload);
     }
 
-    /// Once a second: pings silent WebSocket peers, closes those silent past
-    /// the idle timeout, and answers HTTP requests that missed their deadline.
+    /// Every `idle_scan_ns`: pings silent WebSocket peers, closes those
+    /// silent past the idle timeout (after a ping went unanswered), and
+    /// answers HTTP requests that missed their deadline.
     pub(super) fn scan_idle(&mut self, now: u64) {
         let cfg = &self.shared.config;
         let ping_after = cfg.ws_ping_interval.as_nanos() as u64;
@@ -306,11 +307,13 @@ impl Reactor {
             }
             match &c.wire {
                 Wire::Ws(w) if !w.close_sent => {
+                    // A peer is always pinged before it is closed for
+                    // silence, and any bytes from it (a pong) clear both.
                     let silent = now.saturating_sub(w.last_rx);
-                    if silent >= idle_after {
-                        idle.push(i as u32);
-                    } else if silent >= ping_after && !w.pinged {
+                    if silent >= ping_after && !w.pinged {
                         ping.push(i as u32);
+                    } else if silent >= idle_after && w.pinged {
+                        idle.push(i as u32);
                     }
                 }
                 Wire::Http { deadline } if now >= *deadline => late.push(i as u32),

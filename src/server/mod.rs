@@ -184,6 +184,7 @@ impl Engine {
         }
 
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(i32, RingFeatures), Error>)>();
+        let (running_tx, running_rx) = mpsc::channel::<usize>();
         let mut go_txs = Vec::with_capacity(cores);
         let mut threads = Vec::with_capacity(cores);
         let cpus = shared.config.cpus.clone();
@@ -205,6 +206,7 @@ impl Engine {
                 inboxes,
             };
             let ready = ready_tx.clone();
+            let running = running_tx.clone();
             let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
             let t = std::thread::Builder::new()
                 .name(format!("ringcast-r{id}"))
@@ -225,7 +227,11 @@ impl Engine {
                     };
                     let _ = ready.send((id, Ok((reactor.ring_fd(), reactor.features()))));
                     match go_rx.recv() {
-                        Ok(Some(fds)) => reactor.run(fds).map_err(|e| Error::Reactor(id, e)),
+                        Ok(Some(fds)) => reactor
+                            .run(fds, move || {
+                                let _ = running.send(id);
+                            })
+                            .map_err(|e| Error::Reactor(id, e)),
                         _ => Err(Error::Reactor(id, io::Error::other("start aborted"))),
                     }
                 })
@@ -261,6 +267,23 @@ impl Engine {
         }
         for tx in go_txs {
             let _ = tx.send(Some(fds.clone()));
+        }
+        // Serving means every reactor is inside its loop (what /healthz
+        // reports), not merely set up.
+        drop(running_tx);
+        for _ in 0..cores {
+            if running_rx.recv().is_err() {
+                let mut engine = Engine {
+                    addr,
+                    ws_addr,
+                    shared,
+                    threads,
+                    features,
+                };
+                // A reactor failed before running: stop the others.
+                engine.shutdown();
+                return Err(engine.join().err().unwrap_or(Error::Panicked(0)));
+            }
         }
         Ok(Engine {
             addr,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod prom;
+pub mod ws;
 use ringcast::client::Client;
 use ringcast::{Config, Engine};
 use std::net::SocketAddr;
