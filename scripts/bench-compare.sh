@@ -5,8 +5,10 @@
 #   scripts/bench-compare.sh [--quick] [--only NAME] [--dry-run]
 #
 #   --quick      small sizes (a smoke run of a minute or two, numbers not comparable)
-#   --only NAME  run only workload NAME (W0 W0bp W1 W2 W3 W4 W5 floor) or only
-#                server NAME (ringcast ringcast-ws redis nats tokio); may be given more than once
+#   --only NAME  run only workload NAME (W0 W0bp W1 W2 W3 W4 W5 floor) and/or only
+#                server NAME (ringcast ringcast-ws redis nats tokio); repeatable:
+#                workloads and servers each narrow their own kind
+#                (--only W1 --only redis: W1 on Redis; --only W1: W1 on every server)
 #   --dry-run    print what would run (installs, builds, servers, generator runs), run nothing
 #
 # What it does, on a 2-CPU host:
@@ -77,10 +79,17 @@ W2_RATES=(20 100)
 log() { echo "[bench-compare $(date -u +%T)] $*" >&2; }
 show() { printf '%q ' "$@"; echo; }
 
-selected() { # selected WORKLOAD SERVER
+selected() { # selected WORKLOAD SERVER: workload names and server names given
+    # with --only each narrow their own kind (--only W0 --only redis: W0 on Redis).
     [[ ${#only[@]} -eq 0 ]] && return 0
-    local o; for o in "${only[@]}"; do [[ "$o" == "$1" || "$o" == "$2" ]] && return 0; done
-    return 1
+    local o wl=0 wok=0 sv=0 sok=0
+    for o in "${only[@]}"; do
+        case "$o" in
+            W*|floor) wl=1; [[ "$o" == "$1" ]] && wok=1 ;;
+            *) sv=1; [[ "$o" == "$2" ]] && sok=1 ;;
+        esac
+    done
+    [[ $wl -eq 0 || $wok -eq 1 ]] && [[ $sv -eq 0 || $sok -eq 1 ]]
 }
 
 # ---- install and build ---------------------------------------------------------
@@ -103,6 +112,7 @@ if [[ $dry -eq 1 ]]; then
 else
     log "building"
     cargo build --release --examples -q || { echo "bench-compare.sh: build failed" >&2; exit 1; }
+    sync   # let the build's writeback finish before the first (latency) measurement
     mkdir -p "$OUT_DIR" "$ROOT/docs/img"
 fi
 
