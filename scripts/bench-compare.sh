@@ -25,7 +25,7 @@
 #      --server-pid) runs the workloads against it:
 #        W0   1 sub, 64 B, 1,000 msg/s, 10,000 messages           (latency)
 #        W1   burst: 10,000 subs, 1 topic, 64 B, 200 bursts        (time to last, CPU/delivery)
-#        W2   10,000 subs, 1 topic, 64 B, 20 and 100 msg/s, 5 s    (fan-out)
+#        W2   10,000 subs, 1 topic, 64 B, 5, 20 and 100 msg/s, 5 s (fan-out; env W2_RATES="..." for others)
 #        W3   19,000 subs over 40 topics, 64 B, 400 msg/s, 5 s     (many channels)
 #        W4   100 subs, 1 topic, 256 KiB, 200 msg/s, 5 s           (large frames)
 #      then ringcast-only extras:
@@ -74,7 +74,7 @@ else
     W0_MSGS=10000; W1_SUBS=10000; W1_BURSTS=200; W2_SUBS=10000; DUR=5
     W3_SUBS=19000; W4_SUBS=100;   FLOOR_CONNS=9000; FLOOR_ROUNDS=200; WARM=1
 fi
-W2_RATES=(20 100)
+read -r -a W2_RATES <<<"${W2_RATES:-5 20 100}"   # env W2_RATES="..." overrides
 
 log() { echo "[bench-compare $(date -u +%T)] $*" >&2; }
 show() { printf '%q ' "$@"; echo; }
