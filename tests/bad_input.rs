@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{config, connect, start, wait_until};
+use common::{config, connect, frame_of, raw_frame, start, wait_until};
 use ringcast::client::{Client, ClientError, OwnedServerFrame};
 use ringcast::proto::{self, ClientFrame, Decoded, ServerFrame};
 use ringcast::{Config, Engine};
@@ -19,29 +19,6 @@ use std::time::Duration;
 
 /// How long the engine may take to notice a closed peer and free its connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A frame from raw header fields followed by `rest` (topic, payload).
-fn raw(len: u32, kind: u8, flags: u8, topic_len: u16, rest: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + rest.len());
-    v.extend_from_slice(&len.to_le_bytes());
-    v.push(kind);
-    v.push(flags);
-    v.extend_from_slice(&topic_len.to_le_bytes());
-    v.extend_from_slice(rest);
-    v
-}
-
-/// A frame whose `len` and `topic_len` match `topic` and `payload`.
-fn frame(kind: u8, flags: u8, topic: &[u8], payload: &[u8]) -> Vec<u8> {
-    let rest = [topic, payload].concat();
-    raw(
-        (4 + rest.len()) as u32,
-        kind,
-        flags,
-        topic.len() as u16,
-        &rest,
-    )
-}
 
 fn encode(f: ClientFrame<'_>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -220,17 +197,20 @@ fn error_1_malformed_frames_are_refused_and_closed() {
         // len 7 leaves 3 bytes after the header; topic_len says 10.
         (
             "topic_len runs past the frame (SUBSCRIBE)",
-            raw(7, 0x02, 0, 10, b"abc"),
+            raw_frame(7, 0x02, 0, 10, b"abc"),
         ),
         (
             "topic_len runs past the frame (PUBLISH)",
-            raw(4 + 5, 0x01, 0, 200, b"topic"),
+            raw_frame(4 + 5, 0x01, 0, 200, b"topic"),
         ),
-        ("payload on SUBSCRIBE", frame(0x02, 0, b"abc", b"x")),
-        ("payload on UNSUBSCRIBE", frame(0x03, 0, b"abc", b"xyz")),
-        ("topic_len on PING", frame(0x04, 0, b"t", b"")),
-        ("topic_len on AUTH", frame(0x05, 0, b"t", b"token")),
-        ("PING payload of 65 bytes", frame(0x04, 0, b"", &[7u8; 65])),
+        ("payload on SUBSCRIBE", frame_of(0x02, 0, b"abc", b"x")),
+        ("payload on UNSUBSCRIBE", frame_of(0x03, 0, b"abc", b"xyz")),
+        ("topic_len on PING", frame_of(0x04, 0, b"t", b"")),
+        ("topic_len on AUTH", frame_of(0x05, 0, b"t", b"token")),
+        (
+            "PING payload of 65 bytes",
+            frame_of(0x04, 0, b"", &[7u8; 65]),
+        ),
     ];
     for (what, bytes) in &cases {
         bad_frame(addr, bytes, 1, what);
@@ -258,7 +238,7 @@ fn error_2_oversized_len_is_refused_before_the_body_arrives() {
     // wait for the body, which never comes).
     let mut c = connect(addr);
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.send_raw(&raw(1 << 20, 0x01, 0, 5, b"")).unwrap();
+    c.send_raw(&raw_frame(1 << 20, 0x01, 0, 5, b"")).unwrap();
     expect_error(&mut c, 2, "header claiming 1 MiB");
     expect_closed(&mut c, "header claiming 1 MiB");
     healthy.check("after a 1 MiB header");
@@ -274,7 +254,7 @@ fn error_2_oversized_len_is_refused_before_the_body_arrives() {
     // A header for u32::MAX followed by a stream of body bytes: still ERROR 2,
     // and the server does not buffer what follows.
     let mut c = connect(addr);
-    let mut bytes = raw(u32::MAX, 0x01, 0, 1, b"t");
+    let mut bytes = raw_frame(u32::MAX, 0x01, 0, 1, b"t");
     bytes.extend(std::iter::repeat(0xAB).take(64 << 10));
     // The server may close before it has read everything: then the failed
     // write reports the ERROR the server sent first.
@@ -299,13 +279,13 @@ fn error_3_unknown_kinds_and_nonzero_flags_are_refused_and_closed() {
     let mut healthy = Healthy::new(addr);
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("reserved kind 0x09", frame(0x09, 0, b"", b"")),
-        ("reserved kind 0x00", frame(0x00, 0, b"", b"")),
-        ("reserved kind 0xFF", frame(0xFF, 0, b"", b"")),
-        ("reserved kind 0x06", frame(0x06, 0, b"t", b"x")),
+        ("reserved kind 0x09", frame_of(0x09, 0, b"", b"")),
+        ("reserved kind 0x00", frame_of(0x00, 0, b"", b"")),
+        ("reserved kind 0xFF", frame_of(0xFF, 0, b"", b"")),
+        ("reserved kind 0x06", frame_of(0x06, 0, b"t", b"x")),
         (
             "server-only kind DATA (0x10) from a client",
-            raw(
+            raw_frame(
                 4 + 16 + 1,
                 0x10,
                 0,
@@ -315,15 +295,21 @@ fn error_3_unknown_kinds_and_nonzero_flags_are_refused_and_closed() {
         ),
         (
             "server-only kind PONG (0x14) from a client",
-            frame(0x14, 0, b"", b"hi"),
+            frame_of(0x14, 0, b"", b"hi"),
         ),
         (
             "server-only kind ERROR (0x1F) from a client",
-            raw(4 + 2, 0x1F, 0, 0, &8u16.to_le_bytes()),
+            raw_frame(4 + 2, 0x1F, 0, 0, &8u16.to_le_bytes()),
         ),
-        ("nonzero flags on PING", frame(0x04, 1, b"", b"")),
-        ("nonzero flags on SUBSCRIBE", frame(0x02, 0x80, b"abc", b"")),
-        ("nonzero flags on PUBLISH", frame(0x01, 0x02, b"abc", b"x")),
+        ("nonzero flags on PING", frame_of(0x04, 1, b"", b"")),
+        (
+            "nonzero flags on SUBSCRIBE",
+            frame_of(0x02, 0x80, b"abc", b""),
+        ),
+        (
+            "nonzero flags on PUBLISH",
+            frame_of(0x01, 0x02, b"abc", b"x"),
+        ),
     ];
     for (what, bytes) in &cases {
         bad_frame(addr, bytes, 3, what);
@@ -340,26 +326,38 @@ fn error_4_bad_topics_are_refused_and_closed() {
 
     let long = [b'x'; 256];
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("SUBSCRIBE topic with a space", frame(0x02, 0, b"a b", b"")),
-        ("PUBLISH topic with a space", frame(0x01, 0, b"a b", b"x")),
-        ("SUBSCRIBE empty topic", frame(0x02, 0, b"", b"")),
-        ("PUBLISH empty topic", frame(0x01, 0, b"", b"payload")),
-        ("UNSUBSCRIBE empty topic", frame(0x03, 0, b"", b"")),
-        ("SUBSCRIBE topic of 256 bytes", frame(0x02, 0, &long, b"")),
-        ("PUBLISH topic of 256 bytes", frame(0x01, 0, &long, b"x")),
+        (
+            "SUBSCRIBE topic with a space",
+            frame_of(0x02, 0, b"a b", b""),
+        ),
+        (
+            "PUBLISH topic with a space",
+            frame_of(0x01, 0, b"a b", b"x"),
+        ),
+        ("SUBSCRIBE empty topic", frame_of(0x02, 0, b"", b"")),
+        ("PUBLISH empty topic", frame_of(0x01, 0, b"", b"payload")),
+        ("UNSUBSCRIBE empty topic", frame_of(0x03, 0, b"", b"")),
+        (
+            "SUBSCRIBE topic of 256 bytes",
+            frame_of(0x02, 0, &long, b""),
+        ),
+        ("PUBLISH topic of 256 bytes", frame_of(0x01, 0, &long, b"x")),
         (
             "SUBSCRIBE topic that is not UTF-8",
-            frame(0x02, 0, b"ab\xC3\x28", b""),
+            frame_of(0x02, 0, b"ab\xC3\x28", b""),
         ),
         (
             "PUBLISH topic that is not UTF-8",
-            frame(0x01, 0, b"\xFF\xFE", b"x"),
+            frame_of(0x01, 0, b"\xFF\xFE", b"x"),
         ),
         (
             "SUBSCRIBE topic with a control character",
-            frame(0x02, 0, b"a\x01b", b""),
+            frame_of(0x02, 0, b"a\x01b", b""),
         ),
-        ("SUBSCRIBE topic with DEL", frame(0x02, 0, b"a\x7Fb", b"")),
+        (
+            "SUBSCRIBE topic with DEL",
+            frame_of(0x02, 0, b"a\x7Fb", b""),
+        ),
     ];
     for (what, bytes) in &cases {
         bad_frame(addr, bytes, 4, what);

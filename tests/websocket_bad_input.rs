@@ -10,7 +10,7 @@
 mod common;
 
 use common::ws::{native, server_frame, tcp, WsClient, WsEvent};
-use common::{config, connect, start, wait_until};
+use common::{config, connect, frame_of, raw_frame, start, wait_until};
 use ringcast::client::{Client, OwnedServerFrame};
 use ringcast::proto::ClientFrame;
 use ringcast::stats::Transport;
@@ -33,29 +33,6 @@ fn engine() -> Engine {
         max_backlog: 1 << 20,
         ..config(2)
     })
-}
-
-/// A native frame from raw header fields followed by `rest` (topic, payload).
-fn raw(len: u32, kind: u8, flags: u8, topic_len: u16, rest: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + rest.len());
-    v.extend_from_slice(&len.to_le_bytes());
-    v.push(kind);
-    v.push(flags);
-    v.extend_from_slice(&topic_len.to_le_bytes());
-    v.extend_from_slice(rest);
-    v
-}
-
-/// A native frame whose `len` and `topic_len` match `topic` and `payload`.
-fn frame_of(kind: u8, flags: u8, topic: &[u8], payload: &[u8]) -> Vec<u8> {
-    let rest = [topic, payload].concat();
-    raw(
-        (4 + rest.len()) as u32,
-        kind,
-        flags,
-        topic.len() as u16,
-        &rest,
-    )
 }
 
 /// A masked client frame with any first header byte (reserved opcodes and
@@ -296,7 +273,11 @@ fn oversized_messages_get_error_2_then_close_1009() {
     // A small message whose native len is over max_frame.
     protocol_fault(
         addr,
-        &masked(Opcode::Binary, &raw(MAX_FRAME + 1, 0x01, 0, 1, b"t"), true),
+        &masked(
+            Opcode::Binary,
+            &raw_frame(MAX_FRAME + 1, 0x01, 0, 1, b"t"),
+            true,
+        ),
         2,
         1009,
         "native len max_frame + 1",

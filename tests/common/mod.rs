@@ -50,3 +50,27 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// A native frame from raw header fields followed by `rest` (topic,
+/// payload): for building frames the encoders refuse to build.
+pub fn raw_frame(len: u32, kind: u8, flags: u8, topic_len: u16, rest: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + rest.len());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.push(kind);
+    v.push(flags);
+    v.extend_from_slice(&topic_len.to_le_bytes());
+    v.extend_from_slice(rest);
+    v
+}
+
+/// A native frame whose `len` and `topic_len` match `topic` and `payload`.
+pub fn frame_of(kind: u8, flags: u8, topic: &[u8], payload: &[u8]) -> Vec<u8> {
+    let rest = [topic, payload].concat();
+    raw_frame(
+        (4 + rest.len()) as u32,
+        kind,
+        flags,
+        topic.len() as u16,
+        &rest,
+    )
+}
