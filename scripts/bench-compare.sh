@@ -33,7 +33,8 @@
 #        W5   W2 against `ringcast serve --cores 2 --cpus 0,1` (the generator SHARES CPU 0)
 #        floor examples/raw_uring_floor (9,000 sockets, 200 rounds): the kernel's per-send floor
 #   3. Writes each result as bench-results/DATE/NAME.json (NAME = WORKLOAD-SERVER[-RATE]),
-#      bench-results/DATE/summary.md (markdown table), and PNGs in docs/img/:
+#      bench-results/DATE/summary.md (markdown table, also written into the results
+#      block of docs/BENCHMARKS.md unless --quick), and PNGs in docs/img/:
 #      bench-w0-latency.png, bench-w2-latency.png, bench-cpu-per-delivery.png
 #      (--quick: bench-results/DATE-quick/ and its plots there, *-quick.png).
 #   Every server it started is stopped by PID (trap EXIT).
@@ -268,6 +269,19 @@ if "floor" in res:
              f"sender CPU {f['sender_cpu_us_per_send']:.2f} µs/send, round wall p50 {f['round_wall_ms_p50']:.2f} ms / p99 {f['round_wall_ms_p99']:.2f} ms, "
              f"{f['failed_sends']} failed sends, {f['bytes_received']:,}/{f['bytes_expected']:,} bytes received.")
 open(os.path.join(out, "summary.md"), "w").write("\n".join(L) + "\n")
+# A full run rewrites the results block of docs/BENCHMARKS.md (the prose
+# around it, which reads the figures against the targets, is by hand).
+doc = os.path.join(os.path.dirname(os.path.abspath(img)), "BENCHMARKS.md")
+begin, end = "<!-- bench-compare:table:begin", "<!-- bench-compare:table:end -->"
+if not quick and os.path.exists(doc):
+    text = open(doc).read()
+    i, j = text.find(begin), text.find(end)
+    if 0 <= i < j:
+        head = text[i:text.index("\n", i) + 1]
+        body = "\n".join(L[1:])   # the table, a blank line, the floor line
+        text = text[:i] + head + body + "\n" + text[j:]
+        open(doc, "w").write(text)
+        print(f"updated the results table in {doc}", file=sys.stderr)
 print("\n".join(L))
 
 # plot data
