@@ -406,4 +406,54 @@ mod tests {
             assert!(text.contains(f.env.unwrap()), "{}", f.name);
         }
     }
+
+    #[test]
+    fn websocket_flags_and_variables() {
+        let c = config_of(
+            &[
+                "--ws-listen",
+                "0.0.0.0:8401",
+                "--allowed-origins",
+                "https://a.example, http://b.example:8080",
+                "--ws-ping-interval",
+                "5",
+                "--ws-idle-timeout",
+                "15s",
+                "--http-timeout",
+                "500ms",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.ws_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:8401")
+        );
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "http://b.example:8080"]
+        );
+        assert_eq!(c.ws_ping_interval, Duration::from_secs(5));
+        assert_eq!(c.ws_idle_timeout, Duration::from_secs(15));
+        assert_eq!(c.http_timeout, Duration::from_millis(500));
+
+        let off = config_of(&[], &[("RINGCAST_WS_LISTEN", "off")]).unwrap();
+        assert_eq!(off.ws_listen, None);
+        assert_eq!(
+            config_of(&[], &[]).unwrap().ws_listen,
+            Config::default().ws_listen
+        );
+        for bad in [
+            "example.com",
+            "https://a.example/",
+            "https://a.example/path x",
+            "",
+        ] {
+            assert!(
+                config_of(&["--allowed-origins", bad], &[]).is_err(),
+                "accepted origins {bad:?}"
+            );
+        }
+        assert!(config_of(&["--ws-listen", "nowhere"], &[]).is_err());
+    }
 }
