@@ -971,7 +971,7 @@ impl Reactor {
 
 /// How often to look for silent WebSocket peers and late HTTP requests: a
 /// quarter of the smallest interval that matters, between one tick and 1 s.
-fn idle_scan_period(c: &Config) -> u64 {
+pub(crate) fn idle_scan_period(c: &Config) -> u64 {
     let ns = |d: std::time::Duration| d.as_nanos() as u64;
     let ping = ns(c.ws_ping_interval);
     let answer = ns(c.ws_idle_timeout).saturating_sub(ping);

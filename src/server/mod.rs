@@ -498,3 +498,69 @@ pub fn run_daemon(config: Config) -> Result<(), Error> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config() -> Config {
+        Config {
+            listen: "127.0.0.1:7400".parse().unwrap(),
+            cores: 1,
+            ..Config::default()
+        }
+    }
+
+    fn refused(c: Config, expect: &str) {
+        match validate(&c) {
+            Err(Error::Config(m)) => assert!(m.contains(expect), "{m:?} lacks {expect:?}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn websocket_settings_are_checked_before_anything_starts() {
+        assert!(validate(&config()).is_ok());
+        refused(
+            Config {
+                ws_listen: Some("127.0.0.1:7400".parse().unwrap()),
+                ..config()
+            },
+            "its own port",
+        );
+        refused(
+            Config {
+                ws_ping_interval: Duration::from_secs(60),
+                ws_idle_timeout: Duration::from_secs(60),
+                ..config()
+            },
+            "below --ws-idle-timeout",
+        );
+        refused(
+            Config {
+                http_timeout: Duration::from_millis(10),
+                ..config()
+            },
+            "--http-timeout",
+        );
+        assert!(validate(&Config {
+            ws_listen: None,
+            ..config()
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn scan_period_follows_the_finest_interval() {
+        // Defaults: 20 s ping, 60 s idle, 10 s HTTP: checked once a second.
+        let d = Config::default();
+        assert_eq!(crate::reactor::idle_scan_period(&d), 1_000_000_000);
+        let fine = Config {
+            ws_ping_interval: Duration::from_millis(200),
+            ws_idle_timeout: Duration::from_secs(1),
+            ..d
+        };
+        assert_eq!(crate::reactor::idle_scan_period(&fine), 50_000_000);
+    }
+}
