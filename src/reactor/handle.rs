@@ -204,9 +204,7 @@ impl Reactor {
         proto::encode_data(unsafe { f.bytes_mut() }, 0, ts, topic, payload);
         // The same encode serves WebSocket subscribers: their message is the
         // native frame behind this header, in the frame's headroom.
-        let h = header_len(len);
-        // SAFETY: as above; `f` still starts at the frame.
-        write_header(unsafe { f.prefix_mut(h) }, Opcode::Binary, len);
+        write_ws_header(&mut f);
         self.stats().encodes.fetch_add(1, Ordering::Relaxed);
         let owner = owner_of(topic, self.cores);
         let from = self.key(idx);
@@ -597,12 +595,22 @@ impl Reactor {
     }
 }
 
-/// Turns a reference to a native frame (`f` starts at the frame, with
-/// nobody else reading it) into a view that is one WebSocket binary message.
-pub(super) fn with_ws_header(mut f: FrameRef) -> FrameRef {
+/// Writes the WebSocket binary-message header for the frame `f` into its
+/// headroom. `f` must start at the frame, with nobody else reading it yet.
+fn write_ws_header(f: &mut FrameRef) {
     let len = f.len();
-    let h = header_len(len);
     // SAFETY: the caller holds the only reference and it starts at the frame.
-    write_header(unsafe { f.prefix_mut(h) }, Opcode::Binary, len);
+    write_header(
+        unsafe { f.prefix_mut(header_len(len)) },
+        Opcode::Binary,
+        len,
+    );
+}
+
+/// Turns a reference to a native frame (as for [`write_ws_header`]) into a
+/// view that is one WebSocket binary message.
+fn with_ws_header(mut f: FrameRef) -> FrameRef {
+    write_ws_header(&mut f);
+    let h = header_len(f.len());
     f.extend_front(h)
 }
