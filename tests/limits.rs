@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{config, connect, start, wait_until};
+use common::{config, connect, expect_closed, start, wait_until};
 use ringcast::client::{Client, ClientError, OwnedServerFrame};
 use ringcast::proto::ClientFrame;
 use ringcast::Config;
@@ -23,20 +23,6 @@ fn expect_error(c: &mut Client, code: u16, what: &str) -> String {
             message
         }
         other => panic!("{what}: expected ERROR {code}, got {other:?}"),
-    }
-}
-
-/// Asserts the server closed the connection: end of stream or a reset, not
-/// a timeout and not another frame.
-fn expect_closed(c: &mut Client, what: &str) {
-    match c.next_frame() {
-        Err(ClientError::Closed) => {}
-        Err(ClientError::Io(e))
-            if matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-            ) => {}
-        other => panic!("{what}: expected the server to close the connection, got {other:?}"),
     }
 }
 

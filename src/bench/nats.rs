@@ -135,19 +135,7 @@ mod tests {
     use super::*;
 
     fn events_in_chunks(stream: &[u8], chunk: usize) -> Vec<String> {
-        let mut pending = Vec::new();
-        let mut out = Vec::new();
-        for piece in stream.chunks(chunk) {
-            pending.extend_from_slice(piece);
-            let mut at = 0;
-            while let Some((ev, used)) = parse(&pending[at..]).unwrap() {
-                out.push(format!("{ev:?}"));
-                at += used;
-            }
-            pending.drain(..at);
-        }
-        assert!(pending.is_empty(), "left over: {pending:?}");
-        out
+        super::super::wire::events_in_chunks(parse, stream, chunk)
     }
 
     #[test]

@@ -170,22 +170,8 @@ pub fn message_prefix(buf: &[u8]) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
-    /// Parses everything in `stream`, feeding it in `chunk`-byte pieces as a
-    /// socket might, keeping unconsumed bytes like a connection's buffer.
     fn events_in_chunks(stream: &[u8], chunk: usize) -> Vec<String> {
-        let mut pending = Vec::new();
-        let mut out = Vec::new();
-        for piece in stream.chunks(chunk) {
-            pending.extend_from_slice(piece);
-            let mut at = 0;
-            while let Some((ev, used)) = parse(&pending[at..]).unwrap() {
-                out.push(format!("{ev:?}"));
-                at += used;
-            }
-            pending.drain(..at);
-        }
-        assert!(pending.is_empty(), "left over: {pending:?}");
-        out
+        super::super::wire::events_in_chunks(parse, stream, chunk)
     }
 
     fn message(channel: &str, payload: &[u8]) -> Vec<u8> {

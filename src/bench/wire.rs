@@ -282,6 +282,31 @@ pub fn read_stamp(payload: &[u8]) -> Option<(u64, u64, bool)> {
     Some((ts, word & !WARMUP_BIT, word & WARMUP_BIT != 0))
 }
 
+/// A text-protocol parser (RESP, NATS): an event and the bytes it used,
+/// None while incomplete.
+#[cfg(test)]
+pub(crate) type TextParser = fn(&[u8]) -> Result<Option<(Event<'_>, usize)>, String>;
+
+/// Parses everything in `stream` with `parse`, feeding it in `chunk`-byte
+/// pieces as a socket might and keeping unconsumed bytes like a connection's
+/// buffer; the events as `Debug` text. For the text-protocol parsers' tests.
+#[cfg(test)]
+pub(crate) fn events_in_chunks(parse: TextParser, stream: &[u8], chunk: usize) -> Vec<String> {
+    let mut pending = Vec::new();
+    let mut out = Vec::new();
+    for piece in stream.chunks(chunk) {
+        pending.extend_from_slice(piece);
+        let mut at = 0;
+        while let Some((ev, used)) = parse(&pending[at..]).unwrap() {
+            out.push(format!("{ev:?}"));
+            at += used;
+        }
+        pending.drain(..at);
+    }
+    assert!(pending.is_empty(), "left over: {pending:?}");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,3 +74,18 @@ pub fn frame_of(kind: u8, flags: u8, topic: &[u8], payload: &[u8]) -> Vec<u8> {
         &rest,
     )
 }
+
+/// Asserts the server closed the connection: end of stream (or a reset),
+/// not a timeout and not another frame.
+pub fn expect_closed(c: &mut Client, what: &str) {
+    use ringcast::client::ClientError;
+    match c.next_frame() {
+        Err(ClientError::Closed) => {}
+        Err(ClientError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ) => {}
+        other => panic!("{what}: expected the server to close the connection, got {other:?}"),
+    }
+}
