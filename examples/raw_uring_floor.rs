@@ -93,6 +93,7 @@ struct Args {
     cpu: usize,
     reader_cpu: usize,
     fixed_files: bool,
+    write_fixed: bool,
     json: bool,
 }
 
@@ -110,6 +111,9 @@ Flags:
   --cpu C            CPU the sender is pinned to (default 1)
   --reader-cpu C     CPU the reader is pinned to (default 0)
   --fixed-files      register the sockets with the ring and send by index
+  --op OP            send (IORING_OP_SEND, default) or write-fixed
+                     (IORING_OP_WRITE_FIXED from a registered buffer, the op
+                     ringcast used for single frames before it switched to SEND)
   --json             print one JSON object instead of the table
 ";
 
@@ -122,6 +126,7 @@ fn parse_args(mut words: impl Iterator<Item = String>) -> Result<Args, String> {
         cpu: 1,
         reader_cpu: 0,
         fixed_files: false,
+        write_fixed: false,
         json: false,
     };
     while let Some(flag) = words.next() {
@@ -129,6 +134,11 @@ fn parse_args(mut words: impl Iterator<Item = String>) -> Result<Args, String> {
             "-h" | "--help" => return Err(String::new()),
             "--fixed-files" => a.fixed_files = true,
             "--json" => a.json = true,
+            "--op" => match words.next().as_deref() {
+                Some("send") => a.write_fixed = false,
+                Some("write-fixed") => a.write_fixed = true,
+                other => return Err(format!("--op takes send or write-fixed, not {other:?}")),
+            },
             _ => {
                 let value = words
                     .next()
@@ -362,6 +372,15 @@ fn send_rounds(
     if args.fixed_files {
         ring.submitter().register_files(&fds)?;
     }
+    if args.write_fixed {
+        let iov = libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        };
+        // SAFETY: `frame` is borrowed for the whole function and the ring is
+        // dropped at its end, which unregisters the buffer before `frame` can go.
+        unsafe { ring.submitter().register_buffers(&[iov]) }?;
+    }
     let len = frame.len() as u32;
     let mut report = SendReport {
         round_wall: Vec::with_capacity(args.rounds),
@@ -384,13 +403,29 @@ fn send_rounds(
             {
                 let mut sq = ring.submission();
                 while pushed < n && !sq.is_full() {
-                    let sqe = if args.fixed_files {
-                        opcode::Send::new(types::Fixed(pushed as u32), frame.as_ptr(), len)
-                    } else {
-                        opcode::Send::new(types::Fd(fds[pushed]), frame.as_ptr(), len)
+                    let sqe = match (args.write_fixed, args.fixed_files) {
+                        (false, true) => {
+                            opcode::Send::new(types::Fixed(pushed as u32), frame.as_ptr(), len)
+                                .flags(libc::MSG_NOSIGNAL)
+                                .build()
+                        }
+                        (false, false) => {
+                            opcode::Send::new(types::Fd(fds[pushed]), frame.as_ptr(), len)
+                                .flags(libc::MSG_NOSIGNAL)
+                                .build()
+                        }
+                        (true, true) => opcode::WriteFixed::new(
+                            types::Fixed(pushed as u32),
+                            frame.as_ptr(),
+                            len,
+                            0,
+                        )
+                        .build(),
+                        (true, false) => {
+                            opcode::WriteFixed::new(types::Fd(fds[pushed]), frame.as_ptr(), len, 0)
+                                .build()
+                        }
                     }
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
                     .user_data(pushed as u64);
                     // SAFETY: the SQE points at `frame` and at a socket of
                     // `servers` (or its fixed-file slot); both outlive the
@@ -478,7 +513,7 @@ fn run(args: &Args) -> io::Result<()> {
     let rate = sends / sent.wall.as_secs_f64();
     if args.json {
         println!(
-            "{{\"conns\":{},\"rounds\":{},\"warmup\":{},\"size\":{},\"fixed_files\":{},\
+            "{{\"conns\":{},\"rounds\":{},\"warmup\":{},\"size\":{},\"fixed_files\":{},\"op\":\"{}\",\
              \"sender_cpu\":{},\"reader_cpu\":{},\"sends\":{},\
              \"sender_cpu_us_per_send\":{:.3},\"reader_cpu_us_per_send\":{:.3},\
              \"round_wall_ms_p50\":{:.3},\"round_wall_ms_p99\":{:.3},\"round_wall_ms_max\":{:.3},\
@@ -488,6 +523,7 @@ fn run(args: &Args) -> io::Result<()> {
             args.warmup,
             args.size,
             args.fixed_files,
+            if args.write_fixed { "write-fixed" } else { "send" },
             args.cpu,
             args.reader_cpu,
             sends as u64,
@@ -504,11 +540,16 @@ fn run(args: &Args) -> io::Result<()> {
     } else {
         println!(
             "raw io_uring fan-out floor: {} loopback TCP connections, {}-byte frames, \
-             {} rounds (+{} warm-up){}",
+             {} rounds (+{} warm-up), {}{}",
             args.conns,
             args.size,
             args.rounds,
             args.warmup,
+            if args.write_fixed {
+                "WRITE_FIXED"
+            } else {
+                "SEND"
+            },
             if args.fixed_files {
                 ", fixed files"
             } else {

@@ -66,6 +66,9 @@ pub struct SendBuf {
 
 pub struct Conn {
     pub fd: RawFd,
+    /// The socket also sits in the ring's fixed-file table, at the
+    /// connection's slab index: ops name it by that index.
+    pub fixed: bool,
     pub gen: u32,
     pub state: State,
     pub wire: Wire,
@@ -102,6 +105,7 @@ impl Conn {
         let send_buf: Box<SendBuf> = Box::new(unsafe { std::mem::zeroed() });
         Conn {
             fd,
+            fixed: false,
             gen,
             state: State::Open,
             wire,

@@ -1,8 +1,8 @@
 //! Registered frame memory shared by every reactor, and its reference counts.
 //!
 //! One anonymous mapping holds every encoded frame. It is registered as fixed
-//! buffer 0 in every ring, so any reactor can point a `WriteFixed` /
-//! `WritevFixed` at any frame. The mapping is cut into one arena per reactor;
+//! buffer 0 in every ring, so any reactor can point a send (`SEND` for one
+//! frame, `WRITEV_FIXED` for coalesced ones) at any frame. The mapping is cut into one arena per reactor;
 //! each arena into size classes (256 B, 1 KiB, 4 KiB, ... up to the largest
 //! frame), each class into slots.
 //!

@@ -38,6 +38,21 @@ use std::sync::Arc;
 
 pub(crate) use ring::{build_ring, RingFeatures};
 
+/// Builds an op on connection `$c` (slab index `$idx`): by its fixed-file
+/// slot when it has one, by its fd otherwise. (The crate's fd target type
+/// cannot be named, hence a macro.)
+macro_rules! on_socket {
+    ($c:expr, $idx:expr, |$t:ident| $build:expr) => {
+        if $c.fixed {
+            let $t = types::Fixed($idx);
+            $build
+        } else {
+            let $t = types::Fd($c.fd);
+            $build
+        }
+    };
+}
+
 /// Messages between reactors. Every one travels on the FIFO queue of one
 /// ordered pair of cores.
 pub(crate) enum Msg {
@@ -441,8 +456,7 @@ impl Reactor {
         };
         c.recv_armed = true;
         c.ops += 1;
-        let sqe = opcode::RecvMulti::new(types::Fd(c.fd), BGID)
-            .build()
+        let sqe = on_socket!(c, idx, |t| opcode::RecvMulti::new(t, BGID).build())
             .user_data(Op::conn(OpKind::Recv, key));
         self.push_sqe(&sqe);
     }
@@ -554,16 +568,35 @@ impl Reactor {
             index: idx,
             gen: c.gen,
         };
-        let fd = types::Fd(c.fd);
-        let sqe = if registered && n == 1 {
+        // One frame: SEND. (WRITE_FIXED from the registered region costs
+        // more here: it runs the file-write path, fsnotify included, for
+        // nothing a socket needs; docs/ARCHITECTURE.md has the profile.)
+        // Several frames: WRITEV_FIXED, whose registered iovecs are copied
+        // into the socket as kernel memory; SENDMSG when one lives on the heap.
+        let sqe = if n == 1 {
             let iov = c.send_buf.iov[0];
-            opcode::WriteFixed::new(fd, iov.iov_base as *const u8, bytes as u32, 0).build()
+            on_socket!(c, idx, |t| opcode::Send::new(
+                t,
+                iov.iov_base as *const u8,
+                bytes as u32
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build())
         } else if registered && self.features.writev_fixed {
-            opcode::WritevFixed::new(fd, c.send_buf.iov.as_ptr(), n as u32, 0).build()
+            on_socket!(c, idx, |t| opcode::WritevFixed::new(
+                t,
+                c.send_buf.iov.as_ptr(),
+                n as u32,
+                0
+            )
+            .build())
         } else {
-            opcode::SendMsg::new(fd, &c.send_buf.msg as *const libc::msghdr)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
+            on_socket!(c, idx, |t| opcode::SendMsg::new(
+                t,
+                &c.send_buf.msg as *const libc::msghdr
+            )
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build())
         };
         self.push_sqe(&sqe.user_data(Op::conn(OpKind::Send, key)));
     }
@@ -629,6 +662,11 @@ impl Reactor {
         let conn = Conn::new(fd, gen, wire);
         self.stats().gauge_connections(conn.transport(), 1);
         let idx = self.conns.insert(conn) as u32;
+        if idx < self.features.fixed_files
+            && self.ring.submitter().register_files_update(idx, &[fd]).ok() == Some(1)
+        {
+            self.conns[idx as usize].fixed = true;
+        }
         self.stats().accepted.fetch_add(1, Ordering::Relaxed);
         self.arm_recv(idx);
         if self.shutting_down {
@@ -940,6 +978,11 @@ impl Reactor {
         }
         let pool = &self.shared.pool;
         self.backlog -= c.release_all(pool, &mut self.arena) as i64;
+        if c.fixed {
+            // Nothing in flight names the slot any more; the table's
+            // reference goes before the fd's, so close() really closes.
+            let _ = self.ring.submitter().register_files_update(idx, &[-1]);
+        }
         sys::close(c.fd);
         let transport = c.transport();
         self.conns.remove(idx as usize);

@@ -11,8 +11,12 @@ use std::sync::atomic::{AtomicU16, Ordering};
 pub struct RingFeatures {
     /// SINGLE_ISSUER + DEFER_TASKRUN accepted.
     pub defer_taskrun: bool,
-    /// IORING_OP_WRITEV_FIXED available: coalesced sends use registered memory.
+    /// IORING_OP_WRITEV_FIXED available: coalesced sends read the registered
+    /// region as kernel memory (else SENDMSG).
     pub writev_fixed: bool,
+    /// Slots in the ring's fixed-file table (0: none registered); a
+    /// connection whose slab index is below it is used by index.
+    pub fixed_files: u32,
 }
 
 impl std::fmt::Display for RingFeatures {
@@ -23,10 +27,15 @@ impl std::fmt::Display for RingFeatures {
             "COOP_TASKRUN"
         })?;
         f.write_str(if self.writev_fixed {
-            ", sends from registered memory (WriteFixed/WritevFixed)"
+            ", single frames by SEND, coalesced ones by WRITEV_FIXED from registered memory"
         } else {
-            ", single sends from registered memory (WriteFixed), vectored sends by SENDMSG"
-        })
+            ", single frames by SEND, coalesced ones by SENDMSG"
+        })?;
+        if self.fixed_files > 0 {
+            write!(f, ", {} fixed-file slots", self.fixed_files)
+        } else {
+            f.write_str(", no fixed files")
+        }
     }
 }
 
@@ -63,7 +72,7 @@ pub fn build_ring(shared: &Shared) -> io::Result<(IoUring, RingFeatures)> {
     for (code, name) in [
         (opcode::RecvMulti::CODE, "RECV"),
         (opcode::AcceptMulti::CODE, "ACCEPT"),
-        (opcode::WriteFixed::CODE, "WRITE_FIXED"),
+        (opcode::Send::CODE, "SEND"),
         (opcode::SendMsg::CODE, "SENDMSG"),
         (opcode::MsgRingData::CODE, "MSG_RING"),
     ] {
@@ -86,6 +95,17 @@ pub fn build_ring(shared: &Shared) -> io::Result<(IoUring, RingFeatures)> {
     unsafe { ring.submitter().register_buffers(&[iov]) }.map_err(|e| {
         io::Error::new(e.kind(), format!("cannot register {len} bytes of frame memory with io_uring: {e} (lower --pool-size or raise RLIMIT_MEMLOCK)"))
     })?;
+    // One fixed-file slot per possible connection of this reactor (the slab
+    // never holds more than max_connections), capped by the open-file limit
+    // that bounds the table. Without it, every op looks the socket up.
+    let slots = shared
+        .config
+        .max_connections
+        .min(crate::sys::nofile_limit() as usize)
+        .min(u32::MAX as usize) as u32;
+    if ring.submitter().register_files_sparse(slots).is_ok() {
+        features.fixed_files = slots;
+    }
     Ok((ring, features))
 }
 
