@@ -5,7 +5,7 @@
 #   scripts/bench-compare.sh [--quick] [--only NAME] [--dry-run]
 #
 #   --quick      small sizes (a smoke run of a minute or two, numbers not comparable)
-#   --only NAME  run only workload NAME (W0 W0bp W1 W2 W3 W4 W5 floor) and/or only
+#   --only NAME  run only workload NAME (W0 W0bp W1 W2 W3 W4 W5 floor W1r) and/or only
 #                server NAME (ringcast ringcast-ws redis nats tokio); repeatable:
 #                workloads and servers each narrow their own kind
 #                (--only W1 --only redis: W1 on Redis; --only W1: W1 on every server)
@@ -31,7 +31,12 @@
 #      then ringcast-only extras:
 #        W0bp W0 against `ringcast serve --busy-poll`
 #        W5   W2 against `ringcast serve --cores 2 --cpus 0,1` (the generator SHARES CPU 0)
-#        floor examples/raw_uring_floor (9,000 sockets, 200 rounds): the kernel's per-send floor
+#        floor examples/raw_uring_floor (9,000 sockets, 200 rounds, fixed files as
+#              ringcast uses them): the kernel's per-send floor
+#      then W1r: W1 again, $W1_REPEATS times (default 3, 100 bursts each), the floor, ringcast,
+#        redis, nats and tokio taking turns in every repeat, so a drift of the
+#        machine hits every server alike; the summary reports the medians and
+#        the ratios the targets are about (W1_REPEATS=0 skips it)
 #   3. Writes each result as bench-results/DATE/NAME.json (NAME = WORKLOAD-SERVER[-RATE]),
 #      bench-results/DATE/summary.md (markdown table, also written into the results
 #      block of docs/BENCHMARKS.md unless --quick), and PNGs in docs/img/:
@@ -41,7 +46,8 @@
 #   summary.md and the plots cover every NAME.json in the directory, so after an
 #   --only run they mix the new results with older ones of the same DATE.
 #
-# Environment: SERVER_CPU, GEN_CPU, DATE (default: today, UTC), OUT_DIR.
+# Environment: SERVER_CPU, GEN_CPU, DATE (default: today, UTC), OUT_DIR,
+#   W2_RATES (default "5 20 100"), W1_REPEATS (default 3).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,10 +77,14 @@ OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$DATE}
 if [[ $quick -eq 1 ]]; then
     W0_MSGS=1000;  W1_SUBS=1000;  W1_BURSTS=20;  W2_SUBS=1000; DUR=2
     W3_SUBS=1900;  W4_SUBS=10;    FLOOR_CONNS=1000; FLOOR_ROUNDS=20; WARM=0.5
+    W1R_BURSTS=10; W1R_ROUNDS=10
 else
     W0_MSGS=10000; W1_SUBS=10000; W1_BURSTS=200; W2_SUBS=10000; DUR=5
     W3_SUBS=19000; W4_SUBS=100;   FLOOR_CONNS=9000; FLOOR_ROUNDS=200; WARM=1
+    W1R_BURSTS=100; W1R_ROUNDS=100
 fi
+W1_REPEATS=${W1_REPEATS:-3}
+[[ "$W1_REPEATS" =~ ^[0-9]+$ ]] || { echo "W1_REPEATS must be a number, got '$W1_REPEATS'" >&2; exit 2; }
 read -r -a W2_RATES <<<"${W2_RATES:-5 20 100}"   # env W2_RATES="..." overrides
 
 log() { echo "[bench-compare $(date -u +%T)] $*" >&2; }
@@ -207,13 +217,25 @@ if selected W5 ringcast; then
         for r in "${W2_RATES[@]}"; do bench "W5-ringcast-$r" ringcast-2c "${w2_args[@]}" --rate "$r"; done
         stop_server; }
 fi
-if selected floor ringcast; then
-    fcmd=("$FLOOR" --conns "$FLOOR_CONNS" --rounds "$FLOOR_ROUNDS" --cpu "$SERVER_CPU" --reader-cpu "$GEN_CPU" --json)
-    if [[ $dry -eq 1 ]]; then show "${fcmd[@]}" '>' "$OUT_DIR/floor.json"
-    else
-        log "run floor"; RUNS=$((RUNS+1))
-        timeout 240 "${fcmd[@]}" >"$OUT_DIR/floor.json" 2>"$OUT_DIR/floor.log" || { FAILS=$((FAILS+1)); log "floor failed"; }
+run_floor() { # run_floor NAME ROUNDS
+    local fcmd=("$FLOOR" --conns "$FLOOR_CONNS" --rounds "$2" --fixed-files --cpu "$SERVER_CPU" --reader-cpu "$GEN_CPU" --json)
+    if [[ $dry -eq 1 ]]; then show "${fcmd[@]}" '>' "$OUT_DIR/$1.json"; return 0; fi
+    log "run $1"; RUNS=$((RUNS+1))
+    if ! timeout 240 "${fcmd[@]}" >"$OUT_DIR/$1.json" 2>"$OUT_DIR/$1.log" || [[ ! -s "$OUT_DIR/$1.json" ]]; then
+        FAILS=$((FAILS+1)); log "$1 failed"; rm -f "$OUT_DIR/$1.json"
     fi
+}
+selected floor ringcast && run_floor floor "$FLOOR_ROUNDS"
+if [[ $W1_REPEATS -gt 0 ]]; then
+    for k in $(seq 1 "$W1_REPEATS"); do
+        selected W1r ringcast && run_floor "floor-r$k" "$W1R_ROUNDS"
+        for s in ringcast redis nats tokio; do
+            selected W1r "$s" || continue
+            start_server "$s" || { FAILS=$((FAILS+1)); continue; }
+            bench "W1r$k-$s" "$s" --workload burst --subs "$W1_SUBS" --size 64 --bursts "$W1R_BURSTS"
+            stop_server
+        done
+    done
 fi
 [[ $dry -eq 1 ]] && { echo "python3 (summary) > $OUT_DIR/summary.md"; echo "gnuplot scripts/plot.gnuplot -> docs/img/*.png"; exit 0; }
 
@@ -240,7 +262,7 @@ order = ["W0", "W0bp", "W1", "W2", "W3", "W4", "W5"]
 servers = ["ringcast", "ringcast-ws", "redis", "nats", "tokio"]
 rows = []
 for name, r in res.items():
-    if name == "floor": continue
+    if name.startswith("floor") or name.startswith("W1r"): continue
     parts = name.split("-")
     rate = parts.pop() if len(parts) > 2 and parts[-1].isdigit() else ""
     w, s = parts[0], "-".join(parts[1:])
@@ -265,9 +287,48 @@ for _, w, _, rate, name, s, r in rows:
 if "floor" in res:
     f = res["floor"]
     L.append("")
-    L.append(f"Raw io_uring floor (examples/raw_uring_floor): {f['conns']:,} sockets × {f['rounds']} rounds of {f['size']} B: "
+    L.append(f"Raw io_uring floor (examples/raw_uring_floor{' --fixed-files' if f.get('fixed_files') else ''}): {f['conns']:,} sockets × {f['rounds']} rounds of {f['size']} B: "
              f"sender CPU {f['sender_cpu_us_per_send']:.2f} µs/send, round wall p50 {f['round_wall_ms_p50']:.2f} ms / p99 {f['round_wall_ms_p99']:.2f} ms, "
              f"{f['failed_sends']} failed sends, {f['bytes_received']:,}/{f['bytes_expected']:,} bytes received.")
+# W1 repeated: medians over alternating runs, and the ratios the targets use.
+import re, statistics
+rep = {}
+for name, r in res.items():
+    m = re.fullmatch(r"W1r(\d+)-(.+)", name)
+    if m and r.get("server_cpu_us_per_delivery") is not None and r.get("time_to_last_us"):
+        rep.setdefault(m.group(2), []).append((int(m.group(1)), r))
+floors = sorted((int(n[7:]), r["sender_cpu_us_per_send"]) for n, r in res.items() if re.fullmatch(r"floor-r\d+", n))
+if rep:
+    med = lambda xs: statistics.median(xs)
+    L.append("")
+    k = max(len(v) for v in rep.values())
+    L.append(f"W1 repeated: {k} alternating runs of {next(iter(rep.values()))[0][1]['params'].get('bursts')} bursts to "
+             f"{next(iter(rep.values()))[0][1]['params'].get('subs'):,} subscribers (the floor and every server take turns in each repeat); medians, then every run:")
+    L.append("")
+    L.append("| server | server CPU µs/delivery | time-to-last p50 | time-to-last p99 | runs: CPU µs/delivery (TTL p99) |")
+    L.append("|---|---|---|---|---|")
+    stat = {}
+    for s in [x for x in servers if x in rep]:
+        runs = sorted(rep[s], key=lambda t: t[0])
+        cpu = med([r["server_cpu_us_per_delivery"] for _, r in runs])
+        t50 = med([r["time_to_last_us"]["p50"] for _, r in runs])
+        t99 = med([r["time_to_last_us"]["p99"] for _, r in runs])
+        stat[s] = (cpu, t50, t99)
+        each = ", ".join(f"{r['server_cpu_us_per_delivery']:.2f} ({us(r['time_to_last_us']['p99'])})" for _, r in runs)
+        L.append(f"| {s} | {cpu:.2f} | {us(t50)} | {us(t99)} | {each} |")
+    if floors:
+        fm = med([v for _, v in floors])
+        L.append(f"| raw io_uring floor (fixed files) | {fm:.2f} | – | – | {', '.join(f'{v:.2f}' for _, v in floors)} |")
+    L.append("")
+    peers = {s: v for s, v in stat.items() if s in ("redis", "nats", "tokio")}
+    if "ringcast" in stat:
+        rc = stat["ringcast"]
+        if floors:
+            L.append(f"- ringcast CPU/delivery ÷ floor (medians): {rc[0] / fm:.2f}× (target ≤ 1.15×)")
+        if peers:
+            bc = min(peers, key=lambda s: peers[s][0]); bt = min(peers, key=lambda s: peers[s][2])
+            L.append(f"- ringcast CPU/delivery ÷ best peer ({bc}): {rc[0] / peers[bc][0]:.2f}× (target ≤ 0.9×)")
+            L.append(f"- ringcast time-to-last p99 ÷ best peer ({bt}): {rc[2] / peers[bt][2]:.2f}× (target ≤ 0.9×)")
 open(os.path.join(out, "summary.md"), "w").write("\n".join(L) + "\n")
 # A full run rewrites the results block of docs/BENCHMARKS.md (the prose
 # around it, which reads the figures against the targets, is by hand).
@@ -278,7 +339,7 @@ if not quick and os.path.exists(doc):
     i, j = text.find(begin), text.find(end)
     if 0 <= i < j:
         head = text[i:text.index("\n", i) + 1]
-        body = "\n".join(L[1:])   # the table, a blank line, the floor line
+        body = "\n".join(L[1:])   # the table, the floor line, the W1 repeats
         text = text[:i] + head + body + "\n" + text[j:]
         open(doc, "w").write(text)
         print(f"updated the results table in {doc}", file=sys.stderr)
