@@ -2,9 +2,9 @@
 //!
 //! One anonymous mapping holds every encoded frame. It is registered as fixed
 //! buffer 0 in every ring, so any reactor can point a send (`SEND` for one
-//! frame, `WRITEV_FIXED` for coalesced ones) at any frame. The mapping is cut into one arena per reactor;
-//! each arena into size classes (256 B, 1 KiB, 4 KiB, ... up to the largest
-//! frame), each class into slots.
+//! frame, `WRITEV_FIXED` for coalesced ones) at any frame. The mapping is cut
+//! into one arena per reactor; each arena into size classes (256 B, 1 KiB,
+//! 4 KiB, ... up to the largest frame), each class into slots.
 //!
 //! Ownership rules:
 //! - Only reactor `i` allocates from arena `i` (its [`Arena`] handle holds the
