@@ -263,6 +263,10 @@ impl fmt::Display for ClientError {
                     Some(ErrorCode::TooLarge) => {
                         write!(f, " (send less, or raise the server's --max-frame)")
                     }
+                    Some(ErrorCode::Incomplete) => write!(
+                        f,
+                        " (send each frame whole and promptly, or raise the server's --frame-timeout)"
+                    ),
                     _ => Ok(()),
                 }
             }

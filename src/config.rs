@@ -21,7 +21,9 @@ pub struct Config {
     pub max_subscriptions: usize,
     /// Connections the engine accepts at once; past it new ones are closed at once (default 100,000).
     pub max_connections: usize,
-    /// Distinct topics the engine tracks; a new topic past it is ERROR 4 (default 1,000,000).
+    /// Topics with subscribers the engine tracks at once; a SUBSCRIBE that
+    /// would create one more is ERROR 4 (default 1,000,000). A topic is
+    /// reclaimed when its last subscriber leaves; publishing creates none.
     pub max_topics: usize,
     /// Registered frame memory shared by all rings, split evenly between reactors (default 64 MiB).
     pub pool_bytes: usize,
@@ -45,6 +47,20 @@ pub struct Config {
     pub ws_idle_timeout: Duration,
     /// An HTTP request or WebSocket handshake must arrive whole within this (default 10 s).
     pub http_timeout: Duration,
+    /// A frame (native, or a WebSocket message) begun by a client must be
+    /// complete within this, or the connection gets ERROR 9 and is closed (default 10 s).
+    pub frame_timeout: Duration,
+    /// Bytes of incomplete frames the engine holds for all connections
+    /// together; past it the connection holding the most gets ERROR 9 (default 256 MiB).
+    pub max_incomplete: usize,
+    /// Plain HTTP connections (/metrics, /healthz, /, handshakes in
+    /// progress) served at once, outside `max_connections` so monitoring
+    /// still answers at the connection limit (default 64).
+    pub max_http_connections: usize,
+    /// How long a connection being closed with an ERROR (or a WebSocket
+    /// close) may take to read it, as long as it keeps reading; one that
+    /// reads nothing for 2 s is closed sooner (default 10 s).
+    pub close_linger: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +84,10 @@ impl Default for Config {
             ws_ping_interval: Duration::from_secs(20),
             ws_idle_timeout: Duration::from_secs(60),
             http_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
+            max_incomplete: 256 << 20,
+            max_http_connections: 64,
+            close_linger: Duration::from_secs(10),
         }
     }
 }

@@ -26,6 +26,9 @@ pub const LATENCY_BUCKETS_NS: [u64; 16] = [
     1_000_000_000,
 ];
 
+/// Slots of the per-code error counters (index = code; 0 unused).
+pub const ERROR_SLOTS: usize = 10;
+
 /// How a connection talks to the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -58,21 +61,28 @@ impl Transport {
 pub enum CutReason {
     /// Its backlog passed --max-backlog (ERROR 6 / WebSocket close 1008).
     Backlog = 0,
-    /// It did not take what it was owed (its ERROR or close) within the
-    /// linger time after being told to go.
+    /// Its final ERROR (or WebSocket close) could not be handed to the
+    /// kernel before the linger time ran out: it never got the reason.
     Linger = 1,
     /// A WebSocket peer sent nothing (not even a pong) for the idle timeout.
     Idle = 2,
     /// An HTTP request or WebSocket handshake did not complete in time.
     RequestTimeout = 3,
+    /// A frame was begun but not completed within --frame-timeout (ERROR 9).
+    IncompleteFrame = 4,
+    /// Incomplete frames held more than --max-incomplete; this connection
+    /// held the most (ERROR 9).
+    InputMemory = 5,
 }
 
 impl CutReason {
-    pub const ALL: [CutReason; 4] = [
+    pub const ALL: [CutReason; 6] = [
         CutReason::Backlog,
         CutReason::Linger,
         CutReason::Idle,
         CutReason::RequestTimeout,
+        CutReason::IncompleteFrame,
+        CutReason::InputMemory,
     ];
 
     pub fn label(self) -> &'static str {
@@ -81,6 +91,8 @@ impl CutReason {
             CutReason::Linger => "linger",
             CutReason::Idle => "idle",
             CutReason::RequestTimeout => "request_timeout",
+            CutReason::IncompleteFrame => "incomplete_frame",
+            CutReason::InputMemory => "input_memory",
         }
     }
 }
@@ -103,7 +115,7 @@ pub struct CoreStats {
     pub recv_nobufs: AtomicU64,
     pub slow_consumers: AtomicU64,
     /// ERROR frames sent, by code (index = code).
-    pub errors: [AtomicU64; 9],
+    pub errors: [AtomicU64; ERROR_SLOTS],
     /// Open connections by [`Transport`] (gauge; may dip below zero
     /// transiently per core when a connection changes transport, never in sum).
     pub connections: [AtomicI64; 3],
@@ -112,7 +124,13 @@ pub struct CoreStats {
     /// Bytes queued for this core's connections and not yet sent (gauge).
     pub backlog_bytes: AtomicI64,
     /// Connections cut off by the engine, by [`CutReason`].
-    pub cuts: [AtomicU64; 4],
+    pub cuts: [AtomicU64; CutReason::ALL.len()],
+    /// Topics created (a first subscriber) and reclaimed (no subscriber left).
+    pub topics_created: AtomicU64,
+    pub topics_reclaimed: AtomicU64,
+    /// Connections accepted only to be closed at once because the process
+    /// ran out of file descriptors (the reserved-descriptor trick).
+    pub fd_shed: AtomicU64,
     /// WebSocket handshakes completed / refused with an HTTP error.
     pub ws_upgrades: AtomicU64,
     pub ws_rejected: AtomicU64,
@@ -184,7 +202,7 @@ pub struct Stats {
     /// Subscribers cut off for passing the backlog limit.
     pub slow_consumers: u64,
     /// ERROR frames sent, by code (index = code).
-    pub errors: [u64; 9],
+    pub errors: [u64; ERROR_SLOTS],
     /// Frames that did not fit the registered pool and went to the heap.
     pub heap_frames: u64,
     /// Open connections by transport (index = [`Transport`] as usize).
@@ -196,7 +214,14 @@ pub struct Stats {
     /// Bytes queued for subscribers and not yet written.
     pub backlog_bytes: u64,
     /// Connections cut off by the engine, by reason (index = [`CutReason`] as usize).
-    pub cuts: [u64; 4],
+    pub cuts: [u64; CutReason::ALL.len()],
+    /// Failed accepts (the kernel's error, e.g. EMFILE), not counting cancels.
+    pub accept_errors: u64,
+    /// Connections accepted and closed at once for lack of file descriptors.
+    pub fd_shed: u64,
+    /// Topics created (first subscriber) and reclaimed (last subscriber gone).
+    pub topics_created: u64,
+    pub topics_reclaimed: u64,
     /// WebSocket handshakes completed / refused.
     pub ws_upgrades: u64,
     pub ws_rejected: u64,
@@ -234,6 +259,10 @@ impl Stats {
             s.accepted += r(&c.accepted);
             s.closed += r(&c.closed);
             s.refused += r(&c.refused);
+            s.accept_errors += r(&c.accept_errors);
+            s.fd_shed += r(&c.fd_shed);
+            s.topics_created += r(&c.topics_created);
+            s.topics_reclaimed += r(&c.topics_reclaimed);
             s.slow_consumers += r(&c.slow_consumers);
             for (i, e) in c.errors.iter().enumerate() {
                 s.errors[i] += r(e);

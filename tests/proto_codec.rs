@@ -750,19 +750,20 @@ fn error_codes_round_trip_and_close() {
     for c in 0..=u16::MAX {
         match ErrorCode::from_u16(c) {
             Some(code) => {
-                assert!((1..=8).contains(&c));
+                assert!((1..=9).contains(&c));
                 assert_eq!(code as u16, c);
                 assert_eq!(code.as_u16(), c);
                 assert_eq!(code.closes_connection(), c != 7);
                 assert_eq!(code.ws_close_code().is_some(), c != 7);
             }
-            None => assert!(!(1..=8).contains(&c)),
+            None => assert!(!(1..=9).contains(&c)),
         }
     }
     assert_eq!(ErrorCode::TooLarge.ws_close_code(), Some(1009));
     assert_eq!(ErrorCode::SlowConsumer.ws_close_code(), Some(1008));
     assert_eq!(ErrorCode::ShuttingDown.ws_close_code(), Some(1001));
     assert_eq!(ErrorCode::BadTopic.ws_close_code(), Some(1002));
+    assert_eq!(ErrorCode::Incomplete.ws_close_code(), Some(1008));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! as integers; derived figures (seconds, ratios) as plain decimals, never
 //! `NaN`.
 
-use crate::stats::{CutReason, Stats, Transport, LATENCY_BUCKETS_NS};
+use crate::stats::{CutReason, Stats, Transport, ERROR_SLOTS, LATENCY_BUCKETS_NS};
 use std::fmt::Write;
 
 /// The `Content-Type` of [`render`]'s output.
@@ -51,6 +51,16 @@ pub fn render(stats: &Stats, reactors_running: usize, out: &mut String) {
         s.refused,
     );
     w.counter(
+        "ringcast_accept_errors_total",
+        "Accepts that failed in the kernel (EMFILE, ENFILE, ENOMEM, ...).",
+        s.accept_errors,
+    );
+    w.counter(
+        "ringcast_connections_shed_total",
+        "Connections accepted and closed at once because the process was out of file descriptors.",
+        s.fd_shed,
+    );
+    w.counter(
         "ringcast_slow_consumers_total",
         "Subscribers cut off for passing the backlog limit.",
         s.slow_consumers,
@@ -60,7 +70,21 @@ pub fn render(stats: &Stats, reactors_running: usize, out: &mut String) {
         "Subscriptions held, all connections.",
         s.subscriptions,
     );
-    w.gauge("ringcast_topics", "Topics the engine tracks.", s.topics);
+    w.gauge(
+        "ringcast_topics",
+        "Topics with at least one subscriber (the engine tracks no others).",
+        s.topics,
+    );
+    w.counter(
+        "ringcast_topics_created_total",
+        "Topics created by a first subscriber.",
+        s.topics_created,
+    );
+    w.counter(
+        "ringcast_topics_reclaimed_total",
+        "Topics forgotten when their last subscriber left (their seq starts again at 1 under a new epoch).",
+        s.topics_reclaimed,
+    );
     w.counter(
         "ringcast_publishes_total",
         "PUBLISH frames accepted.",
@@ -224,7 +248,7 @@ fn render_latency(w: &mut Writer<'_>, s: &Stats) {
 }
 
 /// Label values of the error codes, by code (index 0 unused).
-const ERROR_CODES: [&str; 9] = ["0", "1", "2", "3", "4", "5", "6", "7", "8"];
+const ERROR_CODES: [&str; ERROR_SLOTS] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 fn ns_to_seconds(ns: u64) -> f64 {
     ns as f64 / 1e9

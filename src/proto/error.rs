@@ -22,10 +22,13 @@ pub enum ErrorCode {
     TooManySubscriptions = 7,
     /// The server is shutting down; closed after pending frames are flushed.
     ShuttingDown = 8,
+    /// A frame was begun but not completed within the server's frame timeout,
+    /// or incomplete frames held too much of the server's memory; closed.
+    Incomplete = 9,
 }
 
 impl ErrorCode {
-    /// The code for a wire value, or `None` for a value version 1 does not define.
+    /// The code for a wire value, or `None` for a value the protocol does not define.
     pub fn from_u16(c: u16) -> Option<ErrorCode> {
         Some(match c {
             1 => ErrorCode::Malformed,
@@ -36,6 +39,7 @@ impl ErrorCode {
             6 => ErrorCode::SlowConsumer,
             7 => ErrorCode::TooManySubscriptions,
             8 => ErrorCode::ShuttingDown,
+            9 => ErrorCode::Incomplete,
             _ => return None,
         })
     }
@@ -56,7 +60,9 @@ impl ErrorCode {
         match self {
             ErrorCode::Malformed | ErrorCode::UnknownKind | ErrorCode::BadTopic => Some(1002),
             ErrorCode::TooLarge => Some(1009),
-            ErrorCode::NotAuthorized | ErrorCode::SlowConsumer => Some(1008),
+            ErrorCode::NotAuthorized | ErrorCode::SlowConsumer | ErrorCode::Incomplete => {
+                Some(1008)
+            }
             ErrorCode::ShuttingDown => Some(1001),
             ErrorCode::TooManySubscriptions => None,
         }
@@ -73,6 +79,7 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => "slow consumer",
             ErrorCode::TooManySubscriptions => "too many subscriptions",
             ErrorCode::ShuttingDown => "server shutting down",
+            ErrorCode::Incomplete => "incomplete frame",
         }
     }
 }

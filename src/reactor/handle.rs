@@ -5,6 +5,7 @@ use super::{Msg, Reactor};
 use crate::conn::{State, Wire};
 use crate::pool::FrameRef;
 use crate::proto::{self, ClientFrame, Decoded, ErrorCode, ServerFrame};
+use crate::server::PAUSED_SLACK;
 use crate::sys;
 use crate::topic::{owner_of, ConnKey, Registration, TopicId};
 use crate::ws::frame::{header_len, write_header, Opcode};
@@ -14,9 +15,6 @@ use std::sync::atomic::Ordering;
 /// does not pin memory for the connection's lifetime.
 const INBUF_KEEP: usize = 256 * 1024;
 
-/// Input a paused connection may buffer beyond one whole frame before the
-/// engine stops reading from it.
-const PAUSED_SLACK: usize = 64 * 1024;
 
 /// Constant-time comparison (the length is not secret).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {

@@ -29,6 +29,9 @@ use std::thread::JoinHandle;
 const MAILBOX_SLOTS: usize = 16 * 1024;
 /// File descriptors kept free of connections (listeners, rings, logs).
 const FD_RESERVE: u64 = 64;
+/// Input a connection may hold beyond one whole frame (while it waits for a
+/// topic's owner core, see the reactor).
+pub(crate) const PAUSED_SLACK: usize = 64 * 1024;
 /// Most reactors: the owner's subscriber-core set is a u64 bitmask.
 pub const MAX_CORES: usize = 64;
 
@@ -128,6 +131,30 @@ fn validate(c: &Config) -> Result<(), Error> {
             "--http-timeout must be at least 0.1s, got {}s",
             secs(c.http_timeout)
         ));
+    }
+    if c.frame_timeout.as_millis() < 100 {
+        return bad(format!(
+            "--frame-timeout must be at least 0.1s, got {}s",
+            secs(c.frame_timeout)
+        ));
+    }
+    if c.close_linger.as_millis() < 100 {
+        return bad(format!(
+            "--close-linger must be at least 0.1s, got {}s",
+            secs(c.close_linger)
+        ));
+    }
+    if c.max_incomplete < (c.max_frame as usize + PAUSED_SLACK) * c.cores {
+        return bad(format!(
+            "--max-incomplete ({}) must hold one largest frame per reactor: at least {} for --max-frame {} and {} reactors",
+            c.max_incomplete,
+            (c.max_frame as usize + PAUSED_SLACK) * c.cores,
+            c.max_frame,
+            c.cores
+        ));
+    }
+    if c.max_http_connections == 0 {
+        return bad("--max-http-connections must be at least 1".into());
     }
     Ok(())
 }
@@ -377,7 +404,11 @@ impl Engine {
              \x20 max backlog        {} per connection (ERROR 6 past it)\n\
              \x20 max subscriptions  {} per connection (ERROR 7 past it)\n\
              \x20 max connections    {} (open-file limit {})\n\
-             \x20 max topics         {}\n\
+             \x20 max topics         {} with subscribers (reclaimed when the last one leaves)\n\
+             \x20 max http conns     {} (besides max connections: /metrics, /healthz)\n\
+             \x20 frame timeout      {:?} to complete a begun frame (ERROR 9 past it)\n\
+             \x20 max incomplete     {} of incomplete frames, all connections (ERROR 9 to the largest)\n\
+             \x20 close linger       {:?} to read a final ERROR while reading\n\
              \x20 frame pool         {} registered, shared by all rings\n\
              \x20 publish auth       {}\n\
              \x20 subscribe auth     {}\n\
@@ -405,6 +436,10 @@ impl Engine {
             c.max_connections,
             sys::nofile_limit(),
             c.max_topics,
+            c.max_http_connections,
+            c.frame_timeout,
+            mb(c.max_incomplete),
+            c.close_linger,
             mb(self.shared.pool.region().1),
             if c.publish_token.is_some() {
                 "token required"

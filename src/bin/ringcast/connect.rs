@@ -110,6 +110,9 @@ pub fn failed(e: &ClientError, doing: &str) -> Failure {
                 }
                 Some(ErrorCode::TooLarge) => " (the server's --max-frame limits message size)",
                 Some(ErrorCode::BadTopic) => " (or the server's --max-topics was reached)",
+                Some(ErrorCode::Incomplete) => {
+                    " (a frame was not sent whole within the server's --frame-timeout)"
+                }
                 _ => "",
             };
             format!("{}{hint}", describe_server_error(*code, message))

@@ -72,7 +72,7 @@ fn flags() -> Vec<Flag> {
             Some("N"),
             "RINGCAST_MAX_TOPICS",
             d.max_topics.to_string(),
-            "Distinct topics tracked; a new topic past it is ERROR 4.",
+            "Topics with subscribers tracked at once; a SUBSCRIBE creating one more is ERROR 4 (topics are reclaimed when their last subscriber leaves).",
         ),
         flag(
             "--pool-size",
@@ -143,6 +143,34 @@ fn flags() -> Vec<Flag> {
             "RINGCAST_HTTP_TIMEOUT",
             format!("{}s", d.http_timeout.as_secs_f64()),
             "An HTTP request or WebSocket handshake must arrive whole within this, else 408 and close.",
+        ),
+        flag(
+            "--frame-timeout",
+            Some("SECS"),
+            "RINGCAST_FRAME_TIMEOUT",
+            format!("{}s", d.frame_timeout.as_secs_f64()),
+            "A frame (or WebSocket message) a client has begun must arrive whole within this, else ERROR 9 and close.",
+        ),
+        flag(
+            "--max-incomplete",
+            Some("BYTES"),
+            "RINGCAST_MAX_INCOMPLETE",
+            bytes(d.max_incomplete),
+            "Bytes of incomplete frames held for all connections together; past it the connection holding the most gets ERROR 9.",
+        ),
+        flag(
+            "--max-http-connections",
+            Some("N"),
+            "RINGCAST_MAX_HTTP_CONNECTIONS",
+            d.max_http_connections.to_string(),
+            "Plain HTTP connections (/metrics, /healthz, /) at once, apart from --max-connections so monitoring answers at that limit.",
+        ),
+        flag(
+            "--close-linger",
+            Some("SECS"),
+            "RINGCAST_CLOSE_LINGER",
+            format!("{}s", d.close_linger.as_secs_f64()),
+            "How long a connection being closed with an ERROR may take to read it while it keeps reading (2 s without progress ends it sooner).",
         ),
     ]
 }
@@ -226,6 +254,18 @@ fn config(words: Vec<OsString>, env: EnvLookup<'_>) -> Result<Option<Config>, Fa
     }
     if let Some(v) = p.get("--http-timeout", args::parse_duration)? {
         c.http_timeout = v;
+    }
+    if let Some(v) = p.get("--frame-timeout", args::parse_duration)? {
+        c.frame_timeout = v;
+    }
+    if let Some(v) = p.get("--max-incomplete", args::parse_byte_size_usize)? {
+        c.max_incomplete = v;
+    }
+    if let Some(v) = p.get("--max-http-connections", positive)? {
+        c.max_http_connections = v;
+    }
+    if let Some(v) = p.get("--close-linger", args::parse_duration)? {
+        c.close_linger = v;
     }
     Ok(Some(c))
 }
@@ -455,5 +495,50 @@ mod tests {
             );
         }
         assert!(config_of(&["--ws-listen", "nowhere"], &[]).is_err());
+    }
+
+    #[test]
+    fn isolation_limits_have_flags_and_variables() {
+        let c = config_of(
+            &[
+                "--frame-timeout",
+                "2.5",
+                "--max-incomplete",
+                "64MiB",
+                "--max-http-connections",
+                "8",
+                "--close-linger",
+                "3s",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.frame_timeout, Duration::from_millis(2500));
+        assert_eq!(c.max_incomplete, 64 << 20);
+        assert_eq!(c.max_http_connections, 8);
+        assert_eq!(c.close_linger, Duration::from_secs(3));
+        let env = [
+            ("RINGCAST_FRAME_TIMEOUT", "500ms"),
+            ("RINGCAST_MAX_INCOMPLETE", "1MiB"),
+            ("RINGCAST_MAX_HTTP_CONNECTIONS", "2"),
+            ("RINGCAST_CLOSE_LINGER", "1"),
+        ];
+        let c = config_of(&[], &env).unwrap();
+        assert_eq!(c.frame_timeout, Duration::from_millis(500));
+        assert_eq!(c.max_incomplete, 1 << 20);
+        assert_eq!(c.max_http_connections, 2);
+        assert_eq!(c.close_linger, Duration::from_secs(1));
+        let d = config_of(&[], &[]).unwrap();
+        let want = Config::default();
+        assert_eq!(
+            (d.frame_timeout, d.max_incomplete, d.max_http_connections, d.close_linger),
+            (
+                want.frame_timeout,
+                want.max_incomplete,
+                want.max_http_connections,
+                want.close_linger
+            )
+        );
+        assert!(config_of(&["--max-http-connections", "0"], &[]).is_err());
     }
 }
