@@ -13,7 +13,7 @@
 
 use crate::pool::{Arena, FrameRef, Pool};
 use crate::stats::Transport;
-use crate::topic::TopicId;
+use crate::topic::{SubId, NO_SUB};
 use crate::ws::frame::Decoder;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -28,7 +28,9 @@ pub enum State {
     Open,
     /// No more frames are read or queued; what is owed (ending with an ERROR,
     /// if any) is flushed until `deadline`, then the write side is shut.
-    Draining { deadline: u64 },
+    /// Each send that makes progress moves `deadline` on (a peer that keeps
+    /// reading keeps its connection), but never past `end`.
+    Draining { deadline: u64, end: u64 },
     /// Write side shut (or being torn down); waiting for the peer's EOF or
     /// `deadline`, then for the ops in flight, then the fd is closed.
     Closing { deadline: u64 },
@@ -82,10 +84,27 @@ pub struct Conn {
     pub ops: u32,
     pub auth_pub: bool,
     pub auth_sub: bool,
-    /// (topic, index of this connection in the topic's subscriber list).
-    pub subs: Vec<(TopicId, u32)>,
+    /// Head of this connection's list of subscriptions in the core's
+    /// `TopicTable` ([`NO_SUB`]: none), and their number.
+    pub first_sub: SubId,
+    pub nsubs: u32,
+    /// Listed in the reactor's teardown queue: its subscriptions are being
+    /// removed a bounded number per loop turn; not freed before that ends.
+    pub in_teardown: bool,
     /// Subscriptions waiting for the owner's answer (count toward the limit).
     pub pending_subs: u32,
+    /// Monotonic ns when the frame (or WebSocket frame) now incomplete in
+    /// the input began to arrive; 0 when the input ends on a frame boundary.
+    pub partial_since: u64,
+    /// Bytes of incomplete input this connection holds, as last counted in
+    /// the reactor's total.
+    pub held: usize,
+    /// Frames at the end of `outq` that end the connection (its ERROR, its
+    /// WebSocket close): kept when what is owed before them is dropped.
+    pub trailer: usize,
+    /// Cut off: frames not yet handed to the kernel are dropped as soon as
+    /// possible so the trailer goes out next.
+    pub hurry: bool,
     pub outq: VecDeque<FrameRef>,
     pub head_off: usize,
     pub queued: usize,
@@ -115,8 +134,14 @@ impl Conn {
             ops: 0,
             auth_pub: false,
             auth_sub: false,
-            subs: Vec::new(),
+            first_sub: NO_SUB,
+            nsubs: 0,
+            in_teardown: false,
             pending_subs: 0,
+            partial_since: 0,
+            held: 0,
+            trailer: 0,
+            hurry: false,
             outq: VecDeque::with_capacity(16),
             head_off: 0,
             queued: 0,
@@ -192,13 +217,16 @@ impl Conn {
     }
 
     /// Drops every queued frame that no send points at and that was not
-    /// started (a torn frame at the head stays, so the stream stays whole).
-    /// Returns the bytes dropped.
+    /// started (a torn frame at the head stays, so the stream stays whole),
+    /// except the `trailer` frames at the end. Returns the bytes dropped.
     pub fn drop_unsent(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
         let before = self.queued;
         let keep = self.in_flight.max(usize::from(self.head_off > 0));
-        while self.outq.len() > keep {
-            let f = self.outq.pop_back().expect("len > keep");
+        let trailer = self.trailer.min(self.outq.len().saturating_sub(keep));
+        let mut i = self.outq.len() - trailer;
+        while i > keep {
+            i -= 1;
+            let f = self.outq.remove(i).expect("i < len");
             self.queued -= f.len();
             arena.release(pool, f);
         }
@@ -209,6 +237,7 @@ impl Conn {
     /// bytes that were still owed.
     pub fn release_all(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
         debug_assert!(!self.sending);
+        self.trailer = 0;
         for f in self.outq.drain(..) {
             arena.release(pool, f);
         }
@@ -301,5 +330,27 @@ mod tests {
         assert_eq!(c.outq.len(), 1);
         assert_eq!(c.queued, 50);
         assert_eq!(c.release_all(&pool, &mut arena), 50);
+    }
+
+    #[test]
+    fn dropping_unsent_keeps_the_trailer_after_a_torn_head() {
+        let pool = Pool::new(1 << 20, 1, 4096).unwrap();
+        let mut arena = Arena::new(&pool, 0);
+        let mut c = Conn::new(-1, 0, Wire::Tcp);
+        for i in 0..4 {
+            c.push(frame(&pool, &mut arena, 100, i));
+        }
+        c.prepare_send();
+        c.complete_send(&pool, &mut arena, 30);
+        c.push(frame(&pool, &mut arena, 10, 9));
+        c.trailer = 1;
+        // In flight again, then cut: the send is cancelled (0 bytes).
+        c.prepare_send();
+        assert_eq!(c.drop_unsent(&pool, &mut arena), 0, "all in flight");
+        c.complete_send(&pool, &mut arena, 0);
+        assert_eq!(c.drop_unsent(&pool, &mut arena), 300);
+        let left: Vec<u8> = c.outq.iter().map(|f| f.bytes()[0]).collect();
+        assert_eq!(left, [0, 9], "the torn head, then the trailer");
+        assert_eq!(c.queued, 70 + 10);
     }
 }

@@ -216,6 +216,49 @@ pub fn close(fd: RawFd) {
     let _ = syscall!(close(fd));
 }
 
+/// A descriptor held in reserve (`/dev/null`): closed when accept fails
+/// for lack of descriptors, so the waiting client can still be accepted
+/// and told, then opened again.
+pub fn open_spare() -> io::Result<OwnedFd> {
+    let fd = syscall!(open(
+        c"/dev/null".as_ptr(),
+        libc::O_RDONLY | libc::O_CLOEXEC
+    ))?;
+    // SAFETY: open just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Accepts a connection waiting on listener `fd` without blocking (the
+/// listener itself may be blocking: poll first); None when none waits or
+/// accept fails.
+pub fn accept_now(fd: RawFd) -> Option<RawFd> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut p, 1, 0) };
+    if ready != 1 || p.revents & libc::POLLIN == 0 {
+        return None;
+    }
+    let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    syscall!(accept4(
+        fd,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        flags
+    ))
+    .ok()
+}
+
+/// Writes what the socket takes of `bytes` now, without blocking; errors
+/// and short writes are of no interest (a best-effort farewell).
+pub fn send_now(fd: RawFd, bytes: &[u8]) {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let _ = syscall!(send(fd, bytes.as_ptr().cast(), bytes.len(), flags));
+}
+
 /// An anonymous private memory mapping, unmapped on drop.
 pub struct Mmap {
     ptr: NonNull<u8>,

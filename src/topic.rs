@@ -6,6 +6,11 @@
 //! per topic. A non-owner core joins a topic by asking the owner, which
 //! answers with the next seq through the same FIFO queue it then uses for the
 //! topic's frames, so a subscriber sees exactly the frames from `next_seq` on.
+//!
+//! A topic lives while it has subscribers: the owner creates it for the
+//! first one (on any core) and forgets it when the last one leaves, so
+//! nobody can fill the table with names. A new incarnation gets a new
+//! `epoch`, which tells a client that its sequence started again.
 
 use slab::Slab;
 use std::collections::HashMap;
@@ -71,6 +76,34 @@ pub enum Registration {
     Active,
 }
 
+/// Index of a subscription in one core's table.
+pub type SubId = u32;
+
+/// "No subscription": the end of a connection's list.
+pub const NO_SUB: SubId = u32::MAX;
+
+/// A local subscriber as a topic lists it: the connection, and the
+/// subscription that records its place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub conn: ConnKey,
+    pub sub: SubId,
+}
+
+/// One subscription of one connection to one topic. Subscriptions of a
+/// connection form a doubly linked list through the table (the connection
+/// holds its head), so none of subscribe, unsubscribe or dropping one of a
+/// connection's subscriptions ever scans a list.
+#[derive(Debug)]
+struct Sub {
+    topic: TopicId,
+    conn: u32,
+    /// Index of this subscription's [`Member`] in the topic's `subs`.
+    pos: u32,
+    prev: SubId,
+    next: SubId,
+}
+
 /// One topic as one core sees it.
 #[derive(Debug)]
 pub struct Topic {
@@ -78,10 +111,14 @@ pub struct Topic {
     /// Owner: last assigned seq (0 before the first publish). Active
     /// non-owner: last seq received from the owner.
     pub seq: u64,
+    /// Names this incarnation of the topic's sequence (SUBACK's `epoch`):
+    /// set by the owner when it creates the topic, told to other cores in
+    /// their join answer.
+    pub epoch: u64,
     /// Owner only: bit `c` set when core `c` (not this one) has subscribers.
     pub remote_cores: u64,
-    /// Local subscribers, dense; a connection stores its index here.
-    pub subs: Vec<ConnKey>,
+    /// Local subscribers, dense; each one's [`Sub`] stores its index here.
+    pub subs: Vec<Member>,
     pub reg: Registration,
 }
 
@@ -90,14 +127,27 @@ impl Topic {
     pub fn next_seq(&self) -> u64 {
         self.seq + 1
     }
+
+    /// Whether nothing keeps this topic alive on this core: no local
+    /// subscriber, and (on the owner) no other core with subscribers.
+    pub fn unused(&self) -> bool {
+        self.subs.is_empty() && self.remote_cores == 0
+    }
 }
 
-/// One core's topics.
+/// One core's topics and its connections' subscriptions to them.
+///
+/// Invariants, for every live subscription `s`:
+/// `topics[subs[s].topic].subs[subs[s].pos].sub == s`, and `s` is in the
+/// list of exactly the connection `subs[s].conn`; `by_conn` maps
+/// `(subs[s].conn, subs[s].topic)` to `s` and holds nothing else.
 #[derive(Default)]
 pub struct TopicTable {
     index: HashMap<Box<[u8]>, TopicId, BuildHasherDefault<Fnv>>,
     topics: Slab<Topic>,
     owned: usize,
+    subs: Slab<Sub>,
+    by_conn: HashMap<(u32, u32), SubId, BuildHasherDefault<Fnv>>,
 }
 
 impl TopicTable {
@@ -105,7 +155,7 @@ impl TopicTable {
         self.index.get(name).copied()
     }
 
-    /// Topics this core owns (they live for the engine's run: their seq must not restart).
+    /// Topics this core owns.
     pub fn owned(&self) -> usize {
         self.owned
     }
@@ -118,7 +168,8 @@ impl TopicTable {
         self.topics.is_empty()
     }
 
-    pub fn insert(&mut self, name: &[u8], reg: Registration) -> TopicId {
+    /// Adds a topic with no subscriber yet, sequence at 0.
+    pub fn insert(&mut self, name: &[u8], reg: Registration, epoch: u64) -> TopicId {
         debug_assert!(self.get(name).is_none());
         if reg == Registration::Owner {
             self.owned += 1;
@@ -126,6 +177,7 @@ impl TopicTable {
         let id = self.topics.insert(Topic {
             name: name.into(),
             seq: 0,
+            epoch,
             remote_cores: 0,
             subs: Vec::new(),
             reg,
@@ -134,13 +186,13 @@ impl TopicTable {
         id
     }
 
-    /// Forgets a topic this core does not own.
+    /// Forgets a topic; it must have no local subscriber.
     pub fn remove(&mut self, id: TopicId) {
         let t = self.topics.remove(id);
-        debug_assert!(
-            t.reg != Registration::Owner,
-            "owned topics keep their sequence"
-        );
+        debug_assert!(t.subs.is_empty(), "a topic with subscribers is removed");
+        if t.reg == Registration::Owner {
+            self.owned -= 1;
+        }
         self.index.remove(&t.name);
     }
 
@@ -152,26 +204,66 @@ impl TopicTable {
         &mut self.topics[id]
     }
 
-    /// Adds a local subscriber; returns its index in the topic's list.
-    pub fn add_sub(&mut self, id: TopicId, conn: ConnKey) -> u32 {
-        let subs = &mut self.topics[id].subs;
-        subs.push(conn);
-        (subs.len() - 1) as u32
+    /// The subscription of connection `conn` (slab index) to topic `id`.
+    pub fn find(&self, conn: u32, id: TopicId) -> Option<SubId> {
+        self.by_conn.get(&(conn, id as u32)).copied()
     }
 
-    /// Removes the subscriber at `idx`. When another subscriber moved into
-    /// `idx` to keep the list dense, returns it: its stored index must
-    /// become `idx`.
-    pub fn remove_sub(&mut self, id: TopicId, idx: u32) -> Option<ConnKey> {
-        let subs = &mut self.topics[id].subs;
-        subs.swap_remove(idx as usize);
-        subs.get(idx as usize).copied()
+    /// Subscribes `conn` to topic `id`; `head` is the head of the
+    /// connection's subscription list. The caller checks it was not
+    /// subscribed already ([`TopicTable::find`]).
+    pub fn subscribe(&mut self, id: TopicId, conn: ConnKey, head: &mut SubId) -> SubId {
+        debug_assert!(self.find(conn.index, id).is_none());
+        let topic = &mut self.topics[id];
+        let sub = self.subs.insert(Sub {
+            topic: id,
+            conn: conn.index,
+            pos: topic.subs.len() as u32,
+            prev: NO_SUB,
+            next: *head,
+        }) as SubId;
+        topic.subs.push(Member { conn, sub });
+        if *head != NO_SUB {
+            self.subs[*head as usize].prev = sub;
+        }
+        *head = sub;
+        self.by_conn.insert((conn.index, id as u32), sub);
+        sub
+    }
+
+    /// Ends subscription `sub` of the connection whose list starts at
+    /// `head`; returns its topic. O(1): the topic's list stays dense by
+    /// moving its last member into the hole.
+    pub fn unsubscribe(&mut self, sub: SubId, head: &mut SubId) -> TopicId {
+        let s = self.subs.remove(sub as usize);
+        if s.prev == NO_SUB {
+            debug_assert_eq!(*head, sub);
+            *head = s.next;
+        } else {
+            self.subs[s.prev as usize].next = s.next;
+        }
+        if s.next != NO_SUB {
+            self.subs[s.next as usize].prev = s.prev;
+        }
+        self.by_conn.remove(&(s.conn, s.topic as u32));
+        let members = &mut self.topics[s.topic].subs;
+        members.swap_remove(s.pos as usize);
+        if let Some(moved) = members.get(s.pos as usize) {
+            self.subs[moved.sub as usize].pos = s.pos;
+        }
+        s.topic
+    }
+
+    /// Subscriptions held, all connections of this core.
+    pub fn subscriptions(&self) -> usize {
+        self.subs.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn key(i: u32) -> ConnKey {
         ConnKey { index: i, gen: 0 }
@@ -186,36 +278,85 @@ mod tests {
         }
     }
 
-    #[test]
-    fn removing_subscribers_keeps_indexes_right() {
-        let mut t = TopicTable::default();
-        let id = t.insert(b"a", Registration::Owner);
-        // Model: conn -> stored index, kept up to date from remove_sub's answer.
-        let mut stored: HashMap<u32, u32> = HashMap::new();
-        for i in 0..10 {
-            stored.insert(i, t.add_sub(id, key(i)));
+    /// Checks every invariant of the table against a model: which
+    /// connections subscribe to which topics.
+    fn check(t: &TopicTable, heads: &HashMap<u32, SubId>, model: &HashSet<(u32, TopicId)>) {
+        assert_eq!(t.subscriptions(), model.len());
+        for &(conn, id) in model {
+            let sub = t.find(conn, id).expect("modelled subscription exists");
+            let s = &t.subs[sub as usize];
+            assert_eq!((s.conn, s.topic), (conn, id));
+            assert_eq!(
+                t.topic(id).subs[s.pos as usize],
+                Member {
+                    conn: key(conn),
+                    sub
+                }
+            );
         }
-        for gone in [3u32, 0, 9, 5] {
-            let idx = stored.remove(&gone).unwrap();
-            if let Some(moved) = t.remove_sub(id, idx) {
-                stored.insert(moved.index, idx);
+        for (&conn, &head) in heads {
+            let (mut n, mut prev, mut at) = (0, NO_SUB, head);
+            while at != NO_SUB {
+                let s = &t.subs[at as usize];
+                assert_eq!((s.conn, s.prev), (conn, prev));
+                prev = at;
+                at = s.next;
+                n += 1;
             }
-            for (&c, &i) in &stored {
-                assert_eq!(t.topic(id).subs[i as usize], key(c));
-            }
+            assert_eq!(n, model.iter().filter(|(c, _)| *c == conn).count());
         }
-        assert_eq!(t.topic(id).subs.len(), 6);
     }
 
     #[test]
-    fn owned_topics_are_counted_and_others_can_be_forgotten() {
+    fn subscriptions_stay_consistent_through_any_removal_order() {
         let mut t = TopicTable::default();
-        t.insert(b"mine", Registration::Owner);
-        let other = t.insert(b"theirs", Registration::Pending(vec![key(1)]));
+        let topics: Vec<TopicId> = (0..5)
+            .map(|i| t.insert(format!("t{i}").as_bytes(), Registration::Owner, 1))
+            .collect();
+        let mut heads: HashMap<u32, SubId> = HashMap::new();
+        let mut model = HashSet::new();
+        for conn in 0..8u32 {
+            let head = heads.entry(conn).or_insert(NO_SUB);
+            for (i, &id) in topics.iter().enumerate() {
+                if (conn as usize + i) % 3 != 0 {
+                    t.subscribe(id, key(conn), head);
+                    model.insert((conn, id));
+                }
+            }
+        }
+        check(&t, &heads, &model);
+        // Unsubscribe some from the middle of lists, then tear connections
+        // down from their heads.
+        for (conn, id) in [(1u32, topics[1]), (4, topics[4]), (7, topics[1])] {
+            let sub = t.find(conn, id).unwrap();
+            let head = heads.get_mut(&conn).unwrap();
+            assert_eq!(t.unsubscribe(sub, head), id);
+            model.remove(&(conn, id));
+            check(&t, &heads, &model);
+        }
+        for conn in [3u32, 0, 7] {
+            while heads[&conn] != NO_SUB {
+                let head = heads.get_mut(&conn).unwrap();
+                let id = t.unsubscribe(*head, head);
+                model.remove(&(conn, id));
+                check(&t, &heads, &model);
+            }
+        }
+    }
+
+    #[test]
+    fn topics_are_counted_and_can_be_forgotten() {
+        let mut t = TopicTable::default();
+        let mine = t.insert(b"mine", Registration::Owner, 7);
+        let other = t.insert(b"theirs", Registration::Pending(vec![key(1)]), 0);
         assert_eq!(t.owned(), 1);
         t.remove(other);
         assert_eq!(t.get(b"theirs"), None);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.topic(t.get(b"mine").unwrap()).next_seq(), 1);
+        assert_eq!(t.topic(mine).next_seq(), 1);
+        assert_eq!(t.topic(mine).epoch, 7);
+        assert!(t.topic(mine).unused());
+        t.remove(mine);
+        assert_eq!((t.owned(), t.len()), (0, 0));
     }
 }

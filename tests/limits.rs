@@ -1,6 +1,6 @@
 //! The engine's configured limits (src/config.rs), as a client meets them:
 //! a connection past `max_connections` is closed at once while the others
-//! work; a new topic past `max_topics` is ERROR 4; a PUBLISH over
+//! work; a SUBSCRIBE creating a topic past `max_topics` is ERROR 4; a PUBLISH over
 //! `max_frame` is ERROR 2 (PROTOCOL.md, "Frame layout", "Error codes").
 
 mod common;
@@ -124,10 +124,11 @@ fn a_new_topic_past_max_topics_is_error_4_and_existing_topics_keep_working() {
     want.sort();
     assert_eq!(got, want, "each of the 10 topics delivers");
 
-    // PUBLISH to an 11th: ERROR 4, then close.
-    publisher.publish("topic.11th", b"one too many").unwrap();
-    expect_error(&mut publisher, 4, "PUBLISH to an 11th topic");
-    expect_closed(&mut publisher, "PUBLISH to an 11th topic");
+    // PUBLISH to an 11th: accepted and delivered to nobody; it creates no
+    // topic, so it cannot meet the limit.
+    publisher.publish("topic.11th", b"nobody listens").unwrap();
+    assert_eq!(publisher.ping(b"still open").unwrap(), b"still open");
+    assert_eq!(engine.stats().topics, MAX as u64);
 
     // SUBSCRIBE to an 11th: refused the same way.
     let mut late = connect(addr);
@@ -165,20 +166,19 @@ fn a_new_topic_past_max_topics_is_error_4_and_existing_topics_keep_working() {
     );
     let m = sub2.next_message().unwrap();
     assert_eq!((m.topic.as_str(), m.seq), (topics[3].as_str(), 2));
-    assert_eq!(engine.stats().errors[4], 2);
+    assert_eq!(engine.stats().errors[4], 1);
 }
 
 #[test]
-fn a_publish_refused_at_max_topics_is_answered_in_order_and_ends_the_connection() {
+fn a_subscribe_refused_at_max_topics_is_answered_in_order_and_ends_the_connection() {
     // PROTOCOL.md: replies (ERROR included) come in the order of the
     // requests, and after a fatal ERROR the connection is closed. So for
-    // PUBLISH to a topic past the limit, then PUBLISH to an existing topic,
-    // then PING, sent together: the ERROR 4 comes first (not a PONG saying
-    // all is well), and the PUBLISH after the refused one is not accepted
-    // (a client that retries what the closed connection did not confirm
-    // would otherwise publish it twice). The new topics' owner core is
-    // whichever their hash picks, so the attempts cover both the
-    // publisher's own core and the other one.
+    // SUBSCRIBE to a topic past the limit, then PUBLISH to an existing
+    // topic, then PING, sent together: the ERROR 4 comes first (not a PONG
+    // saying all is well), and the PUBLISH after the refused SUBSCRIBE is
+    // not accepted. The new topics' owner core is whichever their hash
+    // picks, so the attempts cover both the subscriber's own core (refused
+    // at once) and the other one (refused by the owner's answer).
     const MAX: usize = 2;
     let engine = start(Config {
         max_topics: MAX,
@@ -193,11 +193,7 @@ fn a_publish_refused_at_max_topics_is_answered_in_order_and_ends_the_connection(
         let what = format!("attempt {attempt}");
         let mut bytes = Vec::new();
         let new_topic = format!("new.{attempt}");
-        ClientFrame::Publish {
-            topic: &new_topic,
-            payload: b"refused",
-        }
-        .encode(&mut bytes);
+        ClientFrame::Subscribe { topic: &new_topic }.encode(&mut bytes);
         ClientFrame::Publish {
             topic: "existing.a",
             payload: what.as_bytes(),
@@ -209,8 +205,9 @@ fn a_publish_refused_at_max_topics_is_answered_in_order_and_ends_the_connection(
         expect_error(&mut c, 4, &what);
         expect_closed(&mut c, &what);
     }
+    assert_eq!(engine.stats().topics, MAX as u64, "no refused topic exists");
 
-    // Nothing published after a refused PUBLISH took a seq: the next
+    // Nothing published after a refused SUBSCRIBE took a seq: the next
     // accepted frame on existing.a is its seq 1.
     let mut publisher = connect(addr);
     publisher.publish("existing.a", b"sentinel").unwrap();
@@ -218,7 +215,7 @@ fn a_publish_refused_at_max_topics_is_answered_in_order_and_ends_the_connection(
     assert_eq!(
         (m.seq, String::from_utf8_lossy(&m.payload).into_owned()),
         (1, "sentinel".to_string()),
-        "a PUBLISH sent after one refused with ERROR 4 was accepted"
+        "a PUBLISH sent after a SUBSCRIBE refused with ERROR 4 was accepted"
     );
 }
 

@@ -84,11 +84,13 @@ fn publish_is_delivered_with_topic_payload_seq_from_1_and_realtime_stamp() {
     assert_eq!((m.seq, m.payload.as_slice()), (ack.next_seq, &b"next"[..]));
     let m = sub.next_message().unwrap();
     assert_eq!((m.seq, m.payload.as_slice()), (ack.next_seq, &b"next"[..]));
-    assert_eq!(sub.subscribe("other").unwrap().epoch, ack.epoch);
+    // While the topic lives its epoch stays; another topic has its own.
+    assert_eq!(sub.subscribe("prices.eurusd").unwrap().epoch, ack.epoch);
+    assert_ne!(sub.subscribe("other").unwrap().epoch, ack.epoch);
 }
 
 #[test]
-fn every_accepted_publish_takes_a_seq_even_without_subscribers() {
+fn a_publish_without_subscribers_reaches_nobody_and_takes_no_seq() {
     let engine = common::start(common::config(2));
     let addr = engine.local_addr();
     let mut publisher = common::connect(addr);
@@ -97,16 +99,19 @@ fn every_accepted_publish_takes_a_seq_even_without_subscribers() {
     }
     // The PONG comes after the server has read (and accepted) all five.
     publisher.ping(b"sync").unwrap();
+    assert_eq!(engine.stats().publishes, 5, "accepted");
+    assert_eq!(engine.stats().topics, 0, "publishing creates no topic");
 
     let mut sub = common::connect(addr);
     let ack = sub.subscribe("lonely").unwrap();
     assert_eq!(
-        ack.next_seq, 6,
-        "five accepted publishes took seqs 1 to 5 with nobody subscribed"
+        ack.next_seq, 1,
+        "a topic exists from its first subscriber: the five publishes took no seq"
     );
+    assert_eq!(engine.stats().topics, 1);
     publisher.publish("lonely", b"sixth").unwrap();
     let m = sub.next_message().unwrap();
-    assert_eq!((m.seq, m.payload.as_slice()), (6, &b"sixth"[..]));
+    assert_eq!((m.seq, m.payload.as_slice()), (1, &b"sixth"[..]));
 }
 
 #[test]
@@ -170,8 +175,13 @@ fn after_unsuback_no_data_of_that_topic_arrives() {
     let addr = engine.local_addr();
     let mut sub = common::connect(addr);
     let mut publisher = common::connect(addr);
+    // Another subscriber keeps the topic (and its sequence) alive while
+    // `sub` is away.
+    let mut keeper = common::connect(addr);
+    let first = keeper.subscribe("gone").unwrap();
 
-    assert_eq!(sub.subscribe("gone").unwrap().next_seq, 1);
+    let ack = sub.subscribe("gone").unwrap();
+    assert_eq!((ack.next_seq, ack.epoch), (1, first.epoch));
     publisher.publish("gone", b"kept").unwrap();
     let m = sub.next_message().unwrap();
     assert_eq!((m.seq, m.payload.as_slice()), (1, &b"kept"[..]));
@@ -203,11 +213,18 @@ fn after_unsuback_no_data_of_that_topic_arrives() {
         }
         seq += 1;
     }
-    assert!(
-        ack.next_seq >= 5,
-        "publishes accepted before the resubscription must not be resent (next_seq {})",
-        ack.next_seq
+    assert_eq!(
+        (ack.next_seq, ack.epoch),
+        (5, first.epoch),
+        "publishes accepted before the resubscription must not be resent"
     );
+    for seq in 1..=5 {
+        assert_eq!(
+            keeper.next_message().unwrap().seq,
+            seq,
+            "the keeper got all"
+        );
+    }
 }
 
 #[test]
@@ -269,6 +286,11 @@ fn replies_come_in_request_order() {
         OwnedServerFrame::SubAck { epoch, .. } => *epoch,
         other => panic!("first reply should be SUBACK a, got {other:?} (all: {replies:?})"),
     };
+    // Each topic has its own epoch (the incarnation of its sequence).
+    let epoch_b = match &replies[2] {
+        OwnedServerFrame::SubAck { epoch, .. } => *epoch,
+        other => panic!("third reply should be SUBACK b, got {other:?} (all: {replies:?})"),
+    };
     let expected = vec![
         OwnedServerFrame::SubAck {
             topic: "a".into(),
@@ -281,7 +303,7 @@ fn replies_come_in_request_order() {
         OwnedServerFrame::SubAck {
             topic: "b".into(),
             next_seq: 1,
-            epoch,
+            epoch: epoch_b,
         },
         OwnedServerFrame::UnsubAck { topic: "a".into() },
         OwnedServerFrame::Pong {

@@ -346,14 +346,18 @@ mod tests {
             accepted: 7,
             closed: 2,
             refused: 1,
+            accept_errors: 13,
+            fd_shed: 14,
+            topics_created: 15,
+            topics_reclaimed: 16,
             slow_consumers: 1,
-            errors: [0, 1, 2, 3, 4, 5, 6, 7, 8],
+            errors: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
             heap_frames: 9,
             connections: [3, 1, 1],
             subscriptions: 12,
             topics: 5,
             backlog_bytes: 100,
-            cuts: [1, 2, 3, 4],
+            cuts: [1, 2, 3, 4, 5, 6],
             ws_upgrades: 6,
             ws_rejected: 2,
             http_responses: [10, 3, 1],
@@ -416,6 +420,13 @@ mod tests {
             "ringcast_disconnects_total{reason=\"linger\"} 2",
             "ringcast_disconnects_total{reason=\"idle\"} 3",
             "ringcast_disconnects_total{reason=\"request_timeout\"} 4",
+            "ringcast_disconnects_total{reason=\"incomplete_frame\"} 5",
+            "ringcast_disconnects_total{reason=\"input_memory\"} 6",
+            "ringcast_accept_errors_total 13",
+            "ringcast_connections_shed_total 14",
+            "ringcast_topics_created_total 15",
+            "ringcast_topics_reclaimed_total 16",
+            "ringcast_errors_total{code=\"9\"} 9",
             "ringcast_errors_total{code=\"1\"} 1",
             "ringcast_errors_total{code=\"8\"} 8",
             "ringcast_heap_frames_total 9",
@@ -483,7 +494,7 @@ mod tests {
                 assert!(v.is_finite() && v >= 0.0, "{line}");
             }
         }
-        assert_eq!(typed.len(), 26);
+        assert_eq!(typed.len(), 30);
     }
 
     #[test]

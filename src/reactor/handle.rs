@@ -1,20 +1,19 @@
 //! What a reactor does with frames from its connections and with messages
 //! from other cores: publish, fan-out, subscribe, unsubscribe, auth, ping.
 
-use super::{Msg, Reactor};
-use crate::conn::{State, Wire};
+use super::{Msg, Reactor, TEARDOWN_INLINE};
+use crate::conn::{Conn, State, Wire};
 use crate::pool::FrameRef;
 use crate::proto::{self, ClientFrame, Decoded, ErrorCode, ServerFrame};
 use crate::server::PAUSED_SLACK;
 use crate::sys;
-use crate::topic::{owner_of, ConnKey, Registration, TopicId};
+use crate::topic::{owner_of, ConnKey, Registration, TopicId, NO_SUB};
 use crate::ws::frame::{header_len, write_header, Opcode};
 use std::sync::atomic::Ordering;
 
 /// Input buffers larger than this are shrunk once empty, so one big frame
 /// does not pin memory for the connection's lifetime.
 const INBUF_KEEP: usize = 256 * 1024;
-
 
 /// Constant-time comparison (the length is not secret).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -50,8 +49,10 @@ impl Reactor {
     /// Bytes received on connection `idx`.
     pub(super) fn on_bytes(&mut self, idx: u32, data: &[u8]) {
         let c = &mut self.conns[idx as usize];
-        if !c.is_open() {
-            return; // draining or closing: input is read and dropped
+        if !c.is_open() || c.over_limit {
+            // Draining or closing, or about to be cut off for its backlog:
+            // input is read and dropped.
+            return;
         }
         if c.paused || !c.inbuf.is_empty() {
             c.inbuf.extend_from_slice(data);
@@ -112,7 +113,7 @@ impl Reactor {
                     off += consumed;
                     self.handle_frame(idx, frame);
                     let c = &self.conns[idx as usize];
-                    if !c.is_open() || c.paused {
+                    if !c.is_open() || c.paused || c.over_limit {
                         break;
                     }
                 }
@@ -128,6 +129,7 @@ impl Reactor {
     }
 
     pub(super) fn handle_frame(&mut self, idx: u32, frame: ClientFrame<'_>) {
+        self.frames_in += 1;
         match frame {
             ClientFrame::Publish { topic, payload } => self.publish(idx, topic.as_bytes(), payload),
             ClientFrame::Subscribe { topic } => self.subscribe(idx, topic.as_bytes()),
@@ -173,15 +175,14 @@ impl Reactor {
         self.queue(idx, f);
     }
 
-    /// Queues a frame for connection `idx` and lists it for a send.
+    /// Queues a frame for connection `idx` and lists it for a send. Every
+    /// frame counts toward the connection's backlog limit, replies and
+    /// control frames as much as DATA.
     pub(crate) fn queue(&mut self, idx: u32, f: FrameRef) {
         self.backlog += f.len() as i64;
+        let limit = self.shared.config.max_backlog;
         let c = &mut self.conns[idx as usize];
-        c.push(f);
-        if !c.dirty && !c.sending {
-            c.dirty = true;
-            self.dirty.push(idx);
-        }
+        enqueue(c, idx, f, limit, &mut self.dirty, &mut self.over_limit);
     }
 
     /// PUBLISH: stamp, encode once into frame memory, hand to the owner.
@@ -203,32 +204,17 @@ impl Reactor {
         // The same encode serves WebSocket subscribers: their message is the
         // native frame behind this header, in the frame's headroom.
         write_ws_header(&mut f);
-        self.stats().encodes.fetch_add(1, Ordering::Relaxed);
+        let st = self.stats();
+        st.encodes.fetch_add(1, Ordering::Relaxed);
+        st.publishes.fetch_add(1, Ordering::Relaxed);
+        // Publishing never creates a topic (a topic without subscribers
+        // does not exist), so the owner has nothing to refuse: no answer
+        // to wait for, whichever core owns the topic.
         let owner = owner_of(topic, self.cores);
-        let from = self.key(idx);
         if owner == self.id {
-            self.fan_out(f, from, self.id, false);
+            self.fan_out(f);
         } else {
-            // The first publish from this core to a topic owned elsewhere
-            // may hit the topic limit, which only the owner can tell: wait
-            // for its answer before reading on, so a refusal (ERROR 4) comes
-            // in request order and nothing after it is accepted. Owned topics
-            // live for the engine's run, so one confirmation per topic and
-            // core is enough.
-            let confirm = !self.known_remote.contains(topic);
-            if confirm {
-                self.conns[idx as usize].paused = true;
-            }
-            let core = self.id;
-            self.send_msg(
-                owner,
-                Msg::Publish {
-                    frame: f,
-                    from,
-                    core,
-                    confirm,
-                },
-            );
+            self.send_msg(owner, Msg::Publish(f));
         }
     }
 
@@ -237,7 +223,9 @@ impl Reactor {
         let c = &mut self.conns[idx as usize];
         c.paused = false;
         if c.is_open() {
+            let frames = self.frames_in;
             self.process_inbuf(idx);
+            self.account_input(idx, self.frames_in != frames);
             if self.conns.contains(idx as usize) && !self.conns[idx as usize].recv_armed {
                 self.rearm.push(idx);
             }
@@ -254,29 +242,26 @@ impl Reactor {
             shared.topics.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        Some(self.topics.insert(name, Registration::Owner))
+        // A new incarnation: a new epoch, above every one this core gave
+        // before (topics always have the same owner), so a client can tell
+        // a restarted sequence from a gap.
+        let epoch = (self.last_epoch + 1).max(sys::realtime_ns());
+        self.last_epoch = epoch;
+        self.stats().topics_created.fetch_add(1, Ordering::Relaxed);
+        Some(self.topics.insert(name, Registration::Owner, epoch))
     }
 
     /// On the owner core: assign the next seq, deliver to local subscribers
-    /// and to every core that has subscribers.
-    /// `from` is the publishing connection on core `core`, told when the
-    /// topic limit refuses the publish.
-    /// With `confirm`, core `core` waits for an answer (see `publish`).
-    fn fan_out(&mut self, mut frame: FrameRef, from: ConnKey, core: usize, confirm: bool) {
-        let Some(id) = self.owned_topic(data_topic(&frame)) else {
-            self.shared.pool.release(frame);
-            if core != self.id {
-                self.send_msg(core, Msg::PublishRefused { conn: from });
-            } else if self.live(from) {
-                self.refuse_publish(from.index);
+    /// and to every core that has subscribers. A topic nobody subscribes to
+    /// does not exist: its frame goes nowhere and takes no seq.
+    fn fan_out(&mut self, mut frame: FrameRef) {
+        let id = match self.topics.get(data_topic(&frame)) {
+            Some(id) if self.topics.topic(id).reg == Registration::Owner => id,
+            _ => {
+                self.shared.pool.release(frame);
+                return;
             }
-            return;
         };
-        self.stats().publishes.fetch_add(1, Ordering::Relaxed);
-        if confirm {
-            let topic: Box<[u8]> = data_topic(&frame).into();
-            self.send_msg(core, Msg::PublishAccepted { conn: from, topic });
-        }
         let t = self.topics.topic_mut(id);
         t.seq += 1;
         let seq = t.seq;
@@ -293,7 +278,8 @@ impl Reactor {
         self.deliver_local(id, frame);
     }
 
-    pub(super) fn refuse_publish(&mut self, idx: u32) {
+    /// ERROR 4 for a SUBSCRIBE that would create a topic past the limit.
+    pub(super) fn refuse_topic(&mut self, idx: u32) {
         let limit = self.shared.config.max_topics;
         let reason = format!("bad topic: the server's topic limit ({limit}) is reached");
         self.fail(idx, ErrorCode::BadTopic, &reason, false);
@@ -314,14 +300,16 @@ impl Reactor {
         let ws_header = header_len(frame.len());
         let mut queued = 0;
         let mut frame = Some(frame);
-        for (i, key) in subs.iter().enumerate() {
+        for (i, m) in subs.iter().enumerate() {
             let f = if i + 1 == n {
                 frame.take().expect("last subscriber takes the reference")
             } else {
                 pool.share(frame.as_ref().expect("frame kept for later subscribers"))
             };
-            let c = &mut self.conns[key.index as usize];
-            debug_assert_eq!(c.gen, key.gen);
+            let c = &mut self.conns[m.conn.index as usize];
+            debug_assert_eq!(c.gen, m.conn.gen);
+            // A connection going away keeps its subscriptions until the
+            // teardown gets to them; it gets nothing more meanwhile.
             if !c.is_open() || c.over_limit {
                 self.arena.release(pool, f);
                 continue;
@@ -332,14 +320,14 @@ impl Reactor {
                 f
             };
             queued += f.len();
-            if c.push(f) > limit {
-                c.over_limit = true;
-                self.over_limit.push(key.index);
-            }
-            if !c.dirty && !c.sending {
-                c.dirty = true;
-                self.dirty.push(key.index);
-            }
+            enqueue(
+                c,
+                m.conn.index,
+                f,
+                limit,
+                &mut self.dirty,
+                &mut self.over_limit,
+            );
         }
         self.backlog += queued as i64;
         self.shared.stats[self.id]
@@ -361,14 +349,14 @@ impl Reactor {
         let topic_str = std::str::from_utf8(topic).expect("validated topic");
         let existing = self.topics.get(topic);
         if let Some(id) = existing {
-            if self.conns[idx as usize].subs.iter().any(|&(t, _)| t == id) {
+            if self.topics.find(idx, id).is_some() {
                 self.suback(idx, id);
                 return;
             }
         }
         let c = &self.conns[idx as usize];
         let limit = self.shared.config.max_subscriptions;
-        if c.subs.len() + c.pending_subs as usize >= limit {
+        if c.nsubs as usize + c.pending_subs as usize >= limit {
             let msg = format!("too many subscriptions on this connection (limit {limit})");
             self.stats().count_error(ErrorCode::TooManySubscriptions);
             self.reply(
@@ -388,12 +376,13 @@ impl Reactor {
             None if owner == self.id => match self.owned_topic(topic) {
                 Some(id) => id,
                 None => {
-                    self.refuse_publish(idx);
+                    self.refuse_topic(idx);
                     return;
                 }
             },
             None => {
-                self.topics.insert(topic, Registration::Pending(Vec::new()));
+                self.topics
+                    .insert(topic, Registration::Pending(Vec::new()), 0);
                 self.send_msg(
                     owner,
                     Msg::Join {
@@ -417,19 +406,20 @@ impl Reactor {
     /// Adds a subscriber to a topic whose frames reach this core, and SUBACKs.
     fn add_subscriber(&mut self, idx: u32, id: TopicId) {
         let key = self.key(idx);
-        let pos = self.topics.add_sub(id, key);
-        self.conns[idx as usize].subs.push((id, pos));
+        let c = &mut self.conns[idx as usize];
+        self.topics.subscribe(id, key, &mut c.first_sub);
+        c.nsubs += 1;
         self.stats().subscriptions.fetch_add(1, Ordering::Relaxed);
         self.suback(idx, id);
     }
 
-    /// SUBACK for topic `id`: the seq of the next frame this core delivers.
+    /// SUBACK for topic `id`: the seq of the next frame this core delivers
+    /// and the epoch of the topic's sequence.
     fn suback(&mut self, idx: u32, id: TopicId) {
         let t = self.topics.topic(id);
-        let next_seq = t.next_seq();
+        let (next_seq, epoch) = (t.next_seq(), t.epoch);
         let name = t.name.clone();
         let topic = std::str::from_utf8(&name).expect("validated topic");
-        let epoch = self.shared.epoch;
         self.reply(
             idx,
             &ServerFrame::SubAck {
@@ -444,65 +434,88 @@ impl Reactor {
         let Some(id) = self.topics.get(topic) else {
             return;
         };
-        let c = &mut self.conns[idx as usize];
-        let Some(pos) = c.subs.iter().position(|&(t, _)| t == id) else {
+        let Some(sub) = self.topics.find(idx, id) else {
             return;
         };
-        let (_, sub_idx) = c.subs.swap_remove(pos);
-        self.drop_sub(id, sub_idx);
+        let c = &mut self.conns[idx as usize];
+        self.topics.unsubscribe(sub, &mut c.first_sub);
+        c.nsubs -= 1;
+        self.unsubscribed(id);
     }
 
-    /// Removes the subscriber at `sub_idx` of topic `id`, fixes the index of
-    /// the one moved into its place, and leaves the topic when it was the
-    /// last local subscriber of a topic owned elsewhere.
-    fn drop_sub(&mut self, id: TopicId, sub_idx: u32) {
+    /// After a subscription to topic `id` ended: counts it, and forgets the
+    /// topic when nothing keeps it alive any more.
+    fn unsubscribed(&mut self, id: TopicId) {
         self.stats().subscriptions.fetch_sub(1, Ordering::Relaxed);
-        if let Some(moved) = self.topics.remove_sub(id, sub_idx) {
-            let m = &mut self.conns[moved.index as usize];
-            if let Some(e) = m.subs.iter_mut().find(|(t, _)| *t == id) {
-                e.1 = sub_idx;
-            }
-        }
-        self.leave_if_unused(id);
+        self.release_if_unused(id);
     }
 
-    /// Forgets a topic owned elsewhere once no local connection subscribes
-    /// to it, and tells the owner to stop sending its frames here.
-    fn leave_if_unused(&mut self, id: TopicId) {
+    /// Forgets a topic nobody on this core subscribes to: a topic owned
+    /// elsewhere is left (the owner is told to stop sending its frames
+    /// here); an owned topic with no subscriber on any core is reclaimed.
+    fn release_if_unused(&mut self, id: TopicId) {
         let t = self.topics.topic(id);
-        if t.subs.is_empty() && t.reg == Registration::Active {
-            let name = t.name.clone();
-            let owner = owner_of(&name, self.cores);
-            self.topics.remove(id);
-            self.send_msg(
-                owner,
-                Msg::Leave {
-                    topic: name,
-                    core: self.id,
-                },
-            );
+        if !t.unused() {
+            return;
+        }
+        match t.reg {
+            Registration::Active => {
+                let name = t.name.clone();
+                let owner = owner_of(&name, self.cores);
+                self.topics.remove(id);
+                self.send_msg(
+                    owner,
+                    Msg::Leave {
+                        topic: name,
+                        core: self.id,
+                    },
+                );
+            }
+            Registration::Owner => {
+                self.topics.remove(id);
+                self.shared.topics.fetch_sub(1, Ordering::Relaxed);
+                self.stats()
+                    .topics_reclaimed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Registration::Pending(_) => {}
         }
     }
 
-    /// Drops every subscription of a connection that is going away.
+    /// Drops the subscriptions of a connection that is going away: at once
+    /// when they are few, else through the teardown queue, a bounded number
+    /// per loop turn (the connection gets no frames meanwhile: it is no
+    /// longer open, and is not freed before its subscriptions are gone).
     pub(super) fn remove_all_subs(&mut self, idx: u32) {
-        let subs = std::mem::take(&mut self.conns[idx as usize].subs);
-        for &(id, sub_idx) in &subs {
-            self.drop_sub(id, sub_idx);
+        let c = &mut self.conns[idx as usize];
+        if c.nsubs as usize <= TEARDOWN_INLINE {
+            self.drop_subs(idx, usize::MAX);
+        } else if !c.in_teardown {
+            c.in_teardown = true;
+            self.teardown.push_back(idx);
         }
-        let mut subs = subs;
-        subs.clear();
-        self.conns[idx as usize].subs = subs;
+    }
+
+    /// Removes at most `budget` of connection `idx`'s subscriptions;
+    /// returns how many it removed.
+    pub(super) fn drop_subs(&mut self, idx: u32, budget: usize) -> usize {
+        let mut done = 0;
+        while done < budget {
+            let c = &mut self.conns[idx as usize];
+            if c.first_sub == NO_SUB {
+                break;
+            }
+            let id = self.topics.unsubscribe(c.first_sub, &mut c.first_sub);
+            c.nsubs -= 1;
+            self.unsubscribed(id);
+            done += 1;
+        }
+        done
     }
 
     pub(super) fn handle_msg(&mut self, msg: Msg) {
         match msg {
-            Msg::Publish {
-                frame,
-                from,
-                core,
-                confirm,
-            } => self.fan_out(frame, from, core, confirm),
+            Msg::Publish(frame) => self.fan_out(frame),
             Msg::Deliver(frame) => {
                 let id = self.topics.get(data_topic(&frame));
                 match id {
@@ -517,35 +530,37 @@ impl Reactor {
                 Some(id) => {
                     let t = self.topics.topic_mut(id);
                     t.remote_cores |= 1 << core;
-                    let next_seq = t.next_seq();
-                    self.send_msg(core, Msg::Joined { topic, next_seq });
+                    let (next_seq, epoch) = (t.next_seq(), t.epoch);
+                    self.send_msg(
+                        core,
+                        Msg::Joined {
+                            topic,
+                            next_seq,
+                            epoch,
+                        },
+                    );
                 }
                 None => self.send_msg(core, Msg::JoinRefused { topic }),
             },
             Msg::Leave { topic, core } => {
                 if let Some(id) = self.topics.get(&topic) {
                     self.topics.topic_mut(id).remote_cores &= !(1 << core);
+                    self.release_if_unused(id);
                 }
             }
-            Msg::Joined { topic, next_seq } => self.joined(&topic, Some(next_seq)),
+            Msg::Joined {
+                topic,
+                next_seq,
+                epoch,
+            } => self.joined(&topic, Some((next_seq, epoch))),
             Msg::JoinRefused { topic } => self.joined(&topic, None),
-            Msg::PublishRefused { conn } => {
-                if self.live(conn) {
-                    self.refuse_publish(conn.index);
-                }
-            }
-            Msg::PublishAccepted { conn, topic } => {
-                self.known_remote.insert(topic);
-                if self.live(conn) && self.conns[conn.index as usize].paused {
-                    self.resume(conn.index);
-                }
-            }
         }
     }
 
-    /// The owner answered a join: SUBACK the waiting connections (or refuse
-    /// them) and let them go on with their input.
-    fn joined(&mut self, topic: &[u8], next_seq: Option<u64>) {
+    /// The owner answered a join (with the next seq and the topic's epoch,
+    /// or a refusal at the topic limit): SUBACK the waiting connections (or
+    /// refuse them) and let them go on with their input.
+    fn joined(&mut self, topic: &[u8], answer: Option<(u64, u64)>) {
         let Some(id) = self.topics.get(topic) else {
             return;
         };
@@ -557,8 +572,12 @@ impl Reactor {
                     return;
                 }
             };
-        match next_seq {
-            Some(next) => self.topics.topic_mut(id).seq = next - 1,
+        match answer {
+            Some((next, epoch)) => {
+                let t = self.topics.topic_mut(id);
+                t.seq = next - 1;
+                t.epoch = epoch;
+            }
             None => self.topics.remove(id),
         }
         for key in waiting {
@@ -572,7 +591,7 @@ impl Reactor {
             if c.state != State::Open {
                 continue;
             }
-            match next_seq {
+            match answer {
                 Some(_) => match self.topics.get(topic) {
                     Some(id) => self.add_subscriber(idx, id),
                     // An earlier waiter's input unsubscribed and the core
@@ -582,14 +601,34 @@ impl Reactor {
                         continue;
                     }
                 },
-                None => self.refuse_publish(idx),
+                None => self.refuse_topic(idx),
             }
             self.resume(idx);
         }
         // Everyone who waited may have gone: then leave again.
         if let Some(id) = self.topics.get(topic) {
-            self.leave_if_unused(id);
+            self.release_if_unused(id);
         }
+    }
+}
+
+/// Queues `f` on connection `c` (slab index `idx`): lists it for a send,
+/// and for a cut when its backlog passes `limit`.
+fn enqueue(
+    c: &mut Conn,
+    idx: u32,
+    f: FrameRef,
+    limit: usize,
+    dirty: &mut Vec<u32>,
+    over_limit: &mut Vec<u32>,
+) {
+    if c.push(f) > limit && !c.over_limit && c.is_open() {
+        c.over_limit = true;
+        over_limit.push(idx);
+    }
+    if !c.dirty && !c.sending {
+        c.dirty = true;
+        dirty.push(idx);
     }
 }
 

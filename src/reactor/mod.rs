@@ -23,15 +23,14 @@ use crate::conn::{Conn, State, Wire};
 use crate::mailbox::{Consumer, Producer};
 use crate::pool::{Arena, FrameRef, Pool};
 use crate::proto::{self, ErrorCode};
-use crate::stats::{CoreStats, CutReason, LATENCY_BUCKETS_NS};
+use crate::stats::{CoreStats, CutReason, Transport, LATENCY_BUCKETS_NS};
 use crate::sys;
-use crate::topic::{ConnKey, Fnv, TopicTable};
+use crate::topic::{ConnKey, TopicTable};
 use crate::Config;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use ring::BufRing;
 use slab::Slab;
-use std::collections::{HashSet, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,32 +55,23 @@ macro_rules! on_socket {
 /// Messages between reactors. Every one travels on the FIFO queue of one
 /// ordered pair of cores.
 pub(crate) enum Msg {
-    /// To a topic's owner: an encoded DATA frame (seq not yet set) published
-    /// on core `core` by its connection `from`.
-    /// on core `core` by its connection `from`. With `confirm`, that
-    /// connection waits for `PublishAccepted` or `PublishRefused`.
-    Publish {
-        frame: FrameRef,
-        from: ConnKey,
-        core: usize,
-        confirm: bool,
-    },
+    /// To a topic's owner: an encoded DATA frame (seq not yet set).
+    Publish(FrameRef),
     /// From a topic's owner: a frame to hand to this core's subscribers.
     Deliver(FrameRef),
     /// To a topic's owner: core `core` has its first subscriber.
     Join { topic: Box<[u8]>, core: usize },
-    /// From the owner: frames of `topic` from `next_seq` on will follow.
-    Joined { topic: Box<[u8]>, next_seq: u64 },
+    /// From the owner: frames of `topic` from `next_seq` on will follow;
+    /// `epoch` names this incarnation of the topic's sequence.
+    Joined {
+        topic: Box<[u8]>,
+        next_seq: u64,
+        epoch: u64,
+    },
     /// From the owner: the topic could not be created (topic limit).
     JoinRefused { topic: Box<[u8]> },
     /// To a topic's owner: core `core` has no subscribers left.
     Leave { topic: Box<[u8]>, core: usize },
-    /// From the owner: a publish of connection `conn` named a new topic past
-    /// the topic limit.
-    PublishRefused { conn: ConnKey },
-    /// From the owner: the confirmed publish of `conn` was accepted; the
-    /// topic exists for the rest of the run.
-    PublishAccepted { conn: ConnKey, topic: Box<[u8]> },
 }
 
 /// State every reactor shares, read-mostly.
@@ -94,7 +84,11 @@ pub(crate) struct Shared {
     pub shutdown: AtomicBool,
     /// Reactors inside their event loop (for /healthz).
     pub running: AtomicUsize,
+    /// Native and WebSocket connections (bounded by `max_connections`).
     pub connections: AtomicUsize,
+    /// Connections on the HTTP port not upgraded to WebSocket (bounded by
+    /// `max_http_connections`, apart from the others).
+    pub http_connections: AtomicUsize,
     pub topics: AtomicUsize,
 }
 
@@ -164,7 +158,8 @@ impl Op {
     }
 }
 
-/// How long a connection cut off for an error may take to read its ERROR.
+/// How long a closing connection waits for the peer's EOF after its write
+/// side was shut (what it was sent is already in the kernel's hands).
 const LINGER_NS: u64 = 2_000_000_000;
 /// Housekeeping period: deadlines, shutdown flag.
 const TICK_NS: u32 = 50_000_000;
@@ -180,6 +175,25 @@ const WS: usize = 1;
 /// Sends submitted per chunk of a round before the reactor looks for new
 /// input (about 2.5 ms of loopback sends at ~10 µs each).
 const SEND_CHUNK: usize = 256;
+/// A closing connection with at most this many subscriptions drops them at
+/// once; one with more goes through the teardown queue.
+pub(super) const TEARDOWN_INLINE: usize = 64;
+/// Subscriptions the teardown queue removes per loop turn (about 50 ns
+/// each: ~0.1-0.2 ms of a turn, whatever the number of connections leaving).
+const TEARDOWN_BUDGET: usize = 2048;
+/// A connection being closed that takes nothing for this long is closed
+/// without waiting for the rest of its linger.
+const NO_PROGRESS_NS: u64 = 2_000_000_000;
+/// Connections a reactor sheds per accept error when out of descriptors.
+const SHED_BATCH: usize = 256;
+/// What an HTTP client shed for lack of descriptors reads.
+const SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 56\r\n\
+Retry-After: 1\r\n\
+Connection: close\r\n\
+\r\n\
+ringcast is out of file descriptors; try again shortly.\n";
 
 /// Publish → send-submitted samples gathered during one loop iteration,
 /// added to the shared counters once per iteration.
@@ -206,9 +220,17 @@ pub(crate) struct Reactor {
     conns: Slab<Conn>,
     next_gen: u32,
     topics: TopicTable,
-    /// Topics owned by other cores that are known to exist (a publish to
-    /// them cannot hit the topic limit).
-    known_remote: HashSet<Box<[u8]>, BuildHasherDefault<Fnv>>,
+    /// The last epoch given to a topic this core created.
+    last_epoch: u64,
+    /// Connections whose subscriptions are being removed, a bounded number
+    /// per loop turn (front first).
+    teardown: VecDeque<u32>,
+    /// Bytes of incomplete input held by this core's connections (the sum
+    /// of their `held`), bounded by its share of `max_incomplete`.
+    incomplete: usize,
+    /// A descriptor kept open to be closed when accept fails for lack of
+    /// descriptors, so a waiting client can be accepted and told.
+    spare_fd: Option<OwnedFd>,
     outboxes: Vec<Option<Producer<Msg>>>,
     overflow: Vec<VecDeque<Msg>>,
     inboxes: Vec<Option<Consumer<Msg>>>,
@@ -223,6 +245,12 @@ pub(crate) struct Reactor {
     tick_armed: bool,
     shutting_down: bool,
     shutdown_deadline: u64,
+    /// When connections still flushing at shutdown get ERROR 8 next.
+    shutdown_hurry_at: u64,
+    shutdown_hurried: bool,
+    /// Frames handled from clients (native, or one per WebSocket message):
+    /// tells whether a receive completed any.
+    frames_in: u64,
     /// Monotonic ns, read once per loop iteration after the kernel returns.
     now: u64,
     next_idle_scan: u64,
@@ -251,6 +279,7 @@ impl Reactor {
         let bufs = BufRing::new(&ring, BGID)?;
         let cores = parts.outboxes.len();
         let idle_scan_ns = idle_scan_period(&parts.shared.config);
+        let epoch = parts.shared.epoch;
         Ok(Reactor {
             ring,
             bufs,
@@ -264,7 +293,10 @@ impl Reactor {
             conns: Slab::with_capacity(1024),
             next_gen: 1,
             topics: TopicTable::default(),
-            known_remote: HashSet::default(),
+            last_epoch: epoch,
+            teardown: VecDeque::new(),
+            incomplete: 0,
+            spare_fd: sys::open_spare().ok(),
             outboxes: parts.outboxes,
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
             inboxes: parts.inboxes,
@@ -279,6 +311,9 @@ impl Reactor {
             tick_armed: false,
             shutting_down: false,
             shutdown_deadline: 0,
+            shutdown_hurry_at: 0,
+            shutdown_hurried: false,
+            frames_in: 0,
             now: sys::monotonic_ns(),
             next_idle_scan: 0,
             idle_scan_ns,
@@ -314,14 +349,15 @@ impl Reactor {
         let mut woke = sys::monotonic_ns();
         let result = loop {
             self.drain_inboxes();
+            self.teardown_step();
             self.flush();
             self.publish_gauges();
             if self.shutting_down && self.finished() {
                 break Ok(());
             }
             // Connections that became dirty during the round are sent to
-            // next: no sleeping while any wait.
-            let wait = !busy && self.dirty.is_empty() && self.park();
+            // next, teardown goes on: no sleeping while any wait.
+            let wait = !busy && self.dirty.is_empty() && self.teardown.is_empty() && self.park();
             let sleep = sys::monotonic_ns();
             busy_ns += sleep - woke;
             loops += 1;
@@ -341,6 +377,24 @@ impl Reactor {
         self.shared.running.fetch_sub(1, Ordering::SeqCst);
         self.shared.parked[self.id].0.store(false, Ordering::SeqCst);
         result.map(|()| self.ring)
+    }
+
+    /// Removes up to [`TEARDOWN_BUDGET`] subscriptions of connections that
+    /// are going away, and frees those that are done.
+    fn teardown_step(&mut self) {
+        let mut budget = TEARDOWN_BUDGET;
+        while let Some(&idx) = self.teardown.front() {
+            budget -= self.drop_subs(idx, budget);
+            if self.conns[idx as usize].nsubs > 0 {
+                break; // budget spent
+            }
+            self.teardown.pop_front();
+            self.conns[idx as usize].in_teardown = false;
+            self.maybe_finish(idx);
+            if budget == 0 {
+                break;
+            }
+        }
     }
 
     /// Publishes this core's gauges and the iteration's latency samples.
@@ -667,17 +721,28 @@ impl Reactor {
             self.accept_armed[which] = false;
         }
         if res < 0 {
-            // EMFILE/ENFILE and friends: the tick re-arms, so a full fd table
-            // does not spin the loop.
+            // The tick re-arms the accept, so a full fd table does not spin
+            // the loop; meanwhile waiting clients are accepted on the spare
+            // descriptor and told (not left in the listen backlog).
             if res != -libc::ECANCELED {
                 self.stats().accept_errors.fetch_add(1, Ordering::Relaxed);
+                if res == -libc::EMFILE || res == -libc::ENFILE {
+                    self.shed(which);
+                }
             }
             return;
         }
         let fd = res;
-        let limit = self.shared.config.max_connections;
-        if self.shared.connections.fetch_add(1, Ordering::Relaxed) >= limit {
-            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        // Plain HTTP (/metrics, /healthz) has its own allowance, so
+        // monitoring answers when the engine is at its connection limit.
+        let cfg = &self.shared.config;
+        let (count, limit) = if which == WS {
+            (&self.shared.http_connections, cfg.max_http_connections)
+        } else {
+            (&self.shared.connections, cfg.max_connections)
+        };
+        if count.fetch_add(1, Ordering::Relaxed) >= limit {
+            count.fetch_sub(1, Ordering::Relaxed);
             self.stats().refused.fetch_add(1, Ordering::Relaxed);
             sys::close(fd);
             return;
@@ -705,6 +770,27 @@ impl Reactor {
         if self.shutting_down {
             self.fail(idx, ErrorCode::ShuttingDown, "server shutting down", false);
         }
+    }
+
+    /// Out of descriptors: frees the spare one, accepts what waits on
+    /// listener `which` and closes it at once (an HTTP client gets a 503
+    /// first), then takes the spare back.
+    fn shed(&mut self, which: usize) {
+        let Some(lfd) = self.listeners[which].as_ref().map(|l| l.as_raw_fd()) else {
+            return;
+        };
+        self.spare_fd = None;
+        for _ in 0..SHED_BATCH {
+            let Some(fd) = sys::accept_now(lfd) else {
+                break;
+            };
+            if which == WS {
+                sys::send_now(fd, SHED_RESPONSE);
+            }
+            sys::close(fd);
+            self.stats().fd_shed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.spare_fd = sys::open_spare().ok();
     }
 
     fn conn_of(&self, op: Op) -> Option<u32> {
@@ -736,8 +822,10 @@ impl Reactor {
             let data = self.bufs.slice(bid, res as usize);
             // SAFETY: the buffer stays ours (not in the ring) until give_back below.
             let data: &[u8] = unsafe { &*data };
+            let frames = self.frames_in;
             self.on_bytes(idx, data);
             self.bufs.give_back(bid);
+            self.account_input(idx, self.frames_in != frames);
             if !more && self.conns.contains(idx as usize) {
                 self.rearm.push(idx);
             }
@@ -758,6 +846,48 @@ impl Reactor {
         self.maybe_finish(idx);
     }
 
+    /// Counts the incomplete input connection `idx` holds now (`progress`:
+    /// a frame completed since the last count, so what is left began
+    /// now), and cuts the largest holders while this core holds more than
+    /// its share of `max_incomplete`.
+    pub(super) fn account_input(&mut self, idx: u32, progress: bool) {
+        let Some(c) = self.conns.get_mut(idx as usize) else {
+            return;
+        };
+        let held = if c.is_open() {
+            c.inbuf.len()
+                + match &c.wire {
+                    Wire::Ws(w) => w.decoder.as_ref().map_or(0, |d| d.buffered()),
+                    _ => 0,
+                }
+        } else {
+            0
+        };
+        self.incomplete = self.incomplete + held - c.held;
+        c.held = held;
+        if held == 0 {
+            c.partial_since = 0;
+        } else if progress || c.partial_since == 0 {
+            c.partial_since = self.now.max(1);
+        }
+        let budget = self.shared.config.max_incomplete / self.cores;
+        while self.incomplete > budget {
+            let largest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.is_open())
+                .max_by_key(|(_, c)| c.held)
+                .map(|(i, _)| i as u32);
+            let Some(victim) = largest else { break };
+            self.stats().count_cut(CutReason::InputMemory);
+            let reason = format!(
+                "incomplete frame: the server holds more than {} bytes of incomplete frames and this connection held the most ({} bytes)",
+                self.shared.config.max_incomplete, self.conns[victim as usize].held
+            );
+            self.fail(victim, ErrorCode::Incomplete, &reason, false);
+        }
+    }
+
     /// Stops the multishot receive of a connection (its CQE re-arms later).
     pub(crate) fn cancel_recv(&mut self, idx: u32) {
         let key = ConnKey {
@@ -775,25 +905,37 @@ impl Reactor {
         let pool = &self.shared.pool;
         let c = &mut self.conns[idx as usize];
         c.ops -= 1;
-        if res > 0 {
-            self.backlog -= i64::from(res);
-        }
-        if res <= 0 {
+        if res == -libc::ECANCELED && c.hurry {
+            // Cancelled so that its ERROR goes next: nothing of it was sent.
+            c.complete_send(pool, &mut self.arena, 0);
+        } else if res <= 0 {
             c.sending = false;
             c.in_flight = 0;
             c.in_flight_bytes = 0;
             self.close_now(idx);
             self.maybe_finish(idx);
             return;
+        } else {
+            self.backlog -= i64::from(res);
+            let frames = c.in_flight as u64;
+            let short = c.complete_send(pool, &mut self.arena, res as usize);
+            let st = &self.shared.stats[self.id];
+            st.sends.fetch_add(1, Ordering::Relaxed);
+            st.frames_sent.fetch_add(frames, Ordering::Relaxed);
+            st.bytes_out.fetch_add(res as u64, Ordering::Relaxed);
+            if short {
+                st.short_sends.fetch_add(1, Ordering::Relaxed);
+            }
+            // The peer is reading: a closing connection keeps its linger.
+            if let State::Draining { end, .. } = c.state {
+                c.state = State::Draining {
+                    deadline: (self.now + NO_PROGRESS_NS).min(end),
+                    end,
+                };
+            }
         }
-        let frames = c.in_flight as u64;
-        let short = c.complete_send(pool, &mut self.arena, res as usize);
-        let st = &self.shared.stats[self.id];
-        st.sends.fetch_add(1, Ordering::Relaxed);
-        st.frames_sent.fetch_add(frames, Ordering::Relaxed);
-        st.bytes_out.fetch_add(res as u64, Ordering::Relaxed);
-        if short {
-            st.short_sends.fetch_add(1, Ordering::Relaxed);
+        if c.hurry {
+            self.backlog -= c.drop_unsent(pool, &mut self.arena) as i64;
         }
         if !c.outq.is_empty() {
             if !c.dirty {
@@ -832,9 +974,11 @@ impl Reactor {
             }
             match c.state {
                 State::Open => false,
-                State::Draining { deadline } | State::Closing { deadline } if now >= deadline => {
-                    if !c.outq.is_empty() {
-                        // Still owed bytes (its ERROR or close among them).
+                State::Draining { deadline, .. } | State::Closing { deadline }
+                    if now >= deadline =>
+                {
+                    if matches!(c.state, State::Draining { .. }) && !c.outq.is_empty() {
+                        // Its ERROR (or close) never reached the kernel.
                         self.shared.stats[self.id].count_cut(CutReason::Linger);
                     }
                     c.state = State::Closing { deadline: 0 };
@@ -849,6 +993,20 @@ impl Reactor {
         for idx in done {
             self.maybe_finish(idx);
         }
+        if self.shutting_down && !self.shutdown_hurried && now >= self.shutdown_hurry_at {
+            // Half the shutdown time is gone: whoever has not flushed gets
+            // ERROR 8 next instead of after everything it is owed.
+            self.shutdown_hurried = true;
+            let slow: Vec<u32> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.outq.len() > c.trailer && !c.hurry)
+                .map(|(i, _)| i as u32)
+                .collect();
+            for idx in slow {
+                self.hurry(idx);
+            }
+        }
         if self.shutting_down && now >= self.shutdown_deadline {
             let all: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
             for idx in all {
@@ -860,8 +1018,10 @@ impl Reactor {
 
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        self.shutdown_deadline =
-            sys::monotonic_ns() + self.shared.config.shutdown_timeout.as_nanos() as u64;
+        let now = sys::monotonic_ns();
+        let timeout = self.shared.config.shutdown_timeout.as_nanos() as u64;
+        self.shutdown_deadline = now + timeout;
+        self.shutdown_hurry_at = now + timeout / 2;
         for which in [TCP, WS] {
             if self.accept_armed[which] {
                 let sqe = opcode::AsyncCancel::new(Op::accept(which))
@@ -873,11 +1033,6 @@ impl Reactor {
         let all: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
         for idx in all {
             self.fail(idx, ErrorCode::ShuttingDown, "server shutting down", false);
-            if let State::Draining { .. } = self.conns[idx as usize].state {
-                self.conns[idx as usize].state = State::Draining {
-                    deadline: self.shutdown_deadline,
-                };
-            }
         }
     }
 
@@ -896,17 +1051,7 @@ impl Reactor {
         match c.state {
             State::Open => {
                 self.remove_all_subs(idx);
-                let c = &mut self.conns[idx as usize];
-                c.state = State::Draining {
-                    deadline: sys::monotonic_ns() + LINGER_NS,
-                };
-                self.closing.push(ConnKey {
-                    index: idx,
-                    gen: c.gen,
-                });
-                if !c.sending && c.outq.is_empty() {
-                    self.begin_closing(idx);
-                }
+                self.drain(idx);
             }
             State::Draining { .. } => {}
             State::Closing { .. } => sys::shutdown(c.fd, libc::SHUT_RDWR),
@@ -914,23 +1059,23 @@ impl Reactor {
     }
 
     /// Ends a connection with an ERROR frame. With `drop_backlog`, frames
-    /// not yet started are dropped first (slow consumers); otherwise what is
-    /// owed is flushed before the ERROR.
+    /// not yet handed to the kernel are dropped and the ERROR goes next
+    /// (slow consumers); otherwise what is owed is flushed before it.
     pub(crate) fn fail(&mut self, idx: u32, code: ErrorCode, reason: &str, drop_backlog: bool) {
         if !self.conns[idx as usize].is_open() {
             return;
         }
         self.remove_all_subs(idx);
-        if drop_backlog {
-            let pool = &self.shared.pool;
-            let dropped = self.conns[idx as usize].drop_unsent(pool, &mut self.arena);
-            self.backlog -= dropped as i64;
-        }
         match self.conns[idx as usize].wire {
             // Not speaking the native protocol yet: nothing to say.
             Wire::Http { .. } => {}
             _ => {
                 self.stats().count_error(code);
+                if drop_backlog {
+                    let pool = &self.shared.pool;
+                    let c = &mut self.conns[idx as usize];
+                    self.backlog -= c.drop_unsent(pool, &mut self.arena) as i64;
+                }
                 self.reply(
                     idx,
                     &crate::proto::ServerFrame::Error {
@@ -939,22 +1084,57 @@ impl Reactor {
                         message: reason,
                     },
                 );
+                self.conns[idx as usize].trailer += 1;
                 if self.conns[idx as usize].is_ws() {
                     let close = code.ws_close_code().unwrap_or(1011);
                     self.ws_queue_close(idx, close, code.description());
+                }
+                if drop_backlog {
+                    self.hurry(idx);
                 }
             }
         }
         self.drain(idx);
     }
 
+    /// Makes the frames that end connection `idx` (its trailer) go out
+    /// next: drops what is owed before them and not yet handed to the
+    /// kernel, and cancels a send still waiting in the kernel (its
+    /// completion drops the rest: see `on_send`). At most the rest of one
+    /// frame already partly sent precedes the trailer.
+    fn hurry(&mut self, idx: u32) {
+        let pool = &self.shared.pool;
+        let c = &mut self.conns[idx as usize];
+        c.hurry = true;
+        self.backlog -= c.drop_unsent(pool, &mut self.arena) as i64;
+        if c.sending {
+            let key = ConnKey {
+                index: idx,
+                gen: c.gen,
+            };
+            let sqe = opcode::AsyncCancel::new(Op::conn(OpKind::Send, key))
+                .build()
+                .user_data(Op::plain(OpKind::Ignore));
+            self.push_sqe(&sqe);
+        }
+    }
+
     /// Stops reading requests from a connection: what is queued is flushed
-    /// (for at most the linger time), then the write side is shut.
+    /// while the peer keeps taking it (at most `close_linger`, or until the
+    /// shutdown deadline), then the write side is shut.
     pub(crate) fn drain(&mut self, idx: u32) {
+        let now = sys::monotonic_ns();
+        let end = if self.shutting_down {
+            self.shutdown_deadline
+        } else {
+            now + self.shared.config.close_linger.as_nanos() as u64
+        };
+        self.forget_input(idx);
         let c = &mut self.conns[idx as usize];
         c.paused = false;
         c.state = State::Draining {
-            deadline: sys::monotonic_ns() + LINGER_NS,
+            deadline: (now + NO_PROGRESS_NS).min(end),
+            end,
         };
         self.closing.push(ConnKey {
             index: idx,
@@ -962,6 +1142,18 @@ impl Reactor {
         });
         if !c.sending && c.outq.is_empty() {
             self.begin_closing(idx);
+        }
+    }
+
+    /// A connection that reads no more requests holds no input.
+    fn forget_input(&mut self, idx: u32) {
+        let c = &mut self.conns[idx as usize];
+        self.incomplete -= c.held;
+        c.held = 0;
+        c.partial_since = 0;
+        c.inbuf = Vec::new();
+        if let Wire::Ws(w) = &mut c.wire {
+            w.decoder = None;
         }
     }
 
@@ -984,6 +1176,7 @@ impl Reactor {
             return;
         }
         self.remove_all_subs(idx);
+        self.forget_input(idx);
         let pool = &self.shared.pool;
         let c = &mut self.conns[idx as usize];
         self.backlog -= c.drop_unsent(pool, &mut self.arena) as i64;
@@ -995,7 +1188,8 @@ impl Reactor {
         sys::shutdown(c.fd, libc::SHUT_RDWR);
     }
 
-    /// Closes the fd and frees the slot once nothing in flight refers to it.
+    /// Closes the fd and frees the slot once nothing in flight refers to it
+    /// and its subscriptions are gone.
     fn maybe_finish(&mut self, idx: u32) {
         let Some(c) = self.conns.get_mut(idx as usize) else {
             return;
@@ -1003,10 +1197,7 @@ impl Reactor {
         let State::Closing { .. } = c.state else {
             return;
         };
-        if c.ops > 0 {
-            if c.recv_armed && !c.sending && c.outq.is_empty() {
-                // Waiting only for the peer's EOF: fine until the deadline.
-            }
+        if c.ops > 0 || c.nsubs > 0 {
             return;
         }
         let pool = &self.shared.pool;
@@ -1019,7 +1210,12 @@ impl Reactor {
         sys::close(c.fd);
         let transport = c.transport();
         self.conns.remove(idx as usize);
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        let count = if transport == Transport::Http {
+            &self.shared.http_connections
+        } else {
+            &self.shared.connections
+        };
+        count.fetch_sub(1, Ordering::Relaxed);
         let st = &self.shared.stats[self.id];
         st.closed.fetch_add(1, Ordering::Relaxed);
         st.gauge_connections(transport, -1);
@@ -1045,13 +1241,17 @@ impl Reactor {
     }
 }
 
-/// How often to look for silent WebSocket peers and late HTTP requests: a
-/// quarter of the smallest interval that matters, between one tick and 1 s.
+/// How often to look for silent WebSocket peers, late HTTP requests and
+/// frames not completed in time: a quarter of the smallest interval that
+/// matters, between one tick and 1 s.
 pub(crate) fn idle_scan_period(c: &Config) -> u64 {
     let ns = |d: std::time::Duration| d.as_nanos() as u64;
     let ping = ns(c.ws_ping_interval);
     let answer = ns(c.ws_idle_timeout).saturating_sub(ping);
-    let finest = ping.min(answer).min(ns(c.http_timeout));
+    let finest = ping
+        .min(answer)
+        .min(ns(c.http_timeout))
+        .min(ns(c.frame_timeout));
     (finest / 4).clamp(u64::from(TICK_NS), IDLE_SCAN_NS)
 }
 

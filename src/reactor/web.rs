@@ -49,7 +49,9 @@ impl Reactor {
                     Ok(up) => {
                         let resp = handshake::accept_response(&up);
                         drop(req);
-                        self.upgrade(idx, &resp);
+                        if !self.upgrade(idx, &resp) {
+                            return data.len();
+                        }
                         return consumed + self.process_ws(idx, &data[consumed..]);
                     }
                     Err(rej) => {
@@ -145,8 +147,27 @@ impl Reactor {
         self.queue(idx, f);
     }
 
-    /// Sends the 101 and switches the connection to WebSocket framing.
-    fn upgrade(&mut self, idx: u32, response: &[u8]) {
+    /// Sends the 101 and switches the connection to WebSocket framing; it
+    /// then counts toward `max_connections` instead of the HTTP allowance.
+    /// Returns false (after a 503) when no connection slot is free.
+    fn upgrade(&mut self, idx: u32, response: &[u8]) -> bool {
+        let shared = &self.shared;
+        if shared.connections.fetch_add(1, Ordering::Relaxed) >= shared.config.max_connections {
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            self.stats().refused.fetch_add(1, Ordering::Relaxed);
+            let body =
+                "the server is at its connection limit (--max-connections); try again later\n";
+            let resp = request::response(
+                503,
+                "text/plain; charset=utf-8",
+                &["Retry-After: 1"],
+                body.as_bytes(),
+                false,
+            );
+            self.respond(idx, 503, &resp);
+            return false;
+        }
+        self.shared.http_connections.fetch_sub(1, Ordering::Relaxed);
         self.queue_bytes(idx, response);
         let max_message = self.shared.config.max_frame as usize + 4;
         let c = &mut self.conns[idx as usize];
@@ -160,6 +181,7 @@ impl Reactor {
         st.ws_upgrades.fetch_add(1, Ordering::Relaxed);
         st.gauge_connections(Transport::Http, -1);
         st.gauge_connections(Transport::WebSocket, 1);
+        true
     }
 
     /// Decodes WebSocket frames from `data` and handles the native frame in
@@ -213,7 +235,9 @@ impl Reactor {
             }
         }
         dec.shrink();
-        if let Wire::Ws(w) = &mut self.conns[idx as usize].wire {
+        // A connection that stopped reading keeps no decoder (nor its buffer).
+        let c = &mut self.conns[idx as usize];
+        if let (true, Wire::Ws(w)) = (c.is_open(), &mut c.wire) {
             w.decoder = Some(dec);
         }
         off
@@ -289,6 +313,7 @@ impl Reactor {
         w.close_sent = true;
         let payload = frame::close_payload(code, reason);
         self.ws_control(idx, Opcode::Close, &payload);
+        self.conns[idx as usize].trailer += 1;
     }
 
     /// Every `idle_scan_ns`: pings silent WebSocket peers, closes those
@@ -298,11 +323,20 @@ impl Reactor {
         let cfg = &self.shared.config;
         let ping_after = cfg.ws_ping_interval.as_nanos() as u64;
         let idle_after = cfg.ws_idle_timeout.as_nanos() as u64;
+        let frame_after = cfg.frame_timeout.as_nanos() as u64;
         let mut ping = Vec::new();
         let mut idle = Vec::new();
         let mut late = Vec::new();
+        let mut stalled = Vec::new();
         for (i, c) in self.conns.iter() {
             if !c.is_open() {
+                continue;
+            }
+            // A frame begun and not finished in time (not while the engine
+            // itself holds the connection's input: paused).
+            let partial = c.partial_since != 0 && !matches!(c.wire, Wire::Http { .. });
+            if partial && !c.paused && now.saturating_sub(c.partial_since) >= frame_after {
+                stalled.push(i as u32);
                 continue;
             }
             match &c.wire {
@@ -331,6 +365,14 @@ impl Reactor {
             self.remove_all_subs(idx);
             self.ws_queue_close(idx, close::GOING_AWAY, "idle timeout");
             self.drain(idx);
+        }
+        for idx in stalled {
+            self.stats().count_cut(CutReason::IncompleteFrame);
+            let reason = format!(
+                "incomplete frame: begun but not completed within {:?} (--frame-timeout)",
+                self.shared.config.frame_timeout
+            );
+            self.fail(idx, ErrorCode::Incomplete, &reason, false);
         }
         for idx in late {
             self.stats().count_cut(CutReason::RequestTimeout);

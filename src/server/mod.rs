@@ -27,7 +27,8 @@ use std::thread::JoinHandle;
 
 /// Capacity of each core-to-core queue.
 const MAILBOX_SLOTS: usize = 16 * 1024;
-/// File descriptors kept free of connections (listeners, rings, logs).
+/// File descriptors kept free of connections (logs, files), besides four
+/// per reactor (two listeners, a ring, a spare) and the HTTP allowance.
 const FD_RESERVE: u64 = 64;
 /// Input a connection may hold beyond one whole frame (while it waits for a
 /// topic's owner core, see the reactor).
@@ -165,8 +166,10 @@ impl Engine {
         validate(&config)?;
         sys::ignore_sigpipe();
         sys::raise_nofile_limit();
-        // Each connection is one fd; keep room for listeners, rings, files.
-        let fd_room = sys::nofile_limit().saturating_sub(FD_RESERVE) as usize;
+        // Each connection is one fd; keep room for listeners, rings, spare
+        // descriptors, files, and the plain HTTP connections (counted apart).
+        let reserve = FD_RESERVE + 4 * config.cores as u64 + config.max_http_connections as u64;
+        let fd_room = sys::nofile_limit().saturating_sub(reserve) as usize;
         config.max_connections = config.max_connections.min(fd_room.max(1));
         let cores = config.cores;
         let (listeners, addr) = bind_all(config.listen, cores, "--listen")?;
@@ -188,6 +191,7 @@ impl Engine {
             shutdown: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            http_connections: AtomicUsize::new(0),
             topics: AtomicUsize::new(0),
             config,
         });
@@ -345,9 +349,10 @@ impl Engine {
         )
     }
 
-    /// Connections open now.
+    /// Connections open now (plain HTTP ones included).
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)
+            + self.shared.http_connections.load(Ordering::Relaxed)
     }
 
     /// Begins a graceful shutdown; [`Engine::wait`] returns when it is done.

@@ -531,7 +531,12 @@ mod tests {
         let d = config_of(&[], &[]).unwrap();
         let want = Config::default();
         assert_eq!(
-            (d.frame_timeout, d.max_incomplete, d.max_http_connections, d.close_linger),
+            (
+                d.frame_timeout,
+                d.max_incomplete,
+                d.max_http_connections,
+                d.close_linger
+            ),
             (
                 want.frame_timeout,
                 want.max_incomplete,
