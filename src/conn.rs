@@ -105,6 +105,9 @@ pub struct Conn {
     /// Cut off: frames not yet handed to the kernel are dropped as soon as
     /// possible so the trailer goes out next.
     pub hurry: bool,
+    /// While draining: the socket's unacknowledged bytes when last looked
+    /// at (a drop means the peer is reading, even with no send completing).
+    pub kernel_queued: u64,
     pub outq: VecDeque<FrameRef>,
     pub head_off: usize,
     pub queued: usize,
@@ -142,6 +145,7 @@ impl Conn {
             held: 0,
             trailer: 0,
             hurry: false,
+            kernel_queued: 0,
             outq: VecDeque::with_capacity(16),
             head_off: 0,
             queued: 0,

@@ -252,6 +252,18 @@ pub fn accept_now(fd: RawFd) -> Option<RawFd> {
     .ok()
 }
 
+/// Bytes in a TCP socket's send queue, sent or not but not yet
+/// acknowledged by the peer (SIOCOUTQ); 0 when it cannot be read.
+pub fn unacked_bytes(fd: RawFd) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the pointer, which
+    // points at `n` for the duration of the call.
+    match syscall!(ioctl(fd, libc::TIOCOUTQ, &mut n as *mut libc::c_int)) {
+        Ok(_) => n.max(0) as u64,
+        Err(_) => 0,
+    }
+}
+
 /// Writes what the socket takes of `bytes` now, without blocking; errors
 /// and short writes are of no interest (a best-effort farewell).
 pub fn send_now(fd: RawFd, bytes: &[u8]) {

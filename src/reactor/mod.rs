@@ -231,6 +231,9 @@ pub(crate) struct Reactor {
     /// A descriptor kept open to be closed when accept fails for lack of
     /// descriptors, so a waiting client can be accepted and told.
     spare_fd: Option<OwnedFd>,
+    /// Connections being cut whose MSG_DONTWAIT send found no room: sent
+    /// to again on the next tick.
+    retry_sends: Vec<ConnKey>,
     outboxes: Vec<Option<Producer<Msg>>>,
     overflow: Vec<VecDeque<Msg>>,
     inboxes: Vec<Option<Consumer<Msg>>>,
@@ -297,6 +300,7 @@ impl Reactor {
             teardown: VecDeque::new(),
             incomplete: 0,
             spare_fd: sys::open_spare().ok(),
+            retry_sends: Vec::new(),
             outboxes: parts.outboxes,
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
             inboxes: parts.inboxes,
@@ -660,6 +664,16 @@ impl Reactor {
         // nothing a socket needs; docs/ARCHITECTURE.md has the profile.)
         // Several frames: WRITEV_FIXED, whose registered iovecs are copied
         // into the socket as kernel memory; SENDMSG when one lives on the heap.
+        // A connection being cut sends with MSG_DONTWAIT (SEND or SENDMSG):
+        // whatever the socket takes at once, without waiting for the kernel
+        // to call a full socket writable again (half its queue drained: up
+        // to seconds for a slow reader), so its ERROR gets in as soon as
+        // there is room; on EAGAIN it tries again on the next tick.
+        let flags = if c.hurry {
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT
+        } else {
+            libc::MSG_NOSIGNAL
+        };
         let sqe = if n == 1 {
             let iov = c.send_buf.iov[0];
             on_socket!(c, idx, |t| opcode::Send::new(
@@ -667,9 +681,9 @@ impl Reactor {
                 iov.iov_base as *const u8,
                 bytes as u32
             )
-            .flags(libc::MSG_NOSIGNAL)
+            .flags(flags)
             .build())
-        } else if registered && self.features.writev_fixed {
+        } else if registered && self.features.writev_fixed && !c.hurry {
             on_socket!(c, idx, |t| opcode::WritevFixed::new(
                 t,
                 c.send_buf.iov.as_ptr(),
@@ -682,7 +696,7 @@ impl Reactor {
                 t,
                 &c.send_buf.msg as *const libc::msghdr
             )
-            .flags(libc::MSG_NOSIGNAL as u32)
+            .flags(flags as u32)
             .build())
         };
         self.push_sqe(&sqe.user_data(Op::conn(OpKind::Send, key)));
@@ -879,6 +893,10 @@ impl Reactor {
                 .max_by_key(|(_, c)| c.held)
                 .map(|(i, _)| i as u32);
             let Some(victim) = largest else { break };
+            if self.conns[victim as usize].held == 0 {
+                debug_assert!(false, "incomplete bytes counted but held by nobody");
+                break;
+            }
             self.stats().count_cut(CutReason::InputMemory);
             let reason = format!(
                 "incomplete frame: the server holds more than {} bytes of incomplete frames and this connection held the most ({} bytes)",
@@ -905,9 +923,18 @@ impl Reactor {
         let pool = &self.shared.pool;
         let c = &mut self.conns[idx as usize];
         c.ops -= 1;
-        if res == -libc::ECANCELED && c.hurry {
-            // Cancelled so that its ERROR goes next: nothing of it was sent.
+        if (res == -libc::ECANCELED || res == -libc::EAGAIN) && c.hurry {
+            // Cancelled so that its ERROR goes next, or no room right now
+            // (MSG_DONTWAIT): nothing of it was sent.
             c.complete_send(pool, &mut self.arena, 0);
+            self.backlog -= c.drop_unsent(pool, &mut self.arena) as i64;
+            if res == -libc::EAGAIN {
+                self.retry_sends.push(ConnKey {
+                    index: idx,
+                    gen: c.gen,
+                });
+                return;
+            }
         } else if res <= 0 {
             c.sending = false;
             c.in_flight = 0;
@@ -959,6 +986,19 @@ impl Reactor {
         if !self.shutting_down {
             self.arm_accept();
         }
+        if self.spare_fd.is_none() {
+            self.spare_fd = sys::open_spare().ok();
+        }
+        // Connections being cut whose socket had no room: try again.
+        for key in std::mem::take(&mut self.retry_sends) {
+            match self.conns.get_mut(key.index as usize) {
+                Some(c) if c.gen == key.gen && !c.sending && !c.dirty && !c.outq.is_empty() => {
+                    c.dirty = true;
+                    self.dirty.push(key.index);
+                }
+                _ => {}
+            }
+        }
         let now = sys::monotonic_ns();
         if now >= self.next_idle_scan {
             self.next_idle_scan = now + self.idle_scan_ns;
@@ -974,6 +1014,24 @@ impl Reactor {
             }
             match c.state {
                 State::Open => false,
+                // A send waiting for room completes only once the kernel
+                // calls the socket writable again (half its queue drained),
+                // which takes seconds for a slow reader: look at the queue
+                // itself before deciding the peer stopped reading.
+                State::Draining { deadline, end }
+                    if now >= deadline && now < end && {
+                        let queued = sys::unacked_bytes(c.fd);
+                        let reading = queued < c.kernel_queued;
+                        c.kernel_queued = queued;
+                        reading
+                    } =>
+                {
+                    c.state = State::Draining {
+                        deadline: (now + NO_PROGRESS_NS).min(end),
+                        end,
+                    };
+                    true
+                }
                 State::Draining { deadline, .. } | State::Closing { deadline }
                     if now >= deadline =>
                 {
@@ -1132,6 +1190,7 @@ impl Reactor {
         self.forget_input(idx);
         let c = &mut self.conns[idx as usize];
         c.paused = false;
+        c.kernel_queued = sys::unacked_bytes(c.fd);
         c.state = State::Draining {
             deadline: (now + NO_PROGRESS_NS).min(end),
             end,
