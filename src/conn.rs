@@ -98,16 +98,16 @@ pub struct Conn {
     pub partial_since: u64,
     /// Bytes of incomplete input this connection holds, as last counted in
     /// the reactor's total.
-    pub held: usize,
+    pub held: u32,
     /// Frames at the end of `outq` that end the connection (its ERROR, its
     /// WebSocket close): kept when what is owed before them is dropped.
-    pub trailer: usize,
+    pub trailer: u8,
     /// Cut off: frames not yet handed to the kernel are dropped as soon as
     /// possible so the trailer goes out next.
     pub hurry: bool,
     /// While draining: the socket's unacknowledged bytes when last looked
     /// at (a drop means the peer is reading, even with no send completing).
-    pub kernel_queued: u64,
+    pub kernel_queued: u32,
     pub outq: VecDeque<FrameRef>,
     pub head_off: usize,
     pub queued: usize,
@@ -226,7 +226,7 @@ impl Conn {
     pub fn drop_unsent(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
         let before = self.queued;
         let keep = self.in_flight.max(usize::from(self.head_off > 0));
-        let trailer = self.trailer.min(self.outq.len().saturating_sub(keep));
+        let trailer = usize::from(self.trailer).min(self.outq.len().saturating_sub(keep));
         let mut i = self.outq.len() - trailer;
         while i > keep {
             i -= 1;

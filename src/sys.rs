@@ -254,12 +254,12 @@ pub fn accept_now(fd: RawFd) -> Option<RawFd> {
 
 /// Bytes in a TCP socket's send queue, sent or not but not yet
 /// acknowledged by the peer (SIOCOUTQ); 0 when it cannot be read.
-pub fn unacked_bytes(fd: RawFd) -> u64 {
+pub fn unacked_bytes(fd: RawFd) -> u32 {
     let mut n: libc::c_int = 0;
     // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the pointer, which
     // points at `n` for the duration of the call.
     match syscall!(ioctl(fd, libc::TIOCOUTQ, &mut n as *mut libc::c_int)) {
-        Ok(_) => n.max(0) as u64,
+        Ok(_) => n.max(0) as u32,
         Err(_) => 0,
     }
 }

@@ -82,14 +82,6 @@ pub type SubId = u32;
 /// "No subscription": the end of a connection's list.
 pub const NO_SUB: SubId = u32::MAX;
 
-/// A local subscriber as a topic lists it: the connection, and the
-/// subscription that records its place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Member {
-    pub conn: ConnKey,
-    pub sub: SubId,
-}
-
 /// One subscription of one connection to one topic. Subscriptions of a
 /// connection form a doubly linked list through the table (the connection
 /// holds its head), so none of subscribe, unsubscribe or dropping one of a
@@ -98,7 +90,7 @@ pub struct Member {
 struct Sub {
     topic: TopicId,
     conn: u32,
-    /// Index of this subscription's [`Member`] in the topic's `subs`.
+    /// Index of this subscription in the topic's `subs` (and `sub_ids`).
     pos: u32,
     prev: SubId,
     next: SubId,
@@ -118,7 +110,10 @@ pub struct Topic {
     /// Owner only: bit `c` set when core `c` (not this one) has subscribers.
     pub remote_cores: u64,
     /// Local subscribers, dense; each one's [`Sub`] stores its index here.
-    pub subs: Vec<Member>,
+    pub subs: Vec<ConnKey>,
+    /// The subscription of each of `subs`, at the same index (touched only
+    /// when subscriptions change, not by a fan-out).
+    sub_ids: Vec<SubId>,
     pub reg: Registration,
 }
 
@@ -138,7 +133,8 @@ impl Topic {
 /// One core's topics and its connections' subscriptions to them.
 ///
 /// Invariants, for every live subscription `s`:
-/// `topics[subs[s].topic].subs[subs[s].pos].sub == s`, and `s` is in the
+/// `topics[subs[s].topic].sub_ids[subs[s].pos] == s` (and `.subs` there holds
+/// its connection), and `s` is in the
 /// list of exactly the connection `subs[s].conn`; `by_conn` maps
 /// `(subs[s].conn, subs[s].topic)` to `s` and holds nothing else.
 #[derive(Default)]
@@ -180,6 +176,7 @@ impl TopicTable {
             epoch,
             remote_cores: 0,
             subs: Vec::new(),
+            sub_ids: Vec::new(),
             reg,
         });
         self.index.insert(name.into(), id);
@@ -222,7 +219,8 @@ impl TopicTable {
             prev: NO_SUB,
             next: *head,
         }) as SubId;
-        topic.subs.push(Member { conn, sub });
+        topic.subs.push(conn);
+        topic.sub_ids.push(sub);
         if *head != NO_SUB {
             self.subs[*head as usize].prev = sub;
         }
@@ -246,10 +244,11 @@ impl TopicTable {
             self.subs[s.next as usize].prev = s.prev;
         }
         self.by_conn.remove(&(s.conn, s.topic as u32));
-        let members = &mut self.topics[s.topic].subs;
-        members.swap_remove(s.pos as usize);
-        if let Some(moved) = members.get(s.pos as usize) {
-            self.subs[moved.sub as usize].pos = s.pos;
+        let topic = &mut self.topics[s.topic];
+        topic.subs.swap_remove(s.pos as usize);
+        topic.sub_ids.swap_remove(s.pos as usize);
+        if let Some(&moved) = topic.sub_ids.get(s.pos as usize) {
+            self.subs[moved as usize].pos = s.pos;
         }
         s.topic
     }
@@ -286,13 +285,9 @@ mod tests {
             let sub = t.find(conn, id).expect("modelled subscription exists");
             let s = &t.subs[sub as usize];
             assert_eq!((s.conn, s.topic), (conn, id));
-            assert_eq!(
-                t.topic(id).subs[s.pos as usize],
-                Member {
-                    conn: key(conn),
-                    sub
-                }
-            );
+            let topic = t.topic(id);
+            assert_eq!(topic.subs[s.pos as usize], key(conn));
+            assert_eq!(topic.sub_ids[s.pos as usize], sub);
         }
         for (&conn, &head) in heads {
             let (mut n, mut prev, mut at) = (0, NO_SUB, head);

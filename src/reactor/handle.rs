@@ -300,14 +300,14 @@ impl Reactor {
         let ws_header = header_len(frame.len());
         let mut queued = 0;
         let mut frame = Some(frame);
-        for (i, m) in subs.iter().enumerate() {
+        for (i, key) in subs.iter().enumerate() {
             let f = if i + 1 == n {
                 frame.take().expect("last subscriber takes the reference")
             } else {
                 pool.share(frame.as_ref().expect("frame kept for later subscribers"))
             };
-            let c = &mut self.conns[m.conn.index as usize];
-            debug_assert_eq!(c.gen, m.conn.gen);
+            let c = &mut self.conns[key.index as usize];
+            debug_assert_eq!(c.gen, key.gen);
             // A connection going away keeps its subscriptions until the
             // teardown gets to them; it gets nothing more meanwhile.
             if !c.is_open() || c.over_limit {
@@ -322,7 +322,7 @@ impl Reactor {
             queued += f.len();
             enqueue(
                 c,
-                m.conn.index,
+                key.index,
                 f,
                 limit,
                 &mut self.dirty,

@@ -877,7 +877,10 @@ impl Reactor {
         } else {
             0
         };
-        self.incomplete = self.incomplete + held - c.held;
+        // Input is at most one frame plus the paused slack (validated far
+        // below 4 GiB), so it fits the u32.
+        let held = held as u32;
+        self.incomplete = self.incomplete + held as usize - c.held as usize;
         c.held = held;
         if held == 0 {
             c.partial_since = 0;
@@ -1058,7 +1061,7 @@ impl Reactor {
             let slow: Vec<u32> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| c.outq.len() > c.trailer && !c.hurry)
+                .filter(|(_, c)| c.outq.len() > usize::from(c.trailer) && !c.hurry)
                 .map(|(i, _)| i as u32)
                 .collect();
             for idx in slow {
@@ -1207,7 +1210,7 @@ impl Reactor {
     /// A connection that reads no more requests holds no input.
     fn forget_input(&mut self, idx: u32) {
         let c = &mut self.conns[idx as usize];
-        self.incomplete -= c.held;
+        self.incomplete -= c.held as usize;
         c.held = 0;
         c.partial_since = 0;
         c.inbuf = Vec::new();
