@@ -1,0 +1,16 @@
+//! ringcast's wire codecs, sans I/O.
+//!
+//! Nothing in this crate touches a socket, a ring or a clock: decoders take a
+//! `&[u8]` that may hold part of a message and answer what they found and how
+//! many bytes it used (or that more are needed, or why the input is refused);
+//! encoders write into caller-provided memory; times are arguments. So every
+//! codec is tested and fuzzed in memory, and the client builds anywhere.
+//!
+//! - [`native`]: the ringcast protocol's frames (docs/PROTOCOL.md).
+//! - [`ws`]: RFC 6455 WebSocket frames and the opening handshake.
+//! - [`http`]: HTTP/1.1 request heads, strictly, and the responses sent.
+#![forbid(unsafe_code)]
+
+pub mod http;
+pub mod native;
+pub mod ws;

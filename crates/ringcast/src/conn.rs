@@ -1,0 +1,364 @@
+//! Per-connection state: parse carry-over, subscriptions, and the send queue
+//! with its backlog accounting.
+//!
+//! The send queue holds one counted reference per frame still owed, in order.
+//! At most one send is in flight per socket; it covers the first `in_flight`
+//! entries, starting `head_off` bytes into the first. Invariants:
+//! - `queued == sum(outq[i].len()) - head_off`
+//! - `head_off < outq[0].len()` whenever `outq` is non-empty
+//! - `in_flight <= outq.len()`, and `in_flight > 0` exactly while `sending`
+//!
+//! The iovecs of the send in flight live in `SendBuf`, boxed so its address
+//! stays put while the kernel reads it, even when the connection slab grows.
+
+use crate::pool::{Arena, FrameRef, Pool};
+use crate::stats::Transport;
+use crate::topic::{SubId, NO_SUB};
+use crate::ws::frame::Decoder;
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+
+/// Most frames one vectored send carries.
+pub const MAX_IOV: usize = 64;
+
+/// The life of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Reading and writing normally.
+    Open,
+    /// No more frames are read or queued; what is owed (ending with an ERROR,
+    /// if any) is flushed until `deadline`, then the write side is shut.
+    /// Each send that makes progress moves `deadline` on (a peer that keeps
+    /// reading keeps its connection), but never past `end`.
+    Draining { deadline: u64, end: u64 },
+    /// Write side shut (or being torn down); waiting for the peer's EOF or
+    /// `deadline`, then for the ops in flight, then the fd is closed.
+    Closing { deadline: u64 },
+}
+
+/// What a connection speaks, beyond the native frames every transport carries.
+pub enum Wire {
+    /// Native frames back to back on the TCP port.
+    Tcp,
+    /// On the WebSocket port, before an upgrade: an HTTP request head is
+    /// being read until `deadline` (monotonic ns).
+    Http { deadline: u64 },
+    /// Upgraded: one native frame per binary WebSocket message.
+    Ws(Box<WsConn>),
+}
+
+/// WebSocket state of an upgraded connection.
+pub struct WsConn {
+    /// Frame decoder and message reassembly; taken out while the reactor
+    /// handles the messages it yields (None only then).
+    pub decoder: Option<Decoder>,
+    /// Monotonic ns of the last bytes received (pongs included).
+    pub last_rx: u64,
+    /// A ping was sent since `last_rx`.
+    pub pinged: bool,
+    /// A close frame was queued: nothing but control traffic follows.
+    pub close_sent: bool,
+}
+
+/// Memory the kernel reads while a send is in flight.
+pub struct SendBuf {
+    pub iov: [libc::iovec; MAX_IOV],
+    pub msg: libc::msghdr,
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    /// The socket also sits in the ring's fixed-file table, at the
+    /// connection's slab index: ops name it by that index.
+    pub fixed: bool,
+    pub gen: u32,
+    pub state: State,
+    pub wire: Wire,
+    /// Bytes of a frame that arrived incomplete (or input held while paused).
+    pub inbuf: Vec<u8>,
+    /// Waiting for a topic owner's answer before handling more input, so
+    /// that replies keep the order of requests.
+    pub paused: bool,
+    pub recv_armed: bool,
+    /// Ops in flight for this connection (recv, send).
+    pub ops: u32,
+    pub auth_pub: bool,
+    pub auth_sub: bool,
+    /// Head of this connection's list of subscriptions in the core's
+    /// `TopicTable` ([`NO_SUB`]: none), and their number.
+    pub first_sub: SubId,
+    pub nsubs: u32,
+    /// Listed in the reactor's teardown queue: its subscriptions are being
+    /// removed a bounded number per loop turn; not freed before that ends.
+    pub in_teardown: bool,
+    /// Subscriptions waiting for the owner's answer (count toward the limit).
+    pub pending_subs: u32,
+    /// Monotonic ns when the frame (or WebSocket frame) now incomplete in
+    /// the input began to arrive; 0 when the input ends on a frame boundary.
+    pub partial_since: u64,
+    /// Bytes of incomplete input this connection holds, as last counted in
+    /// the reactor's total.
+    pub held: u32,
+    /// Frames at the end of `outq` that end the connection (its ERROR, its
+    /// WebSocket close): kept when what is owed before them is dropped.
+    pub trailer: u8,
+    /// Cut off: frames not yet handed to the kernel are dropped as soon as
+    /// possible so the trailer goes out next.
+    pub hurry: bool,
+    /// Accepted from the HTTP reserve, beyond `max_connections` (counted
+    /// in `Shared::http_connections`, not `connections`).
+    pub reserved: bool,
+    /// While draining: the socket's unacknowledged bytes when last looked
+    /// at (a drop means the peer is reading, even with no send completing).
+    pub kernel_queued: u32,
+    pub outq: VecDeque<FrameRef>,
+    pub head_off: usize,
+    pub queued: usize,
+    pub sending: bool,
+    pub in_flight: usize,
+    pub in_flight_bytes: usize,
+    /// Listed in the reactor's dirty list (a send should be submitted).
+    pub dirty: bool,
+    /// Listed for a slow-consumer cut after the current fan-out.
+    pub over_limit: bool,
+    pub send_buf: Box<SendBuf>,
+}
+
+impl Conn {
+    pub fn new(fd: RawFd, gen: u32, wire: Wire) -> Conn {
+        // SAFETY: iovec and msghdr are plain C structs; all-zero is valid.
+        let send_buf: Box<SendBuf> = Box::new(unsafe { std::mem::zeroed() });
+        Conn {
+            fd,
+            fixed: false,
+            gen,
+            state: State::Open,
+            wire,
+            inbuf: Vec::new(),
+            paused: false,
+            recv_armed: false,
+            ops: 0,
+            auth_pub: false,
+            auth_sub: false,
+            first_sub: NO_SUB,
+            nsubs: 0,
+            in_teardown: false,
+            pending_subs: 0,
+            partial_since: 0,
+            held: 0,
+            trailer: 0,
+            hurry: false,
+            reserved: false,
+            kernel_queued: 0,
+            outq: VecDeque::with_capacity(16),
+            head_off: 0,
+            queued: 0,
+            sending: false,
+            in_flight: 0,
+            in_flight_bytes: 0,
+            dirty: false,
+            over_limit: false,
+            send_buf,
+        }
+    }
+
+    /// Queues a frame; returns the bytes now owed.
+    pub fn push(&mut self, frame: FrameRef) -> usize {
+        self.queued += frame.len();
+        self.outq.push_back(frame);
+        self.queued
+    }
+
+    /// Fills `send_buf.iov` with what is owed, up to [`MAX_IOV`] frames, and
+    /// marks it in flight. Returns (iovec count, bytes, all frames registered).
+    pub fn prepare_send(&mut self) -> (usize, usize, bool) {
+        debug_assert!(!self.sending && !self.outq.is_empty());
+        let mut bytes = 0;
+        let mut registered = true;
+        let mut n = 0;
+        for (i, f) in self.outq.iter().take(MAX_IOV).enumerate() {
+            let skip = if i == 0 { self.head_off } else { 0 };
+            let len = f.len() - skip;
+            // SAFETY: skip < f.len(), so the pointer stays inside the frame.
+            let base = unsafe { f.as_ptr().add(skip) };
+            self.send_buf.iov[i] = libc::iovec {
+                iov_base: base as *mut libc::c_void,
+                iov_len: len,
+            };
+            bytes += len;
+            registered &= f.is_registered();
+            n = i + 1;
+        }
+        self.send_buf.msg.msg_iov = self.send_buf.iov.as_mut_ptr();
+        self.send_buf.msg.msg_iovlen = n as _;
+        self.sending = true;
+        self.in_flight = n;
+        self.in_flight_bytes = bytes;
+        (n, bytes, registered)
+    }
+
+    /// Accounts for a completed send of `sent` bytes: frames sent whole are
+    /// released, a partial one stays at the head with `head_off` advanced.
+    /// Returns whether the send was short.
+    pub fn complete_send(&mut self, pool: &Pool, arena: &mut Arena, sent: usize) -> bool {
+        debug_assert!(self.sending && sent <= self.in_flight_bytes);
+        let short = sent < self.in_flight_bytes;
+        self.sending = false;
+        self.in_flight = 0;
+        self.in_flight_bytes = 0;
+        let mut left = sent;
+        while left > 0 {
+            let front_len = self.outq.front().expect("sent more than queued").len();
+            let rem = front_len - self.head_off;
+            if left >= rem {
+                left -= rem;
+                self.queued -= rem;
+                self.head_off = 0;
+                arena.release(pool, self.outq.pop_front().expect("front exists"));
+            } else {
+                self.head_off += left;
+                self.queued -= left;
+                left = 0;
+            }
+        }
+        short
+    }
+
+    /// Drops every queued frame that no send points at and that was not
+    /// started (a torn frame at the head stays, so the stream stays whole),
+    /// except the `trailer` frames at the end. Returns the bytes dropped.
+    pub fn drop_unsent(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
+        let before = self.queued;
+        let keep = self.in_flight.max(usize::from(self.head_off > 0));
+        let trailer = usize::from(self.trailer).min(self.outq.len().saturating_sub(keep));
+        let mut i = self.outq.len() - trailer;
+        while i > keep {
+            i -= 1;
+            let f = self.outq.remove(i).expect("i < len");
+            self.queued -= f.len();
+            arena.release(pool, f);
+        }
+        before - self.queued
+    }
+
+    /// Releases everything; only when no send is in flight. Returns the
+    /// bytes that were still owed.
+    pub fn release_all(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
+        debug_assert!(!self.sending);
+        self.trailer = 0;
+        for f in self.outq.drain(..) {
+            arena.release(pool, f);
+        }
+        let owed = self.queued;
+        self.queued = 0;
+        self.head_off = 0;
+        owed
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// The transport, for the per-transport gauges.
+    pub fn transport(&self) -> Transport {
+        match self.wire {
+            Wire::Tcp => Transport::Tcp,
+            Wire::Http { .. } => Transport::Http,
+            Wire::Ws(_) => Transport::WebSocket,
+        }
+    }
+
+    /// Whether queued frames must be WebSocket messages.
+    pub fn is_ws(&self) -> bool {
+        matches!(self.wire, Wire::Ws(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Arena;
+
+    fn frame(pool: &Pool, arena: &mut Arena, len: usize, fill: u8) -> FrameRef {
+        let mut f = arena.alloc(pool, len);
+        // SAFETY: just allocated; nobody else refers to it.
+        unsafe { f.bytes_mut() }.fill(fill);
+        f
+    }
+
+    fn sent_bytes(c: &Conn, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in &c.send_buf.iov[..n] {
+            // SAFETY: the iovecs point into frames held by c.outq.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn short_sends_resume_exactly_where_they_stopped() {
+        let pool = Pool::new(1 << 20, 1, 4096).unwrap();
+        let mut arena = Arena::new(&pool, 0);
+        let mut c = Conn::new(-1, 0, Wire::Tcp);
+        c.push(frame(&pool, &mut arena, 100, 1));
+        c.push(frame(&pool, &mut arena, 50, 2));
+        c.push(frame(&pool, &mut arena, 30, 3));
+        let mut stream = Vec::new();
+        for take in [60usize, 0, 80, 40] {
+            let (n, bytes, registered) = c.prepare_send();
+            assert!(registered);
+            assert_eq!(bytes, c.queued);
+            let chunk = sent_bytes(&c, n);
+            stream.extend_from_slice(&chunk[..take.min(bytes)]);
+            c.complete_send(&pool, &mut arena, take.min(bytes));
+            if c.outq.is_empty() {
+                break;
+            }
+        }
+        let mut expect = vec![1u8; 100];
+        expect.extend(vec![2u8; 50]);
+        expect.extend(vec![3u8; 30]);
+        assert_eq!(stream, expect);
+        assert_eq!(c.queued, 0);
+    }
+
+    #[test]
+    fn dropping_unsent_keeps_a_torn_head_frame() {
+        let pool = Pool::new(1 << 20, 1, 4096).unwrap();
+        let mut arena = Arena::new(&pool, 0);
+        let mut c = Conn::new(-1, 0, Wire::Tcp);
+        for i in 0..4 {
+            c.push(frame(&pool, &mut arena, 100, i));
+        }
+        c.prepare_send();
+        c.complete_send(&pool, &mut arena, 150);
+        assert_eq!(c.drop_unsent(&pool, &mut arena), 200);
+        assert_eq!(c.outq.len(), 1);
+        assert_eq!(c.queued, 50);
+        assert_eq!(c.release_all(&pool, &mut arena), 50);
+    }
+
+    #[test]
+    fn dropping_unsent_keeps_the_trailer_after_a_torn_head() {
+        let pool = Pool::new(1 << 20, 1, 4096).unwrap();
+        let mut arena = Arena::new(&pool, 0);
+        let mut c = Conn::new(-1, 0, Wire::Tcp);
+        for i in 0..4 {
+            c.push(frame(&pool, &mut arena, 100, i));
+        }
+        c.prepare_send();
+        c.complete_send(&pool, &mut arena, 30);
+        c.push(frame(&pool, &mut arena, 10, 9));
+        c.trailer = 1;
+        // In flight again, then cut: the send is cancelled (0 bytes).
+        c.prepare_send();
+        assert_eq!(c.drop_unsent(&pool, &mut arena), 0, "all in flight");
+        c.complete_send(&pool, &mut arena, 0);
+        assert_eq!(c.drop_unsent(&pool, &mut arena), 300);
+        let left: Vec<u8> = c.outq.iter().map(|f| f.bytes()[0]).collect();
+        assert_eq!(left, [0, 9], "the torn head, then the trailer");
+        assert_eq!(c.queued, 70 + 10);
+    }
+}

@@ -1,0 +1,30 @@
+pub mod config;
+mod conn;
+pub mod http;
+mod mailbox;
+mod pool;
+mod reactor;
+pub mod server;
+pub mod stats;
+/// Raw syscall helpers (sockets, clocks, affinity), shared with the load
+/// generator in `ringcast-bench`.
+pub mod sys;
+pub mod topic;
+
+/// The native protocol's codec (from `ringcast-proto`).
+pub use ringcast_proto::native as proto;
+/// The WebSocket codec and handshake (from `ringcast-proto`).
+pub use ringcast_proto::ws;
+
+/// Engine internals re-exported for the criterion benchmarks in `benches/`
+/// only. Not a stable API: anything here may change or vanish in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::conn::{Conn, Wire};
+    pub use crate::mailbox::{channel, Consumer, Producer};
+    pub use crate::pool::{Arena, FrameRef, Pool};
+}
+
+pub use config::Config;
+pub use server::Engine;
+pub use stats::Stats;

@@ -1,0 +1,606 @@
+//! The daemon's life cycle: listeners, reactor threads, start-up report,
+//! graceful shutdown.
+//!
+//! Start: one SO_REUSEPORT listener per reactor is bound on the calling
+//! thread (so "port in use" is reported before any thread starts); each
+//! reactor thread pins itself, builds its own ring and registers the shared
+//! frame region; the engine then hands every reactor the ring fds of all the
+//! others (for MSG_RING wake-ups) and they start serving.
+//!
+//! Stop: [`Engine::shutdown`] raises a flag each reactor sees on its next
+//! tick (at most 50 ms): it stops accepting, queues ERROR 8 behind what each
+//! connection is owed, flushes for up to `shutdown_timeout`, closes, and
+//! returns its ring. Rings are closed only once every reactor has stopped.
+
+use crate::mailbox;
+use crate::pool::Pool;
+use crate::reactor::{Parked, Reactor, ReactorParts, RingFeatures, Shared};
+use crate::stats::{CoreStats, Stats};
+use crate::sys;
+use crate::Config;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+/// Capacity of each core-to-core queue.
+const MAILBOX_SLOTS: usize = 16 * 1024;
+/// File descriptors kept free of connections (logs, files), besides four
+/// per reactor (two listeners, a ring, a spare) and the HTTP allowance.
+const FD_RESERVE: u64 = 64;
+/// Input a connection may hold beyond one whole frame (while it waits for a
+/// topic's owner core, see the reactor).
+pub(crate) const PAUSED_SLACK: usize = 64 * 1024;
+/// Most reactors: the owner's subscriber-core set is a u64 bitmask.
+pub const MAX_CORES: usize = 64;
+
+/// Why the engine could not start or stopped with an error.
+#[derive(Debug)]
+pub enum Error {
+    /// A configuration value is out of range.
+    Config(String),
+    /// The listen address is taken by another process (the flag that sets it).
+    AddrInUse(SocketAddr, &'static str),
+    /// Binding or listening failed for another reason.
+    Listen(SocketAddr, io::Error),
+    /// A reactor could not set up its ring or its memory.
+    Reactor(usize, io::Error),
+    /// Pinning a reactor thread to its CPU failed.
+    Pin(usize, io::Error),
+    /// Frame memory could not be mapped.
+    Pool(io::Error),
+    /// A reactor thread panicked.
+    Panicked(usize),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Config(m) => write!(f, "invalid configuration: {m}"),
+            Error::AddrInUse(a, flag) => write!(
+                f,
+                "port {} in use: something already listens on {a}; stop it or pick another with {flag}",
+                a.port()
+            ),
+            Error::Listen(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            Error::Reactor(i, e) => write!(f, "reactor {i}: {e}"),
+            Error::Pin(cpu, e) => write!(f, "cannot pin a reactor to CPU {cpu}: {e} (see --cpus; `nproc` lists CPUs)"),
+            Error::Pool(e) => write!(f, "cannot map frame memory: {e} (lower --pool-size)"),
+            Error::Panicked(i) => write!(f, "reactor {i} panicked (a bug: please report it with the log above)"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A running engine: reactor threads serving the native protocol.
+pub struct Engine {
+    addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<Result<io_uring::IoUring, Error>>>,
+    features: RingFeatures,
+}
+
+fn validate(c: &Config) -> Result<(), Error> {
+    let bad = |m: String| Err(Error::Config(m));
+    if c.cores == 0 || c.cores > MAX_CORES {
+        return bad(format!("--cores must be 1 to {MAX_CORES}, got {}", c.cores));
+    }
+    if c.max_frame < 64 || c.max_frame > 256 << 20 {
+        return bad(format!(
+            "--max-frame must be 64 B to 256 MiB, got {}",
+            c.max_frame
+        ));
+    }
+    if c.max_backlog < c.max_frame as usize + 64 {
+        return bad(format!(
+            "--max-backlog ({}) must exceed --max-frame ({}): one frame must fit a subscriber's queue",
+            c.max_backlog, c.max_frame
+        ));
+    }
+    if c.pool_bytes < (1 << 20) * c.cores || c.pool_bytes > 1 << 30 {
+        return bad(format!(
+            "--pool-size must be 1 MiB per reactor to 1 GiB, got {}",
+            c.pool_bytes
+        ));
+    }
+    if c.max_subscriptions == 0 || c.max_connections == 0 || c.max_topics == 0 {
+        return bad(
+            "--max-subscriptions, --max-connections and --max-topics must be at least 1".into(),
+        );
+    }
+    if let Some(ws) = c.ws_listen {
+        if ws == c.listen && ws.port() != 0 {
+            return bad(format!(
+                "--ws-listen and --listen are both {ws}: give the WebSocket listener its own port (or --ws-listen off)"
+            ));
+        }
+    }
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    if c.ws_ping_interval.as_millis() < 100 || c.ws_idle_timeout <= c.ws_ping_interval {
+        return bad(format!(
+            "--ws-ping-interval ({}s) must be at least 0.1s and below --ws-idle-timeout ({}s)",
+            secs(c.ws_ping_interval),
+            secs(c.ws_idle_timeout)
+        ));
+    }
+    if c.http_timeout.as_millis() < 100 {
+        return bad(format!(
+            "--http-timeout must be at least 0.1s, got {}s",
+            secs(c.http_timeout)
+        ));
+    }
+    if c.frame_timeout.as_millis() < 100 {
+        return bad(format!(
+            "--frame-timeout must be at least 0.1s, got {}s",
+            secs(c.frame_timeout)
+        ));
+    }
+    if c.close_linger.as_millis() < 100 {
+        return bad(format!(
+            "--close-linger must be at least 0.1s, got {}s",
+            secs(c.close_linger)
+        ));
+    }
+    if c.max_incomplete < (c.max_frame as usize + PAUSED_SLACK) * c.cores {
+        return bad(format!(
+            "--max-incomplete ({}) must hold one largest frame per reactor: at least {} for --max-frame {} and {} reactors",
+            c.max_incomplete,
+            (c.max_frame as usize + PAUSED_SLACK) * c.cores,
+            c.max_frame,
+            c.cores
+        ));
+    }
+    if c.http_reserve == 0 {
+        return bad("--http-reserve must be at least 1".into());
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Starts the reactors; returns once every one is serving.
+    pub fn start(mut config: Config) -> Result<Engine, Error> {
+        validate(&config)?;
+        sys::ignore_sigpipe();
+        sys::raise_nofile_limit();
+        // Each connection is one fd; keep room for listeners, rings, spare
+        // descriptors, files, and the plain HTTP connections (counted apart).
+        let reserve = FD_RESERVE + 4 * config.cores as u64 + config.http_reserve as u64;
+        let fd_room = sys::nofile_limit().saturating_sub(reserve) as usize;
+        config.max_connections = config.max_connections.min(fd_room.max(1));
+        let cores = config.cores;
+        let (listeners, addr) = bind_all(config.listen, cores, "--listen")?;
+        let (ws_listeners, ws_addr): (Vec<Option<OwnedFd>>, _) = match config.ws_listen {
+            Some(a) => {
+                let (l, a) = bind_all(a, cores, "--ws-listen")?;
+                (l.into_iter().map(Some).collect(), Some(a))
+            }
+            None => ((0..cores).map(|_| None).collect(), None),
+        };
+        // Largest DATA frame: a PUBLISH of max_frame bytes plus seq and ts.
+        let max_data = config.max_frame as usize + 4 + 16;
+        let pool = Pool::new(config.pool_bytes, cores, max_data).map_err(Error::Pool)?;
+        let shared = Arc::new(Shared {
+            pool,
+            epoch: sys::realtime_ns(),
+            stats: (0..cores).map(|_| CoreStats::default()).collect(),
+            parked: (0..cores).map(|_| Parked(AtomicBool::new(false))).collect(),
+            shutdown: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            http_connections: AtomicUsize::new(0),
+            topics: AtomicUsize::new(0),
+            config,
+        });
+
+        // queues[from][to]
+        let mut producers: Vec<Vec<Option<mailbox::Producer<_>>>> =
+            (0..cores).map(|_| Vec::new()).collect();
+        let mut consumers: Vec<Vec<Option<mailbox::Consumer<_>>>> = (0..cores)
+            .map(|_| (0..cores).map(|_| None).collect())
+            .collect();
+        for (from, prod) in producers.iter_mut().enumerate() {
+            for (to, cons) in consumers.iter_mut().enumerate() {
+                if from == to {
+                    prod.push(None);
+                } else {
+                    let (tx, rx) = mailbox::channel(MAILBOX_SLOTS);
+                    prod.push(Some(tx));
+                    cons[from] = Some(rx);
+                }
+            }
+        }
+
+        let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(i32, RingFeatures), Error>)>();
+        let (running_tx, running_rx) = mpsc::channel::<usize>();
+        let mut go_txs = Vec::with_capacity(cores);
+        let mut threads = Vec::with_capacity(cores);
+        let cpus = shared.config.cpus.clone();
+        for (id, (((listener, ws_listener), outboxes), inboxes)) in listeners
+            .into_iter()
+            .zip(ws_listeners)
+            .zip(producers)
+            .zip(consumers)
+            .enumerate()
+        {
+            let (go_tx, go_rx) = mpsc::channel::<Option<Vec<i32>>>();
+            go_txs.push(go_tx);
+            let parts = ReactorParts {
+                id,
+                shared: shared.clone(),
+                listener,
+                ws_listener,
+                outboxes,
+                inboxes,
+            };
+            let ready = ready_tx.clone();
+            let running = running_tx.clone();
+            let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+            let t = std::thread::Builder::new()
+                .name(format!("ringcast-r{id}"))
+                .spawn(move || -> Result<io_uring::IoUring, Error> {
+                    if let Some(cpu) = cpu {
+                        if let Err(e) = sys::pin_current_thread(cpu) {
+                            let _ = ready.send((id, Err(Error::Pin(cpu, e))));
+                            return Err(Error::Pin(cpu, io::Error::other("pinning failed")));
+                        }
+                    }
+                    let reactor = match Reactor::new(parts) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let _ = ready.send((id, Err(Error::Reactor(id, e))));
+                            return Err(Error::Reactor(id, io::Error::other(msg)));
+                        }
+                    };
+                    let _ = ready.send((id, Ok((reactor.ring_fd(), reactor.features()))));
+                    match go_rx.recv() {
+                        Ok(Some(fds)) => reactor
+                            .run(fds, move || {
+                                let _ = running.send(id);
+                            })
+                            .map_err(|e| Error::Reactor(id, e)),
+                        _ => Err(Error::Reactor(id, io::Error::other("start aborted"))),
+                    }
+                })
+                .map_err(|e| Error::Reactor(id, e))?;
+            threads.push(t);
+        }
+        drop(ready_tx);
+        let mut fds = vec![-1; cores];
+        let mut features = RingFeatures::default();
+        let mut first_err = None;
+        for _ in 0..cores {
+            match ready_rx.recv() {
+                Ok((id, Ok((fd, f)))) => {
+                    fds[id] = fd;
+                    features = f;
+                }
+                Ok((_, Err(e))) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(Error::Panicked(0));
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            for tx in go_txs {
+                let _ = tx.send(None);
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(e);
+        }
+        for tx in go_txs {
+            let _ = tx.send(Some(fds.clone()));
+        }
+        // Serving means every reactor is inside its loop (what /healthz
+        // reports), not merely set up.
+        drop(running_tx);
+        for _ in 0..cores {
+            if running_rx.recv().is_err() {
+                let mut engine = Engine {
+                    addr,
+                    ws_addr,
+                    shared,
+                    threads,
+                    features,
+                };
+                // A reactor failed before running: stop the others.
+                engine.shutdown();
+                return Err(engine.join().err().unwrap_or(Error::Panicked(0)));
+            }
+        }
+        Ok(Engine {
+            addr,
+            ws_addr,
+            shared,
+            threads,
+            features,
+        })
+    }
+
+    /// The bound TCP address (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound WebSocket/HTTP address, when that listener is on.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        Stats::sum(
+            &self.shared.stats,
+            self.shared.pool.heap_frames(),
+            self.shared.topics.load(Ordering::Relaxed) as u64,
+        )
+    }
+
+    /// Connections open now (plain HTTP ones included).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+            + self.shared.http_connections.load(Ordering::Relaxed)
+    }
+
+    /// Begins a graceful shutdown; [`Engine::wait`] returns when it is done.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits for every reactor to stop (after [`Engine::shutdown`]).
+    pub fn wait(mut self) -> Result<(), Error> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), Error> {
+        let mut rings = Vec::new();
+        let mut result = Ok(());
+        for (i, t) in self.threads.drain(..).enumerate() {
+            match t.join() {
+                Ok(Ok(ring)) => rings.push(ring),
+                Ok(Err(e)) => {
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+                Err(_) => {
+                    if result.is_ok() {
+                        result = Err(Error::Panicked(i));
+                    }
+                }
+            }
+        }
+        drop(rings);
+        result
+    }
+
+    /// The start-up report: every effective setting in one block.
+    pub fn describe(&self) -> String {
+        let c = &self.shared.config;
+        let pin = if c.cpus.is_empty() {
+            "not pinned".to_string()
+        } else {
+            let list: Vec<String> = (0..c.cores)
+                .map(|i| c.cpus[i % c.cpus.len()].to_string())
+                .collect();
+            format!("pinned to CPUs {}", list.join(","))
+        };
+        let mb = |b: usize| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+        format!(
+            "ringcast {} serving the native protocol\n\
+             \x20 listen             {} (TCP, one SO_REUSEPORT listener per reactor)\n\
+             \x20 websocket + http   {}\n\
+             \x20 reactors           {} ({pin}{})\n\
+             \x20 io_uring           {}\n\
+             \x20 max frame          {} bytes\n\
+             \x20 max backlog        {} per connection (ERROR 6 past it)\n\
+             \x20 max subscriptions  {} per connection (ERROR 7 past it)\n\
+             \x20 max connections    {} (open-file limit {})\n\
+             \x20 max topics         {} with subscribers (reclaimed when the last one leaves)\n\
+             \x20 http reserve       {} more HTTP connections at the connection limit (/metrics, /healthz)\n\
+             \x20 frame timeout      {:?} to complete a begun frame (ERROR 9 past it)\n\
+             \x20 max incomplete     {} of incomplete frames, all connections (ERROR 9 to the largest)\n\
+             \x20 close linger       {:?} to read a final ERROR while reading\n\
+             \x20 frame pool         {} registered, shared by all rings\n\
+             \x20 publish auth       {}\n\
+             \x20 subscribe auth     {}\n\
+             \x20 shutdown timeout   {:?}\n\
+             \x20 epoch              {}",
+            env!("CARGO_PKG_VERSION"),
+            self.addr,
+            match self.ws_addr {
+                Some(a) => format!(
+                    "{a}: ws://{a}/ws (ringcast.v1), live page http://{a}/, /healthz, /metrics{}",
+                    if c.allowed_origins.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; origins {}", c.allowed_origins.join(" "))
+                    }
+                ),
+                None => "off".into(),
+            },
+            c.cores,
+            if c.busy_poll { ", busy polling" } else { "" },
+            self.features,
+            c.max_frame,
+            mb(c.max_backlog),
+            c.max_subscriptions,
+            c.max_connections,
+            sys::nofile_limit(),
+            c.max_topics,
+            c.http_reserve,
+            c.frame_timeout,
+            mb(c.max_incomplete),
+            c.close_linger,
+            mb(self.shared.pool.region().1),
+            if c.publish_token.is_some() {
+                "token required"
+            } else {
+                "open"
+            },
+            if c.subscribe_token.is_some() {
+                "token required"
+            } else {
+                "open"
+            },
+            c.shutdown_timeout,
+            self.shared.epoch,
+        )
+    }
+}
+
+/// Binds one SO_REUSEPORT listener per reactor on `addr` (all on the same
+/// port when `addr` has port 0); `flag` names the setting in errors.
+fn bind_all(
+    addr: SocketAddr,
+    cores: usize,
+    flag: &'static str,
+) -> Result<(Vec<OwnedFd>, SocketAddr), Error> {
+    let in_use = |addr: SocketAddr| {
+        move |e: io::Error| {
+            if e.raw_os_error() == Some(libc::EADDRINUSE) {
+                Error::AddrInUse(addr, flag)
+            } else {
+                Error::Listen(addr, e)
+            }
+        }
+    };
+    let mut addr = addr;
+    if addr.port() != 0 {
+        sys::check_port_free(&addr).map_err(in_use(addr))?;
+    }
+    let mut listeners = Vec::with_capacity(cores);
+    for _ in 0..cores {
+        let l = sys::reuseport_listener(&addr, 4096).map_err(in_use(addr))?;
+        addr = sys::local_addr(l.as_raw_fd()).map_err(|e| Error::Listen(addr, e))?;
+        listeners.push(l);
+    }
+    Ok((listeners, addr))
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.shutdown();
+            let _ = self.join();
+        }
+    }
+}
+
+/// Runs the daemon in the foreground: prints the effective configuration,
+/// serves until SIGINT or SIGTERM, then shuts down gracefully.
+pub fn run_daemon(config: Config) -> Result<(), Error> {
+    // Block the signals before any reactor thread exists, so they inherit
+    // the mask and only this thread's sigwait sees them.
+    // SAFETY: sigset_t is plain data; the calls below only fill and apply it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t owned by this frame.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let engine = Engine::start(config)?;
+    eprintln!("{}", engine.describe());
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` and `sig` are valid for the call.
+    unsafe { libc::sigwait(&set, &mut sig) };
+    let name = if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    eprintln!(
+        "ringcast: {name} received: flushing {} connections (at most {:?}), then exiting",
+        engine.connections(),
+        engine.config().shutdown_timeout
+    );
+    engine.shutdown();
+    let stats = engine.stats();
+    engine.wait()?;
+    eprintln!(
+        "ringcast: stopped cleanly ({} publishes, {} deliveries, {} slow consumers cut off)",
+        stats.publishes, stats.deliveries, stats.slow_consumers
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config() -> Config {
+        Config {
+            listen: "127.0.0.1:7400".parse().unwrap(),
+            cores: 1,
+            ..Config::default()
+        }
+    }
+
+    fn refused(c: Config, expect: &str) {
+        match validate(&c) {
+            Err(Error::Config(m)) => assert!(m.contains(expect), "{m:?} lacks {expect:?}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn websocket_settings_are_checked_before_anything_starts() {
+        assert!(validate(&config()).is_ok());
+        refused(
+            Config {
+                ws_listen: Some("127.0.0.1:7400".parse().unwrap()),
+                ..config()
+            },
+            "its own port",
+        );
+        refused(
+            Config {
+                ws_ping_interval: Duration::from_secs(60),
+                ws_idle_timeout: Duration::from_secs(60),
+                ..config()
+            },
+            "below --ws-idle-timeout",
+        );
+        refused(
+            Config {
+                http_timeout: Duration::from_millis(10),
+                ..config()
+            },
+            "--http-timeout",
+        );
+        assert!(validate(&Config {
+            ws_listen: None,
+            ..config()
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn scan_period_follows_the_finest_interval() {
+        // Defaults: 20 s ping, 60 s idle, 10 s HTTP: checked once a second.
+        let d = Config::default();
+        assert_eq!(crate::reactor::idle_scan_period(&d), 1_000_000_000);
+        let fine = Config {
+            ws_ping_interval: Duration::from_millis(200),
+            ws_idle_timeout: Duration::from_secs(1),
+            ..d
+        };
+        assert_eq!(crate::reactor::idle_scan_period(&fine), 50_000_000);
+    }
+}
