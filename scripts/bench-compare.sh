@@ -13,7 +13,7 @@
 #
 # What it does, on a 2-CPU host:
 #   1. apt-get installs redis-server, nats-server and gnuplot-nox when missing;
-#      builds `ringcast` (release) and its examples.
+#      builds `ringcast`, `ringcast-bench` (release) and the examples.
 #   2. One server at a time, pinned to CPU $SERVER_CPU (default 1) by scripts/pin.sh:
 #        ringcast  target/release/ringcast serve --cores 1 --cpus 1 --listen 127.0.0.1:7400
 #        ringcast-ws  the same daemon, subscribers over WebSocket (127.0.0.1:7401/ws),
@@ -121,10 +121,12 @@ if [[ ${#need_pkgs[@]} -gt 0 ]]; then
     fi
 fi
 if [[ $dry -eq 1 ]]; then
-    echo "cargo build --release --examples"
+    echo "cargo build --release --bins --examples"
 else
     log "building"
-    cargo build --release --examples -q || { echo "bench-compare.sh: build failed" >&2; exit 1; }
+    # --bins too: `ringcast bench` execs the ringcast-bench binary beside ringcast,
+    # and --examples alone builds neither.
+    cargo build --release --bins --examples -q || { echo "bench-compare.sh: build failed" >&2; exit 1; }
     sync   # let the build's writeback finish before the first (latency) measurement
     mkdir -p "$OUT_DIR" "$ROOT/docs/img"
 fi

@@ -97,6 +97,30 @@ struct Args {
     json: bool,
 }
 
+/// The `--json` report, one object on one line (scripts/bench-compare.sh reads it).
+#[derive(serde::Serialize)]
+struct FloorJson {
+    conns: usize,
+    rounds: usize,
+    warmup: usize,
+    size: usize,
+    fixed_files: bool,
+    /// `send` or `write-fixed`.
+    op: &'static str,
+    sender_cpu: usize,
+    reader_cpu: usize,
+    sends: u64,
+    sender_cpu_us_per_send: f64,
+    reader_cpu_us_per_send: f64,
+    round_wall_ms_p50: f64,
+    round_wall_ms_p99: f64,
+    round_wall_ms_max: f64,
+    sends_per_s: u64,
+    failed_sends: u64,
+    bytes_expected: u64,
+    bytes_received: u64,
+}
+
 const USAGE: &str = "\
 raw_uring_floor: the CPU cost of one small send to each of N loopback sockets.
 
@@ -512,30 +536,34 @@ fn run(args: &Args) -> io::Result<()> {
     );
     let rate = sends / sent.wall.as_secs_f64();
     if args.json {
+        let round3 = |v: f64| (v * 1e3).round() / 1e3;
+        let report = FloorJson {
+            conns: args.conns,
+            rounds: args.rounds,
+            warmup: args.warmup,
+            size: args.size,
+            fixed_files: args.fixed_files,
+            op: if args.write_fixed {
+                "write-fixed"
+            } else {
+                "send"
+            },
+            sender_cpu: args.cpu,
+            reader_cpu: args.reader_cpu,
+            sends: sends as u64,
+            sender_cpu_us_per_send: round3(cpu_per_send),
+            reader_cpu_us_per_send: round3(reader_per_send),
+            round_wall_ms_p50: round3(ms(p50)),
+            round_wall_ms_p99: round3(ms(p99)),
+            round_wall_ms_max: round3(ms(max)),
+            sends_per_s: rate.round() as u64,
+            failed_sends: sent.failed,
+            bytes_expected: expected,
+            bytes_received: got,
+        };
         println!(
-            "{{\"conns\":{},\"rounds\":{},\"warmup\":{},\"size\":{},\"fixed_files\":{},\"op\":\"{}\",\
-             \"sender_cpu\":{},\"reader_cpu\":{},\"sends\":{},\
-             \"sender_cpu_us_per_send\":{:.3},\"reader_cpu_us_per_send\":{:.3},\
-             \"round_wall_ms_p50\":{:.3},\"round_wall_ms_p99\":{:.3},\"round_wall_ms_max\":{:.3},\
-             \"sends_per_s\":{:.0},\"failed_sends\":{},\"bytes_expected\":{},\"bytes_received\":{}}}",
-            args.conns,
-            args.rounds,
-            args.warmup,
-            args.size,
-            args.fixed_files,
-            if args.write_fixed { "write-fixed" } else { "send" },
-            args.cpu,
-            args.reader_cpu,
-            sends as u64,
-            cpu_per_send,
-            reader_per_send,
-            ms(p50),
-            ms(p99),
-            ms(max),
-            rate,
-            sent.failed,
-            expected,
-            got
+            "{}",
+            serde_json::to_string(&report).expect("a report serializes")
         );
     } else {
         println!(

@@ -1,312 +1,506 @@
-//! `ringcast bench`: the load generator's command line (the generator itself
-//! is `ringcast::bench`).
+//! The `ringcast-bench` command line (also `ringcast bench`), with clap.
 //!
-//! Workloads:
-//! - steady: N subscribers over C topics (subscriber i on topic i mod C); one
-//!   publisher sends S-byte messages at R msg/s round-robin over the topics
-//!   for D seconds or M messages, after an unrecorded warm-up.
-//! - burst: N subscribers on one topic; publish one message, wait until the
-//!   last subscriber has it, record the time to last and every delivery's
-//!   latency, pause, repeat K times (after 5 unrecorded warm-up bursts).
+//! Every flag reads an environment variable when it is absent (a flag beats
+//! its variable, which beats the default); a variable set to the empty
+//! string counts as unset ([`forget_empty_env`]). Bad usage exits 2 with
+//! clap's message, which names the flag; a run that could not be done exits 1.
 //!
-//! Without --port it starts a ringcast engine in-process on 127.0.0.1:0.
-//!
-//! --proto ringcast-ws: subscribers over WebSocket (--ws-port, or the
-//! embedded engine's WebSocket listener), the publisher over native TCP.
+//! The hidden flags [`CHILD_FLAG`] and [`RUN_ID_FLAG`] are how a parent starts
+//! its children ([`Params::child_args`]); a test here checks the round trip.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
-use ringcast_bench::{self as bench, Params, Proto, RxClock, Workload, CHILD_FLAG, RUN_ID_FLAG};
+use clap::builder::{BoolishValueParser, PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, CommandFactory, Parser};
+use ringcast_bench::{
+    self as bench, Params, Proto, RxClock, Workload, CHILD_FLAG, PAYLOAD_HEADER, RUN_ID_FLAG,
+};
 
-use crate::args::{self, Failure, Flag};
+const LONG_ABOUT: &str = "\
+ringcast bench: load generator for broadcast servers (ringcast, Redis, NATS).
 
-/// The flags, the hidden ones (for child processes) last.
-fn flags() -> Vec<Flag> {
-    let d = Params::default();
-    let flag = |name, value, env, default: String, help| Flag {
-        name,
-        value,
-        env: Some(env),
-        default,
-        help,
-    };
-    vec![
-        flag(
-            "--workload",
-            Some("NAME"),
-            "RINGCAST_BENCH_WORKLOAD",
-            d.workload.name().into(),
-            "steady (paced publisher, many topics) or burst (one message to all, timed to the last).",
-        ),
-        flag(
-            "--proto",
-            Some("NAME"),
-            "RINGCAST_BENCH_PROTO",
-            d.proto.name().into(),
-            "Server protocol: ringcast, ringcast-ws (WebSocket subscribers, native-TCP publisher), resp (Redis pub/sub) or nats; resp and nats need --port.",
-        ),
-        flag(
-            "--host",
-            Some("HOST"),
-            "RINGCAST_BENCH_HOST",
-            "127.0.0.1".into(),
-            "Server host (with --port).",
-        ),
-        flag(
-            "--port",
-            Some("PORT"),
-            "RINGCAST_BENCH_PORT",
-            "none: start a ringcast engine in this process".into(),
-            "Server port (ringcast-ws: the native port, for the publisher). Without it the bench runs an embedded engine on 127.0.0.1:0.",
-        ),
-        flag(
-            "--ws-port",
-            Some("PORT"),
-            "RINGCAST_BENCH_WS_PORT",
-            format!(
-                "{} (embedded: the engine's own)",
-                bench::DEFAULT_WS_PORT
-            ),
-            "ringcast-ws with --port: the daemon's WebSocket port (--ws-listen) on --host, where subscribers connect.",
-        ),
-        flag(
-            "--subs",
-            Some("N"),
-            "RINGCAST_BENCH_SUBS",
-            d.subs.to_string(),
-            "Subscriber connections, one subscription each.",
-        ),
-        flag(
-            "--topics",
-            Some("C"),
-            "RINGCAST_BENCH_TOPICS",
-            format!("{} (steady), 1 (burst)", d.topics),
-            "Topics; subscriber i subscribes to topic i mod C (burst: 1).",
-        ),
-        flag(
-            "--rate",
-            Some("MSG/S"),
-            "RINGCAST_BENCH_RATE",
-            format!("{}", d.rate),
-            "Steady: messages per second in total, round-robin over the topics.",
-        ),
-        flag(
-            "--size",
-            Some("BYTES"),
-            "RINGCAST_BENCH_SIZE",
-            d.size.to_string(),
-            "Payload size, at least 16 (send time and sequence number; the rest is filler).",
-        ),
-        flag(
-            "--duration",
-            Some("SECS"),
-            "RINGCAST_BENCH_DURATION",
-            format!("{}", d.duration.as_secs_f64()),
-            "Steady: length of the measured phase.",
-        ),
-        flag(
-            "--messages",
-            Some("M"),
-            "RINGCAST_BENCH_MESSAGES",
-            "none (use --duration)".into(),
-            "Steady: measured messages to publish, instead of --duration.",
-        ),
-        flag(
-            "--warmup",
-            Some("SECS"),
-            "RINGCAST_BENCH_WARMUP",
-            format!("{}", d.warmup.as_secs_f64()),
-            "Steady: seconds of the same traffic before measuring, not recorded.",
-        ),
-        flag(
-            "--warmup-messages",
-            Some("M"),
-            "RINGCAST_BENCH_WARMUP_MESSAGES",
-            format!(
-                "none (steady: use --warmup; burst: {})",
-                bench::DEFAULT_WARMUP_BURSTS
-            ),
-            "Warm-up messages (steady) or bursts (burst), instead of --warmup.",
-        ),
-        flag(
-            "--bursts",
-            Some("K"),
-            "RINGCAST_BENCH_BURSTS",
-            d.bursts.to_string(),
-            "Burst: measured bursts.",
-        ),
-        flag(
-            "--gap",
-            Some("SECS"),
-            "RINGCAST_BENCH_GAP",
-            format!("{}ms", d.gap.as_millis()),
-            "Burst: pause after each burst reached its last subscriber (e.g. 0.05 or 50ms).",
-        ),
-        flag(
-            "--procs",
-            Some("P"),
-            "RINGCAST_BENCH_PROCS",
-            format!(
-                "auto: 1 up to {} subscribers ({} embedded), else one per {}",
-                bench::SUBS_PER_PROC,
-                bench::SUBS_PER_PROC_EMBEDDED,
-                bench::SUBS_PER_PROC
-            ),
-            "Processes holding subscribers; past 1 the bench starts P children and only publishes itself.",
-        ),
-        flag(
-            "--source-ips",
-            Some("K"),
-            "RINGCAST_BENCH_SOURCE_IPS",
-            format!("auto: one per {} subscribers", bench::CONNS_PER_SOURCE_IP),
-            "Spread loopback connections over source addresses 127.0.0.1 to 127.0.0.K.",
-        ),
-        flag(
-            "--cpu",
-            Some("LIST"),
-            "RINGCAST_BENCH_CPU",
-            "none (no pinning)".into(),
-            "Pin the generator: this process to the first CPU, child k to the (k mod len)th.",
-        ),
-        flag(
-            "--server-pid",
-            Some("PID"),
-            "RINGCAST_BENCH_SERVER_PID",
-            "none".into(),
-            "Server process whose CPU (all threads, /proc/PID/stat) is measured over the measured phase.",
-        ),
-        flag(
-            "--server-cores",
-            Some("N"),
-            "RINGCAST_BENCH_SERVER_CORES",
-            d.server_cores.to_string(),
-            "Embedded engine: reactor threads.",
-        ),
-        flag(
-            "--server-cpus",
-            Some("LIST"),
-            "RINGCAST_BENCH_SERVER_CPUS",
-            "none (no pinning)".into(),
-            "Embedded engine: CPUs to pin its reactors to.",
-        ),
-        flag(
-            "--timeout",
-            Some("SECS"),
-            "RINGCAST_BENCH_TIMEOUT",
-            format!("{}", d.timeout.as_secs_f64()),
-            "Limit for setting up (plus 0.5 ms per subscriber), for each burst, and for the final drain.",
-        ),
-        flag(
-            "--rx-clock",
-            Some("NAME"),
-            "RINGCAST_BENCH_RX_CLOCK",
-            d.rx_clock.name().into(),
-            "Receive time: kernel (the segment's SO_TIMESTAMPNS stamp, excludes the generator's own queueing) or user (clock after read).",
-        ),
-        Flag {
-            name: "--json",
-            value: None,
-            env: Some("RINGCAST_BENCH_JSON"),
-            default: "off (a table)".into(),
-            help: "Print one JSON object instead of the table.",
-        },
-        // Hidden: how the parent starts its children.
-        Flag {
-            name: CHILD_FLAG,
-            value: Some("FIRST:COUNT"),
-            env: None,
-            default: String::new(),
-            help: "",
-        },
-        Flag {
-            name: RUN_ID_FLAG,
-            value: Some("ID"),
-            env: None,
-            default: String::new(),
-            help: "",
-        },
-    ]
+Workloads:
+  steady  --subs N subscribers over --topics C (subscriber i on topic i mod C); one
+          publisher sends --size-byte messages at --rate msg/s round-robin over the
+          topics for --duration seconds (or --messages), after --warmup seconds.
+  burst   --subs N subscribers on one topic; publish one message, wait until the last
+          subscriber has it, record the time to last, pause --gap; --bursts times.
+
+Every payload carries its send time (CLOCK_REALTIME) and a sequence number: latency
+per delivery is receive time minus send time (HdrHistogram, 3 significant digits),
+the receive time being the kernel's stamp on the segment (--rx-clock), so the
+generator's own delays do not count; sequences give duplicates, reordering and
+gaps. Delivery ratio must be 100%.
+One single-threaded epoll loop per process; its CPU use is reported. Server CPU is
+read from /proc (--server-pid, or the embedded engine's reactor threads).
+
+Without --port, a ringcast engine starts in this process (--server-cores reactors),
+so `ringcast bench` alone gives a result.
+
+--proto ringcast-ws drives ringcast's WebSocket front: each subscriber connects to
+--ws-port (embedded: the engine's WebSocket listener), upgrades (GET /ws, subprotocol
+ringcast.v1), subscribes in a masked binary message and reads one native frame per
+server message; it answers the server's pings. The publisher stays on the native TCP
+port (--port), the realistic mix, so only the fan-out transport differs from
+--proto ringcast; sequence checks, latency and receive stamps are the same.
+
+Prints a table, or with --json one JSON object. Exits 0 when a report was printed
+(check its delivery ratio), 1 when the run could not be done, 2 on bad usage.
+
+Every flag reads the environment variable named in its help when it is not given
+(an empty variable counts as unset): a flag beats its variable, which beats the
+default.";
+
+const EXAMPLES: &str = "\
+Examples:
+  ringcast bench
+  ringcast bench --port 7400 --workload burst --subs 5000 --bursts 50 --cpu 0 --server-pid 1234
+  ringcast bench --port 7400 --ws-port 7401 --proto ringcast-ws --workload burst --subs 5000
+  ringcast bench --port 6379 --proto resp --subs 10000 --topics 1 --rate 20 --json
+  ringcast bench --port 4222 --proto nats --subs 19000 --topics 40 --rate 400";
+
+/// `ringcast bench [FLAGS]`: the flags, the hidden ones (for child processes) last.
+#[derive(Parser, Debug)]
+#[command(
+    name = "ringcast-bench",
+    bin_name = "ringcast bench",
+    version,
+    about = "ringcast bench: load generator for broadcast servers (ringcast, Redis, NATS).",
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    next_line_help = true,
+    mut_args = |arg| arg.hide_env_values(true)
+)]
+pub struct Cli {
+    /// What traffic to generate
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "RINGCAST_BENCH_WORKLOAD",
+        default_value = defaults().workload.name(),
+        value_parser = workload_parser()
+    )]
+    workload: Workload,
+
+    /// Server protocol; resp and nats need --port
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "RINGCAST_BENCH_PROTO",
+        default_value = defaults().proto.name(),
+        value_parser = proto_parser()
+    )]
+    proto: Proto,
+
+    /// Server host (with --port)
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "RINGCAST_BENCH_HOST",
+        default_value = "127.0.0.1",
+        requires = "port"
+    )]
+    host: String,
+
+    /// Server port (ringcast-ws: the native port, for the publisher).
+    /// Default: none, which starts a ringcast engine in this process on 127.0.0.1:0
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "RINGCAST_BENCH_PORT",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    port: Option<u16>,
+
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "RINGCAST_BENCH_WS_PORT",
+        requires = "port",
+        value_parser = clap::value_parser!(u16).range(1..),
+        help = format!(
+            "ringcast-ws with --port: the daemon's WebSocket port (its --ws-listen) on --host, \
+             where the subscribers connect. Default: {} (embedded: the engine's own)",
+            bench::DEFAULT_WS_PORT
+        )
+    )]
+    ws_port: Option<u16>,
+
+    /// Subscriber connections, one subscription each
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RINGCAST_BENCH_SUBS",
+        default_value_t = defaults().subs,
+        value_parser = parse_count_usize
+    )]
+    subs: usize,
+
+    #[arg(
+        long,
+        value_name = "C",
+        env = "RINGCAST_BENCH_TOPICS",
+        value_parser = parse_count_usize,
+        help = format!(
+            "Topics; subscriber i subscribes to topic i mod C. Default: {} (steady), 1 (burst)",
+            defaults().topics
+        )
+    )]
+    topics: Option<usize>,
+
+    /// Steady: messages per second in total, round-robin over the topics
+    #[arg(
+        long,
+        value_name = "MSG/S",
+        env = "RINGCAST_BENCH_RATE",
+        default_value_t = defaults().rate,
+        value_parser = parse_rate
+    )]
+    rate: f64,
+
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "RINGCAST_BENCH_SIZE",
+        default_value_t = defaults().size,
+        value_parser = parse_byte_size_usize,
+        help = format!(
+            "Payload size (suffixes K/KiB, M/MiB, G/GiB), at least {PAYLOAD_HEADER}: the send time \
+             and sequence number; the rest is filler"
+        )
+    )]
+    size: usize,
+
+    /// Steady: length of the measured phase (seconds: 5, 0.5, 2s or 250ms)
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "RINGCAST_BENCH_DURATION",
+        default_value_t = Secs(defaults().duration),
+        value_parser = parse_secs
+    )]
+    duration: Secs,
+
+    /// Steady: measured messages to publish, instead of --duration.
+    /// Default: none (--duration applies)
+    #[arg(
+        long,
+        value_name = "M",
+        env = "RINGCAST_BENCH_MESSAGES",
+        value_parser = parse_count
+    )]
+    messages: Option<u64>,
+
+    /// Steady: seconds of the same traffic before measuring, not recorded
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "RINGCAST_BENCH_WARMUP",
+        default_value_t = Secs(defaults().warmup),
+        value_parser = parse_secs
+    )]
+    warmup: Secs,
+
+    #[arg(
+        long,
+        value_name = "M",
+        env = "RINGCAST_BENCH_WARMUP_MESSAGES",
+        value_parser = parse_count,
+        help = format!(
+            "Warm-up messages (steady) or bursts (burst), instead of --warmup. \
+             Default: none (steady: --warmup applies; burst: {})",
+            bench::DEFAULT_WARMUP_BURSTS
+        )
+    )]
+    warmup_messages: Option<u64>,
+
+    /// Burst: measured bursts
+    #[arg(
+        long,
+        value_name = "K",
+        env = "RINGCAST_BENCH_BURSTS",
+        default_value_t = defaults().bursts,
+        value_parser = parse_count
+    )]
+    bursts: u64,
+
+    /// Burst: pause after each burst reached its last subscriber (0.05 or 50ms)
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "RINGCAST_BENCH_GAP",
+        default_value_t = Secs(defaults().gap),
+        value_parser = parse_secs
+    )]
+    gap: Secs,
+
+    #[arg(
+        long,
+        value_name = "P",
+        env = "RINGCAST_BENCH_PROCS",
+        value_parser = parse_count_usize,
+        help = format!(
+            "Processes holding subscribers; past 1 the bench starts P children and only \
+             publishes itself. Default: auto: 1 up to {} subscribers ({} embedded), \
+             else one per {}",
+            bench::SUBS_PER_PROC,
+            bench::SUBS_PER_PROC_EMBEDDED,
+            bench::SUBS_PER_PROC
+        )
+    )]
+    procs: Option<usize>,
+
+    #[arg(
+        long,
+        value_name = "K",
+        env = "RINGCAST_BENCH_SOURCE_IPS",
+        value_parser = parse_count_usize,
+        help = format!(
+            "Spread loopback connections over source addresses 127.0.0.1 to 127.0.0.K. \
+             Default: auto: one per {} subscribers",
+            bench::CONNS_PER_SOURCE_IP
+        )
+    )]
+    source_ips: Option<usize>,
+
+    /// Pin the generator: this process to the first CPU of the list (0,2,4-7),
+    /// child k to the (k mod len)th. Default: none (no pinning)
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "RINGCAST_BENCH_CPU",
+        value_parser = parse_cpus
+    )]
+    cpu: Option<CpuList>,
+
+    /// Server process whose CPU (all threads, /proc/PID/stat) is measured over the
+    /// measured phase. Default: none (the embedded engine is measured by its reactor threads)
+    #[arg(
+        long,
+        value_name = "PID",
+        env = "RINGCAST_BENCH_SERVER_PID",
+        value_parser = parse_pid
+    )]
+    server_pid: Option<u32>,
+
+    /// Embedded engine: reactor threads
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RINGCAST_BENCH_SERVER_CORES",
+        default_value_t = defaults().server_cores,
+        value_parser = parse_count_usize
+    )]
+    server_cores: usize,
+
+    /// Embedded engine: CPUs to pin its reactors to. Default: none (no pinning)
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "RINGCAST_BENCH_SERVER_CPUS",
+        value_parser = parse_cpus
+    )]
+    server_cpus: Option<CpuList>,
+
+    /// Limit for setting up (plus 0.5 ms per subscriber), for each burst, and for the
+    /// final drain
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "RINGCAST_BENCH_TIMEOUT",
+        default_value_t = Secs(defaults().timeout),
+        value_parser = parse_secs
+    )]
+    timeout: Secs,
+
+    /// Where a delivery's receive time comes from
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "RINGCAST_BENCH_RX_CLOCK",
+        default_value = defaults().rx_clock.name(),
+        value_parser = rx_clock_parser()
+    )]
+    rx_clock: RxClock,
+
+    /// Print one JSON object instead of the table. Default: off
+    /// (the variable: 1 or 0, true or false, yes or no, on or off)
+    #[arg(
+        long,
+        env = "RINGCAST_BENCH_JSON",
+        action = ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new()
+    )]
+    json: bool,
+
+    /// A child process owning subscribers FIRST .. FIRST + COUNT.
+    #[arg(
+        long = CHILD_FLAG.trim_start_matches('-'),
+        value_name = "FIRST:COUNT",
+        hide = true,
+        value_parser = parse_range
+    )]
+    child: Option<(usize, usize)>,
+
+    /// The parent's topic prefix, shared with its children.
+    #[arg(long = RUN_ID_FLAG.trim_start_matches('-'), value_name = "ID", hide = true)]
+    run_id: Option<String>,
 }
 
-/// `ringcast bench --help`.
-pub fn help() -> String {
-    let visible: Vec<Flag> = flags().into_iter().filter(|f| !f.help.is_empty()).collect();
-    format!(
-        "ringcast bench: load generator for broadcast servers (ringcast, Redis, NATS).\n\
-         \n\
-         Usage: ringcast bench [FLAGS]\n\
-         \n\
-         Workloads:\n  \
-           steady  --subs N subscribers over --topics C (subscriber i on topic i mod C); one\n          \
-                   publisher sends --size-byte messages at --rate msg/s round-robin over the\n          \
-                   topics for --duration seconds (or --messages), after --warmup seconds.\n  \
-           burst   --subs N subscribers on one topic; publish one message, wait until the last\n          \
-                   subscriber has it, record the time to last, pause --gap; --bursts times.\n\
-         \n\
-         Every payload carries its send time (CLOCK_REALTIME) and a sequence number: latency\n\
-         per delivery is receive time minus send time (HdrHistogram, 3 significant digits),\n\
-         the receive time being the kernel's stamp on the segment (--rx-clock), so the\n\
-         generator's own delays do not count; sequences give duplicates, reordering and\n\
-         gaps. Delivery ratio must be 100%.\n\
-         One single-threaded epoll loop per process; its CPU use is reported. Server CPU is\n\
-         read from /proc (--server-pid, or the embedded engine's reactor threads).\n\
-         \n\
-         Without --port, a ringcast engine starts in this process (--server-cores reactors),\n\
-         so `ringcast bench` alone gives a result.\n\
-         \n\
-         --proto ringcast-ws drives ringcast's WebSocket front: each subscriber connects to\n\
-         --ws-port (embedded: the engine's WebSocket listener), upgrades (GET /ws, subprotocol\n\
-         ringcast.v1), subscribes in a masked binary message and reads one native frame per\n\
-         server message; it answers the server's pings. The publisher stays on the native TCP\n\
-         port (--port), the realistic mix, so only the fan-out transport differs from\n\
-         --proto ringcast; sequence checks, latency and receive stamps are the same.\n\
-         \n\
-         Prints a table, or with --json one JSON object. Exits 0 when a report was printed\n\
-         (check its delivery ratio), 1 when the run could not be done, 2 on bad usage.\n\
-         \n\
-         Flags (a flag beats its environment variable, which beats the default):\n\
-         {}\n\
-         Examples:\n  \
-           ringcast bench\n  \
-           ringcast bench --port 7400 --workload burst --subs 5000 --bursts 50 --cpu 0 --server-pid 1234\n  \
-           ringcast bench --port 7400 --ws-port 7401 --proto ringcast-ws --workload burst --subs 5000\n  \
-           ringcast bench --port 6379 --proto resp --subs 10000 --topics 1 --rate 20 --json\n  \
-           ringcast bench --port 4222 --proto nats --subs 19000 --topics 40 --rate 400\n",
-        args::render_flags(&visible)
-    )
+fn defaults() -> Params {
+    Params::default()
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let r: f64 = s
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("expected messages per second like 1000 or 0.5, got {s:?}"))?;
-    if r.is_finite() && r > 0.0 {
-        Ok(r)
-    } else {
-        Err(format!("expected a rate above 0, got {s:?}"))
+/// What the command line asks for: the parameters, for a child its
+/// subscriber range, and whether to print JSON.
+#[derive(Debug)]
+pub struct Invocation {
+    pub params: Params,
+    pub child: Option<(usize, usize)>,
+    pub json: bool,
+}
+
+/// Why `ringcast bench` stops early.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or a bad value: clap's message, exit code 2.
+    Usage(clap::Error),
+    /// The run could not be done: `ringcast bench: MESSAGE`, exit code 1.
+    Failed(String),
+}
+
+/// A usage error in clap's format (message, usage line, pointer to --help).
+fn usage(kind: ErrorKind, message: impl fmt::Display) -> clap::Error {
+    Cli::command().error(kind, message)
+}
+
+/// Removes this command's environment variables that are set to the empty
+/// string, so that they count as unset (clap would hand `""` to the value
+/// parser). Call it first in `main`, before any thread exists.
+pub fn forget_empty_env() {
+    for arg in Cli::command().get_arguments() {
+        if let Some(var) = arg.get_env() {
+            if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+                std::env::remove_var(var);
+            }
+        }
     }
 }
 
-fn parse_range(s: &str) -> Result<(usize, usize), String> {
-    let bad = || format!("expected FIRST:COUNT, got {s:?}");
-    let (a, b) = s.split_once(':').ok_or_else(bad)?;
-    Ok((
-        args::parse_count_usize(a).map_err(|_| bad())?,
-        args::parse_count_usize(b).map_err(|_| bad())?,
-    ))
+/// Parses a command line (`words[0]` is the program). A bad value that came
+/// from an environment variable gets a tip naming the variable.
+pub fn parse<I, T>(words: I) -> Result<Invocation, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let words: Vec<OsString> = words.into_iter().map(Into::into).collect();
+    Cli::try_parse_from(&words)
+        .map_err(|e| blame_env(e, &words))?
+        .into_invocation()
 }
 
-fn parse_port(s: &str) -> Result<u16, String> {
-    args::parse_count(s)
-        .ok()
-        .and_then(|n| u16::try_from(n).ok())
-        .filter(|&p| p != 0)
-        .ok_or_else(|| format!("expected a port 1 to 65535, got {s:?}"))
+/// Adds "tip: the value came from VAR" to a bad-value error when the flag
+/// was not on the command line but its environment variable is set.
+fn blame_env(mut error: clap::Error, words: &[OsString]) -> clap::Error {
+    if !matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return error;
+    }
+    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let long = shown
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let on_command_line = words.iter().skip(1).any(|w| {
+        let w = w.to_string_lossy();
+        w == long || w.starts_with(&format!("{long}="))
+    });
+    let cmd = Cli::command();
+    let var = cmd
+        .get_arguments()
+        .find(|a| {
+            a.get_long()
+                .is_some_and(|l| long.strip_prefix("--") == Some(l))
+        })
+        .and_then(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned());
+    if let (false, Some(var)) = (on_command_line, var) {
+        if let Some(value) = std::env::var_os(&var) {
+            error.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![format!(
+                    "the value came from the environment: {var}={}",
+                    value.to_string_lossy()
+                )
+                .into()]),
+            );
+        }
+    }
+    error
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, Failure> {
+impl Cli {
+    /// The checks between flags that clap does not make, and the parameters.
+    fn into_invocation(self) -> Result<Invocation, clap::Error> {
+        let d = Params::default();
+        let target = match self.port {
+            Some(port) => Some(resolve(&self.host, port)?),
+            None => None,
+        };
+        if self.ws_port.is_some() && !self.proto.is_websocket() {
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                "--ws-port is for --proto ringcast-ws (the subscribers' WebSocket port)",
+            ));
+        }
+        let default_topics = match self.workload {
+            Workload::Steady => d.topics,
+            Workload::Burst => 1,
+        };
+        let params = Params {
+            workload: self.workload,
+            proto: self.proto,
+            target,
+            ws_port: self.ws_port.unwrap_or(d.ws_port),
+            subs: self.subs,
+            topics: self.topics.unwrap_or(default_topics),
+            rate: self.rate,
+            size: self.size,
+            duration: self.duration.0,
+            messages: self.messages,
+            warmup: self.warmup.0,
+            warmup_messages: self.warmup_messages,
+            bursts: self.bursts,
+            gap: self.gap.0,
+            procs: self.procs,
+            cpus: self.cpu.map(|c| c.0).unwrap_or_default(),
+            server_pid: self.server_pid,
+            server_cores: self.server_cores,
+            server_cpus: self.server_cpus.map(|c| c.0).unwrap_or_default(),
+            source_ips: self.source_ips,
+            timeout: self.timeout.0,
+            rx_clock: self.rx_clock,
+            run_id: self.run_id,
+        };
+        Ok(Invocation {
+            params,
+            child: self.child,
+            json: self.json,
+        })
+    }
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, clap::Error> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
@@ -314,114 +508,23 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, Failure> {
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| Failure::Usage(format!("--host: cannot resolve {host:?}")))
+        .ok_or_else(|| {
+            usage(
+                ErrorKind::ValueValidation,
+                format!("--host: cannot resolve {host:?}"),
+            )
+        })
 }
 
-/// The parameters and, for a child, its subscriber range.
-type Parsed = (Params, Option<(usize, usize)>, bool);
-
-fn params_from(words: Vec<OsString>, env: args::EnvLookup<'_>) -> Result<Option<Parsed>, Failure> {
-    let flags = flags();
-    let p = args::parse("bench", &flags, false, words, env)?;
-    if p.help {
-        return Ok(None);
-    }
-    let d = Params::default();
-    let workload = match p.get("--workload", |s| {
-        Workload::from_name(s).ok_or_else(|| format!("expected steady or burst, got {s:?}"))
-    })? {
-        Some(w) => w,
-        None => d.workload,
-    };
-    let proto = p
-        .get("--proto", |s| {
-            Proto::from_name(s)
-                .ok_or_else(|| format!("expected ringcast, ringcast-ws, resp or nats, got {s:?}"))
-        })?
-        .unwrap_or(d.proto);
-    let host = p.get("--host", |s| Ok(s.to_string()))?;
-    let target = match p.get("--port", parse_port)? {
-        Some(port) => Some(resolve(host.as_deref().unwrap_or("127.0.0.1"), port)?),
-        None if host.is_some() => {
-            return Err(Failure::Usage(
-                "--host needs --port (without --port the bench runs an embedded engine)".into(),
-            ))
-        }
-        None => None,
-    };
-    let ws_port = p.get("--ws-port", parse_port)?;
-    if ws_port.is_some() && !proto.is_websocket() {
-        return Err(Failure::Usage(
-            "--ws-port is for --proto ringcast-ws (the subscribers' WebSocket port)".into(),
-        ));
-    }
-    if ws_port.is_some() && target.is_none() {
-        return Err(Failure::Usage(
-            "--ws-port needs --port (the embedded engine's WebSocket port is its own)".into(),
-        ));
-    }
-    let default_topics = match workload {
-        Workload::Steady => d.topics,
-        Workload::Burst => 1,
-    };
-    let params = Params {
-        workload,
-        proto,
-        target,
-        ws_port: ws_port.unwrap_or(d.ws_port),
-        subs: p.get("--subs", args::parse_count_usize)?.unwrap_or(d.subs),
-        topics: p
-            .get("--topics", args::parse_count_usize)?
-            .unwrap_or(default_topics),
-        rate: p.get("--rate", parse_rate)?.unwrap_or(d.rate),
-        size: p
-            .get("--size", args::parse_byte_size_usize)?
-            .unwrap_or(d.size),
-        duration: p
-            .get("--duration", args::parse_duration)?
-            .unwrap_or(d.duration),
-        messages: p.get("--messages", args::parse_count)?,
-        warmup: p.get("--warmup", args::parse_duration)?.unwrap_or(d.warmup),
-        warmup_messages: p.get("--warmup-messages", args::parse_count)?,
-        bursts: p.get("--bursts", args::parse_count)?.unwrap_or(d.bursts),
-        gap: p.get("--gap", args::parse_duration)?.unwrap_or(d.gap),
-        procs: p.get("--procs", args::parse_count_usize)?,
-        cpus: p.get("--cpu", args::parse_cpus)?.unwrap_or_default(),
-        server_pid: p.get("--server-pid", |s| {
-            args::parse_count(s)
-                .ok()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("expected a process id, got {s:?}"))
-        })?,
-        server_cores: p
-            .get("--server-cores", args::parse_count_usize)?
-            .unwrap_or(d.server_cores),
-        server_cpus: p
-            .get("--server-cpus", args::parse_cpus)?
-            .unwrap_or_default(),
-        source_ips: p.get("--source-ips", args::parse_count_usize)?,
-        timeout: p
-            .get("--timeout", args::parse_duration)?
-            .unwrap_or(d.timeout),
-        rx_clock: p
-            .get("--rx-clock", |s| {
-                RxClock::from_name(s).ok_or_else(|| format!("expected kernel or user, got {s:?}"))
-            })?
-            .unwrap_or(d.rx_clock),
-        run_id: p.get(RUN_ID_FLAG, |s| Ok(s.to_string()))?,
-    };
-    let child = p.get(CHILD_FLAG, parse_range)?;
-    Ok(Some((params, child, p.switch("--json")?)))
-}
-
-/// `ringcast bench [FLAGS]`.
-pub fn run(words: Vec<OsString>) -> Result<(), Failure> {
-    let Some((params, child, json)) = params_from(words, &args::process_env)? else {
-        print!("{}", help());
-        return Ok(());
-    };
+/// Runs what the command line asked for.
+pub fn run(invocation: Invocation) -> Result<(), Failure> {
+    let Invocation {
+        params,
+        child,
+        json,
+    } = invocation;
     let to_failure = |e: bench::BenchError| match e {
-        bench::BenchError::Invalid(m) => Failure::Usage(m),
+        bench::BenchError::Invalid(m) => Failure::Usage(usage(ErrorKind::ValueValidation, m)),
         bench::BenchError::Failed(m) => Failure::Failed(m),
     };
     if let Some((first, count)) = child {
@@ -447,25 +550,200 @@ pub fn run(words: Vec<OsString>) -> Result<(), Failure> {
     Ok(())
 }
 
+// ---- values -------------------------------------------------------------------
+
+fn workload_parser() -> impl TypedValueParser<Value = Workload> {
+    PossibleValuesParser::new([
+        PossibleValue::new(Workload::Steady.name()).help("a paced publisher, many topics"),
+        PossibleValue::new(Workload::Burst.name()).help("one message to all, timed to the last"),
+    ])
+    .map(|s| Workload::from_name(&s).expect("a possible value"))
+}
+
+fn proto_parser() -> impl TypedValueParser<Value = Proto> {
+    PossibleValuesParser::new([
+        PossibleValue::new(Proto::Ringcast.name()).help("ringcast's native protocol over TCP"),
+        PossibleValue::new(Proto::RingcastWs.name())
+            .help("WebSocket subscribers (--ws-port), native-TCP publisher"),
+        PossibleValue::new(Proto::Resp.name())
+            .alias("redis")
+            .help("Redis pub/sub (RESP2)"),
+        PossibleValue::new(Proto::Nats.name()).help("the NATS text protocol"),
+    ])
+    .map(|s| Proto::from_name(&s).expect("a possible value"))
+}
+
+fn rx_clock_parser() -> impl TypedValueParser<Value = RxClock> {
+    PossibleValuesParser::new([
+        PossibleValue::new(RxClock::Kernel.name())
+            .help("the segment's SO_TIMESTAMPNS stamp: excludes the generator's own queueing"),
+        PossibleValue::new(RxClock::User.name()).help("the clock read after the read returns"),
+    ])
+    .map(|s| RxClock::from_name(&s).expect("a possible value"))
+}
+
+/// A duration given in seconds; shown as help shows defaults (`5`, `10ms`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if self.0 < Duration::from_secs(1) && self.0 == Duration::from_millis(ms as u64) {
+            write!(f, "{ms}ms")
+        } else {
+            write!(f, "{}", self.0.as_secs_f64())
+        }
+    }
+}
+
+/// Seconds as a decimal (`5`, `0.5`), optionally suffixed `s` or `ms`.
+fn parse_secs(s: &str) -> Result<Secs, String> {
+    let expected = || "expected seconds like 5, 0.5 or 250ms".to_string();
+    let s = s.trim();
+    let (number, scale) = if let Some(ms) = s.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else {
+        (s.strip_suffix('s').unwrap_or(s), 1.0)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| expected())?;
+    Duration::try_from_secs_f64(value * scale)
+        .map(Secs)
+        .map_err(|_| expected())
+}
+
+/// A CPU list: numbers and inclusive ranges separated by commas (`0,2,4-7`).
+#[derive(Clone, Debug, PartialEq)]
+struct CpuList(Vec<usize>);
+
+/// The empty string is the empty list.
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    let expected = || "expected a CPU list like 0,1 or 0-3,8".to_string();
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let cpu = |t: &str| -> Result<usize, String> {
+            parse_digits(t.trim())
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(expected)
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (cpu(a)?, cpu(b)?);
+                if a > b {
+                    return Err(expected());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(cpu(part)?),
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
+fn parse_digits(s: &str) -> Option<u64> {
+    if !s.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for c in s.chars() {
+        match c {
+            '_' => continue,
+            '0'..='9' => n = n.checked_mul(10)?.checked_add(u64::from(c as u8 - b'0'))?,
+            _ => return None,
+        }
+    }
+    Some(n)
+}
+
+/// A non-negative whole number; `_` may separate digits (`100_000`).
+fn parse_count(s: &str) -> Result<u64, String> {
+    parse_digits(s.trim()).ok_or_else(|| "expected a whole number like 100 or 10_000".into())
+}
+
+fn parse_count_usize(s: &str) -> Result<usize, String> {
+    let n = parse_count(s)?;
+    usize::try_from(n).map_err(|_| "too large for this machine".into())
+}
+
+/// A byte size: digits with an optional suffix K/KiB, M/MiB, G/GiB (powers
+/// of 1024, any case) or B. `_` may separate digits.
+fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let expected = || "expected a byte size like 64, 1KiB or 1MiB".to_string();
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
+        .unwrap_or(s.len());
+    let (digits, suffix) = s.split_at(split);
+    let number = parse_digits(digits).ok_or_else(expected)?;
+    let shift = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(expected()),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| "too large".into())
+}
+
+fn parse_byte_size_usize(s: &str) -> Result<usize, String> {
+    let n = parse_byte_size(s)?;
+    usize::try_from(n).map_err(|_| "too large for this machine".into())
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .trim()
+        .replace('_', "")
+        .parse()
+        .map_err(|_| "expected messages per second like 1000 or 0.5".to_string())?;
+    if r.is_finite() && r > 0.0 {
+        Ok(r)
+    } else {
+        Err("expected a rate above 0".into())
+    }
+}
+
+fn parse_pid(s: &str) -> Result<u32, String> {
+    parse_count(s)
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| "expected a process id".into())
+}
+
+fn parse_range(s: &str) -> Result<(usize, usize), String> {
+    let bad = || "expected FIRST:COUNT".to_string();
+    let (a, b) = s.split_once(':').ok_or_else(bad)?;
+    Ok((
+        parse_count_usize(a).map_err(|_| bad())?,
+        parse_count_usize(b).map_err(|_| bad())?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    fn words(w: &[&str]) -> Vec<OsString> {
-        w.iter().map(OsString::from).collect()
+    fn parse(w: &[&str]) -> Result<Invocation, clap::Error> {
+        super::parse(std::iter::once("ringcast-bench").chain(w.iter().copied()))
     }
 
-    fn parse(w: &[&str]) -> Result<Option<Parsed>, Failure> {
-        params_from(words(w), &|_| None)
+    fn parse_args(args: Vec<OsString>) -> Invocation {
+        super::parse(std::iter::once(OsString::from("ringcast-bench")).chain(args)).unwrap()
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn no_flags_is_the_embedded_default() {
-        let (p, child, json) = parse(&[]).unwrap().unwrap();
-        assert_eq!(p, Params::default());
-        assert_eq!((child, json), (None, false));
-        let (b, ..) = parse(&["--workload", "burst"]).unwrap().unwrap();
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.params, Params::default());
+        assert_eq!((c.child, c.json), (None, false));
+        let b = parse(&["--workload", "burst"]).unwrap().params;
         assert_eq!((b.workload, b.topics), (Workload::Burst, 1));
     }
 
@@ -486,8 +764,8 @@ mod tests {
         };
         let args = parent.child_args(20_000, 20_000, Some(1));
         assert_eq!(args[0], CHILD_FLAG);
-        let (child, range, _) = params_from(args, &|_| None).unwrap().unwrap();
-        assert_eq!(range, Some((20_000, 20_000)));
+        let Invocation { params: child, .. } = parse_args(args.clone());
+        assert_eq!(parse_args(args).child, Some((20_000, 20_000)));
         for (name, same) in [
             ("workload", child.workload == parent.workload),
             ("proto", child.proto == parent.proto),
@@ -506,47 +784,6 @@ mod tests {
     }
 
     #[test]
-    fn flags_and_errors() {
-        let (p, _, json) = parse(&[
-            "--port", "6379", "--proto", "resp", "--subs", "10_000", "--topics", "40", "--rate",
-            "0.5", "--size", "1KiB", "--gap", "50ms", "--cpu", "0", "--json",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(p.target, Some(SocketAddr::from(([127, 0, 0, 1], 6379))));
-        assert_eq!((p.subs, p.topics, p.size), (10_000, 40, 1024));
-        assert_eq!(p.rate, 0.5);
-        assert_eq!(p.gap, Duration::from_millis(50));
-        assert!(json);
-        let usage = |w: &[&str]| parse(w).err().map(|f| f.exit_code());
-        assert_eq!(usage(&["--workload", "flood"]), Some(2));
-        assert_eq!(usage(&["--proto", "mqtt"]), Some(2));
-        assert_eq!(usage(&["--rate", "0"]), Some(2));
-        assert_eq!(usage(&["--port", "0"]), Some(2));
-        assert_eq!(usage(&["--host", "127.0.0.1"]), Some(2));
-        assert_eq!(usage(&["--child", "12"]), Some(2));
-        assert!(parse(&["--help"]).unwrap().is_none());
-        let (w, ..) = parse(&[
-            "--port",
-            "17400",
-            "--ws-port",
-            "17401",
-            "--proto",
-            "ringcast-ws",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!((w.proto, w.ws_port), (Proto::RingcastWs, 17401));
-        let (w, ..) = parse(&["--proto", "ringcast-ws"]).unwrap().unwrap();
-        assert_eq!((w.target, w.ws_port), (None, bench::DEFAULT_WS_PORT));
-        assert_eq!(usage(&["--port", "1", "--ws-port", "2"]), Some(2));
-        assert_eq!(
-            usage(&["--proto", "ringcast-ws", "--ws-port", "2"]),
-            Some(2)
-        );
-    }
-
-    #[test]
     fn a_websocket_childs_command_line_keeps_both_ports() {
         let parent = Params {
             proto: Proto::RingcastWs,
@@ -556,29 +793,146 @@ mod tests {
             run_id: Some("abc".into()),
             ..Params::default()
         };
-        let args = parent.child_args(10_000, 10_000, None);
-        let (child, range, _) = params_from(args, &|_| None).unwrap().unwrap();
-        assert_eq!(range, Some((10_000, 10_000)));
-        assert_eq!(child.proto, Proto::RingcastWs);
-        assert_eq!(child.target, parent.target);
-        assert_eq!(child.subscriber_addr(), parent.subscriber_addr());
+        let c = parse_args(parent.child_args(10_000, 10_000, None));
+        assert_eq!(c.child, Some((10_000, 10_000)));
+        assert_eq!(c.params.proto, Proto::RingcastWs);
+        assert_eq!(c.params.target, parent.target);
+        assert_eq!(c.params.subscriber_addr(), parent.subscriber_addr());
     }
 
     #[test]
-    fn help_lists_every_visible_flag_with_its_default() {
-        let text = help();
-        for f in flags() {
-            if f.help.is_empty() {
-                assert!(!text.contains(f.name), "hidden {} shows", f.name);
-            } else {
-                assert!(text.contains(f.name), "{} missing", f.name);
-                assert!(
-                    text.contains(&format!("[default: {}]", f.default)),
-                    "{} has no default shown",
-                    f.name
-                );
+    fn flags_and_errors() {
+        let c = parse(&[
+            "--port", "6379", "--proto", "resp", "--subs", "10_000", "--topics", "40", "--rate",
+            "0.5", "--size", "1KiB", "--gap", "50ms", "--cpu", "0", "--json",
+        ])
+        .unwrap();
+        let p = &c.params;
+        assert_eq!(p.target, Some(SocketAddr::from(([127, 0, 0, 1], 6379))));
+        assert_eq!((p.subs, p.topics, p.size), (10_000, 40, 1024));
+        assert_eq!(p.rate, 0.5);
+        assert_eq!(p.gap, Duration::from_millis(50));
+        assert_eq!(p.cpus, [0]);
+        assert!(c.json);
+        assert_eq!(parse(&["--proto=redis"]).unwrap().params.proto, Proto::Resp);
+
+        // Bad usage: exit code 2, and the message names the flag.
+        let usage = |w: &[&str], flag: &str| {
+            let e = parse(w).expect_err("bad usage");
+            assert_eq!(e.exit_code(), 2, "{w:?}");
+            let text = e.to_string();
+            assert!(text.contains(flag), "{w:?}: {text}");
+        };
+        usage(&["--workload", "flood"], "--workload");
+        usage(&["--proto", "mqtt"], "--proto");
+        usage(&["--rate", "0"], "--rate");
+        usage(&["--port", "0"], "--port");
+        usage(&["--subs", "lots"], "--subs");
+        usage(&["--size", "1MB"], "--size");
+        usage(&["--duration", "soon"], "--duration");
+        usage(&["--json=maybe"], "--json");
+        usage(&["--host", "127.0.0.1"], "--port");
+        usage(&["--child", "12"], "--child");
+        usage(&["--nope"], "--nope");
+        usage(&["--port", "1", "--ws-port", "2"], "--ws-port");
+        usage(&["--proto", "ringcast-ws", "--ws-port", "2"], "--port");
+
+        let w = parse(&[
+            "--port",
+            "17400",
+            "--ws-port",
+            "17401",
+            "--proto",
+            "ringcast-ws",
+        ])
+        .unwrap()
+        .params;
+        assert_eq!((w.proto, w.ws_port), (Proto::RingcastWs, 17401));
+        let w = parse(&["--proto", "ringcast-ws"]).unwrap().params;
+        assert_eq!((w.target, w.ws_port), (None, bench::DEFAULT_WS_PORT));
+
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!((help.kind(), help.exit_code()), (ErrorKind::DisplayHelp, 0));
+    }
+
+    /// Every visible flag shows its environment variable and its default,
+    /// as clap's `[default: …]` or in its help sentence; hidden ones do not show.
+    #[test]
+    fn help_lists_every_visible_flag_with_its_variable_and_default() {
+        // Whatever the wrapping: words separated by single spaces.
+        let flat = |text: clap::builder::StyledStr| {
+            text.to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut cmd = Cli::command();
+        let long = flat(cmd.render_long_help());
+        let short = flat(cmd.render_help());
+        for arg in cmd.get_arguments() {
+            let Some(name) = arg.get_long() else { continue };
+            let flag = format!("--{name}");
+            if matches!(name, "help" | "version") {
+                continue;
             }
+            if arg.is_hide_set() {
+                assert!(!long.contains(&flag), "hidden {flag} shows");
+                continue;
+            }
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("{flag} has no variable"));
+            let env = format!("[env: {}]", env.to_string_lossy());
+            for text in [&long, &short] {
+                assert!(text.contains(&flag), "{flag} missing");
+                assert!(text.contains(&env), "{flag}: {env} missing");
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                !arg.get_default_values().is_empty() || help.contains("Default: "),
+                "{flag} does not say its default: {help}"
+            );
         }
-        assert!(text.contains("ringcast bench"));
+        assert!(long.contains("ringcast bench") && long.contains("Examples:"));
+        assert!(long.contains("[default: 10ms]"), "{long}");
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(parse_byte_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_byte_size("8m"), Ok(8 << 20));
+        assert_eq!(parse_byte_size("64 KiB"), Ok(64 << 10));
+        assert_eq!(parse_byte_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_byte_size("1_000"), Ok(1000));
+        assert_eq!(parse_byte_size("12B"), Ok(12));
+        assert!(parse_byte_size("x").is_err());
+        assert!(parse_byte_size("1MB").is_err());
+        assert!(parse_byte_size("-1").is_err());
+        assert!(parse_byte_size("1.5M").is_err());
+        assert_eq!(parse_cpus("0,2,4-6"), Ok(CpuList(vec![0, 2, 4, 5, 6])));
+        assert_eq!(parse_cpus(""), Ok(CpuList(vec![])));
+        assert!(parse_cpus("3-1").is_err());
+        assert!(parse_cpus("a").is_err());
+        assert_eq!(parse_secs("2.5"), Ok(Secs(Duration::from_millis(2500))));
+        assert_eq!(parse_secs("250ms"), Ok(Secs(Duration::from_millis(250))));
+        assert_eq!(parse_secs("3s"), Ok(Secs(Duration::from_secs(3))));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+        assert_eq!(parse_count("100_000"), Ok(100_000));
+        assert!(parse_count("").is_err());
+        assert!(parse_count("_1").is_err());
+        assert_eq!(parse_range("3:4"), Ok((3, 4)));
+        assert!(parse_range("3").is_err());
+        // Defaults show as they are typed, and parse back.
+        for d in [
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            Duration::from_millis(12_500),
+        ] {
+            let shown = Secs(d).to_string();
+            assert_eq!(parse_secs(&shown), Ok(Secs(d)), "{shown}");
+        }
+        assert_eq!(Secs(Duration::from_millis(10)).to_string(), "10ms");
+        assert_eq!(Secs(Duration::from_secs(30)).to_string(), "30");
     }
 }

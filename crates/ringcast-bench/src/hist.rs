@@ -23,24 +23,32 @@ pub struct LatencyHistogram {
     max: u64,
 }
 
-/// Percentiles of a [`LatencyHistogram`], in microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Percentiles of a [`LatencyHistogram`], in microseconds; in the JSON
+/// report rounded to 3 decimals (nanoseconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Summary {
     /// Samples recorded.
     pub count: u64,
     /// Smallest sample (exact).
+    #[serde(serialize_with = "crate::json::round3")]
     pub min: f64,
     /// Median.
+    #[serde(serialize_with = "crate::json::round3")]
     pub p50: f64,
     /// 90th percentile.
+    #[serde(serialize_with = "crate::json::round3")]
     pub p90: f64,
     /// 99th percentile.
+    #[serde(serialize_with = "crate::json::round3")]
     pub p99: f64,
     /// 99.9th percentile.
+    #[serde(serialize_with = "crate::json::round3")]
     pub p999: f64,
     /// Largest sample (exact).
+    #[serde(serialize_with = "crate::json::round3")]
     pub max: f64,
     /// Arithmetic mean (from the buckets).
+    #[serde(serialize_with = "crate::json::round3")]
     pub mean: f64,
 }
 

@@ -1,240 +1,237 @@
-//! A JSON writer for the report: a value tree with keys kept in insertion
-//! order, printed on one line. Non-finite numbers print as `null`.
+//! The report as JSON (`--json`): serde views of [`Report`], field for field
+//! what `scripts/bench-compare.sh` and the tests read, printed on one line.
+//!
+//! Numbers keep the report's form: floats rounded to 3 decimals, whole
+//! values printed as integers (`1`, not `1.0`), non-finite values as `null`.
+//! Absent values are `null`, never left out.
 
-use std::fmt::Write as _;
+use serde::{Serialize, Serializer};
 
-/// A JSON value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    /// An integer, printed exactly.
-    Int(i128),
-    /// A float, printed with up to 3 decimals (trailing zeros dropped).
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
+use super::hist::Summary;
+use super::report::Report;
+use super::Workload;
 
-impl Json {
-    /// An empty object to [`Json::with`] keys onto.
-    pub fn obj() -> Json {
-        Json::Obj(Vec::new())
-    }
-
-    /// Adds `key` (an object only; panics otherwise, a programming error).
-    pub fn with(mut self, key: &str, value: impl Into<Json>) -> Json {
-        match &mut self {
-            Json::Obj(fields) => fields.push((key.to_string(), value.into())),
-            _ => panic!("Json::with on a non-object"),
-        }
-        self
-    }
-
-    /// The text.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out);
-        out
-    }
-
-    fn write(&self, out: &mut String) {
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Json::Num(f) if !f.is_finite() => out.push_str("null"),
-            Json::Num(f) => {
-                let mut s = format!("{f:.3}");
-                while s.ends_with('0') {
-                    s.pop();
-                }
-                if s.ends_with('.') {
-                    s.pop();
-                }
-                if s == "-0" {
-                    s = "0".into();
-                }
-                out.push_str(&s);
-            }
-            Json::Str(s) => write_str(s, out),
-            Json::Arr(items) => {
-                out.push('[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    v.write(out);
-                }
-                out.push(']');
-            }
-            Json::Obj(fields) => {
-                out.push('{');
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_str(k, out);
-                    out.push(':');
-                    v.write(out);
-                }
-                out.push('}');
-            }
-        }
+/// A float as the report prints it: whole values as integers, others in the
+/// shortest form that reads back exactly, non-finite values as `null`.
+fn number<S: Serializer>(v: f64, s: S) -> Result<S::Ok, S::Error> {
+    const EXACT: f64 = (1u64 << 53) as f64;
+    if !v.is_finite() {
+        s.serialize_none()
+    } else if v.fract() == 0.0 && v.abs() < EXACT {
+        s.serialize_i64(v as i64)
+    } else {
+        s.serialize_f64(v)
     }
 }
 
-fn write_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// For `#[serde(serialize_with)]`: rounded to 3 decimals.
+pub(crate) fn round3<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    number((v * 1e3).round() / 1e3, s)
 }
 
-impl From<bool> for Json {
-    fn from(b: bool) -> Json {
-        Json::Bool(b)
-    }
-}
-impl From<u64> for Json {
-    fn from(i: u64) -> Json {
-        Json::Int(i.into())
-    }
-}
-impl From<usize> for Json {
-    fn from(i: usize) -> Json {
-        Json::Int(i as i128)
-    }
-}
-impl From<u32> for Json {
-    fn from(i: u32) -> Json {
-        Json::Int(i.into())
-    }
-}
-impl From<f64> for Json {
-    fn from(f: f64) -> Json {
-        Json::Num(f)
-    }
-}
-impl From<&str> for Json {
-    fn from(s: &str) -> Json {
-        Json::Str(s.to_string())
-    }
-}
-impl From<String> for Json {
-    fn from(s: String) -> Json {
-        Json::Str(s)
-    }
-}
-impl<T: Into<Json>> From<Option<T>> for Json {
-    fn from(o: Option<T>) -> Json {
-        o.map_or(Json::Null, Into::into)
-    }
-}
-impl<T: Into<Json>> From<Vec<T>> for Json {
-    fn from(v: Vec<T>) -> Json {
-        Json::Arr(v.into_iter().map(Into::into).collect())
+/// [`round3`] for an optional value (`null` when absent).
+fn round3_opt<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => round3(v, s),
+        None => s.serialize_none(),
     }
 }
 
-/// Checks that `text` is one well-formed JSON value as far as nesting and
-/// strings go: brackets balance and match outside strings, strings close,
-/// and nothing follows the value. Returns the top-level object's keys.
-#[cfg(test)]
-pub fn check_shape(text: &str) -> Result<Vec<String>, String> {
-    let mut stack = Vec::new();
-    let mut in_str = false;
-    let mut escaped = false;
-    let mut keys = Vec::new();
-    let mut current = String::new();
-    let mut closed_at = None;
-    for (i, c) in text.char_indices() {
-        if closed_at.is_some() && !c.is_whitespace() {
-            return Err(format!("text after the value at byte {i}"));
-        }
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_str = false;
-                // A string that a ':' follows at depth 1 is a top-level key.
-                if stack.len() == 1 && text[i + 1..].trim_start().starts_with(':') {
-                    keys.push(std::mem::take(&mut current));
-                }
-                current.clear();
-            } else {
-                current.push(c);
-            }
-            continue;
-        }
-        match c {
-            '"' => in_str = true,
-            '{' | '[' => stack.push(c),
-            '}' | ']' => {
-                let open = stack.pop().ok_or(format!("unbalanced {c} at byte {i}"))?;
-                if (open, c) != ('{', '}') && (open, c) != ('[', ']') {
-                    return Err(format!("{open} closed by {c} at byte {i}"));
-                }
-                if stack.is_empty() {
-                    closed_at = Some(i);
-                }
-            }
-            c if (c as u32) < 0x20 && !c.is_whitespace() => {
-                return Err(format!("control character at byte {i}"))
-            }
-            _ => {}
+/// The delivery ratio: rounded down to 6 decimals, so that a run short of
+/// a few deliveries never reads as 1.
+fn ratio<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    number((v * 1e6).floor() / 1e6, s)
+}
+
+/// The top-level object.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    tool: String,
+    date: &'a str,
+    machine: MachineJson<'a>,
+    params: ParamsJson<'a>,
+    published: u64,
+    #[serde(serialize_with = "round3")]
+    publish_s: f64,
+    #[serde(serialize_with = "round3")]
+    max_publish_lag_us: f64,
+    deliveries: DeliveriesJson,
+    latency_us: &'a Summary,
+    time_to_last_us: Option<&'a Summary>,
+    #[serde(serialize_with = "round3_opt")]
+    server_cpu_s: Option<f64>,
+    #[serde(serialize_with = "round3_opt")]
+    server_cpu_us_per_delivery: Option<f64>,
+    server_cpu_source: &'a str,
+    #[serde(serialize_with = "round3")]
+    generator_cpu_s: f64,
+    #[serde(serialize_with = "round3")]
+    generator_busiest_core: f64,
+    #[serde(serialize_with = "round3")]
+    wall_s: f64,
+    clean: bool,
+    aborted: Option<&'a str>,
+    first_error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct MachineJson<'a> {
+    kernel: &'a str,
+    cpus: usize,
+    cpu_model: &'a str,
+}
+
+/// The run's parameters; those that do not apply to its workload are `null`.
+#[derive(Serialize)]
+struct ParamsJson<'a> {
+    workload: &'static str,
+    proto: &'static str,
+    target: &'a str,
+    embedded: bool,
+    subs: usize,
+    topics: usize,
+    #[serde(serialize_with = "round3_opt")]
+    rate: Option<f64>,
+    size: usize,
+    #[serde(serialize_with = "round3_opt")]
+    duration_s: Option<f64>,
+    messages: Option<u64>,
+    warmup: u64,
+    bursts: Option<u64>,
+    #[serde(serialize_with = "round3_opt")]
+    gap_ms: Option<f64>,
+    rx_clock: &'static str,
+    procs: usize,
+    source_ips: usize,
+    cpus: &'a [usize],
+    server_pid: Option<u32>,
+    server_cores: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct DeliveriesJson {
+    expected: u64,
+    received: u64,
+    #[serde(serialize_with = "ratio")]
+    ratio: f64,
+    duplicates: u64,
+    reordered: u64,
+    gaps: u64,
+    disconnects: u64,
+    server_errors: u64,
+    unstamped: u64,
+    foreign_payloads: u64,
+    #[serde(serialize_with = "round3")]
+    per_second: f64,
+}
+
+impl<'a> From<&'a Report> for ReportJson<'a> {
+    fn from(r: &'a Report) -> Self {
+        let p = &r.params;
+        let steady = p.workload == Workload::Steady;
+        let d = &r.deliveries;
+        ReportJson {
+            tool: format!("ringcast bench {}", env!("CARGO_PKG_VERSION")),
+            date: &r.date,
+            machine: MachineJson {
+                kernel: &r.kernel,
+                cpus: r.cpus,
+                cpu_model: &r.cpu_model,
+            },
+            params: ParamsJson {
+                workload: p.workload.name(),
+                proto: p.proto.name(),
+                target: &r.target,
+                embedded: r.embedded,
+                subs: p.subs,
+                topics: p.topics,
+                rate: steady.then_some(p.rate),
+                size: p.size,
+                duration_s: (steady && p.messages.is_none()).then_some(p.duration.as_secs_f64()),
+                messages: steady.then(|| p.measured_count()),
+                warmup: p.warmup_count(),
+                bursts: (!steady).then_some(p.bursts),
+                gap_ms: (!steady).then_some(p.gap.as_secs_f64() * 1e3),
+                rx_clock: p.rx_clock.name(),
+                procs: r.procs,
+                source_ips: r.source_ips,
+                cpus: &p.cpus,
+                server_pid: p.server_pid,
+                server_cores: r.embedded.then_some(p.server_cores),
+            },
+            published: r.published,
+            publish_s: r.publish_s,
+            max_publish_lag_us: r.max_publish_lag_us,
+            deliveries: DeliveriesJson {
+                expected: d.expected,
+                received: d.received,
+                ratio: d.ratio(),
+                duplicates: d.duplicates,
+                reordered: d.reordered,
+                gaps: d.gaps,
+                disconnects: d.disconnects,
+                server_errors: d.server_errors,
+                unstamped: d.unstamped,
+                foreign_payloads: r.foreign_payloads,
+                per_second: r.delivery_rate(),
+            },
+            latency_us: &r.latency,
+            time_to_last_us: r.time_to_last.as_ref(),
+            server_cpu_s: r.server_cpu_s,
+            server_cpu_us_per_delivery: r.server_cpu_us_per_delivery(),
+            server_cpu_source: &r.server_cpu_source,
+            generator_cpu_s: r.generator_cpu_s,
+            generator_busiest_core: r.generator_busiest,
+            wall_s: r.wall_s,
+            clean: r.is_clean(),
+            aborted: r.aborted.as_deref(),
+            first_error: r.first_error.as_deref(),
         }
     }
-    if in_str || !stack.is_empty() || closed_at.is_none() {
-        return Err("unterminated value".into());
+}
+
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ReportJson::from(self).serialize(s)
     }
-    Ok(keys)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn renders_nested_values() {
-        let j = Json::obj()
-            .with("a", 1u64)
-            .with("b", 2.5)
-            .with("c", "x\"y\\z\n\u{1}")
-            .with("d", None::<u64>)
-            .with("e", vec![1.0, 2.125, f64::NAN])
-            .with("f", Json::obj().with("g", true));
-        assert_eq!(
-            j.render(),
-            r#"{"a":1,"b":2.5,"c":"x\"y\\z\n\u0001","d":null,"e":[1,2.125,null],"f":{"g":true}}"#
-        );
-        assert_eq!(Json::Num(-0.0001).render(), "0");
-        assert_eq!(Json::Num(100.0).render(), "100");
+    #[derive(Serialize)]
+    struct Nums {
+        #[serde(serialize_with = "round3")]
+        a: f64,
+        #[serde(serialize_with = "round3")]
+        b: f64,
+        #[serde(serialize_with = "round3")]
+        c: f64,
+        #[serde(serialize_with = "round3")]
+        d: f64,
+        #[serde(serialize_with = "round3_opt")]
+        e: Option<f64>,
+        #[serde(serialize_with = "ratio")]
+        f: f64,
+        #[serde(serialize_with = "ratio")]
+        g: f64,
     }
 
     #[test]
-    fn the_shape_checker_finds_keys_and_faults() {
-        let keys = check_shape(r#"{"a":{"x":"}{"},"b":[1,{"y":2}],"c":"\""}"#).unwrap();
-        assert_eq!(keys, ["a", "b", "c"]);
-        assert!(check_shape(r#"{"a":1"#).is_err());
-        assert!(check_shape(r#"{"a":[1}"#).is_err());
-        assert!(check_shape(r#"{"a":"x}"#).is_err());
-        assert!(check_shape(r#"{}{}"#).is_err());
+    fn numbers_keep_the_reports_form() {
+        let n = Nums {
+            a: 100.0,
+            b: 2.12549,
+            c: f64::NAN,
+            d: -0.0001,
+            e: None,
+            f: 0.99999999,
+            g: 1.0,
+        };
+        assert_eq!(
+            serde_json::to_string(&n).unwrap(),
+            r#"{"a":100,"b":2.125,"c":null,"d":0,"e":null,"f":0.999999,"g":1}"#
+        );
     }
 }

@@ -2,25 +2,25 @@
 //! NATS, the tokio baseline). `ringcast bench ARGS` runs this binary too.
 //! Thin: parse the flags (`cli`), call the library.
 
-mod args;
 mod cli;
 
 use std::process::ExitCode;
 
+use cli::Failure;
+
 fn main() -> ExitCode {
-    let words: Vec<_> = std::env::args_os().skip(1).collect();
-    let result = match words.first().and_then(|w| w.to_str()) {
-        Some("-V" | "--version") => {
-            println!("ringcast-bench {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        _ => cli::run(words),
+    cli::forget_empty_env();
+    let invocation = match cli::parse(std::env::args_os()) {
+        Ok(invocation) => invocation,
+        // Help and --version too: printed to stdout, exit 0.
+        Err(e) => e.exit(),
     };
-    match result {
+    match cli::run(invocation) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("ringcast bench: {}", failure.message());
-            ExitCode::from(failure.exit_code() as u8)
+        Err(Failure::Usage(e)) => e.exit(),
+        Err(Failure::Failed(message)) => {
+            eprintln!("ringcast bench: {message}");
+            ExitCode::FAILURE
         }
     }
 }

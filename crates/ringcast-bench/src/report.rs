@@ -2,7 +2,6 @@
 
 use super::account::Deliveries;
 use super::hist::Summary;
-use super::json::Json;
 use super::{Params, Workload};
 
 /// Busy fraction of one core past which a generator process is flagged.
@@ -81,92 +80,9 @@ impl Report {
             && d.disconnects == 0
     }
 
-    fn summary_json(s: &Summary) -> Json {
-        Json::obj()
-            .with("count", s.count)
-            .with("min", s.min)
-            .with("p50", s.p50)
-            .with("p90", s.p90)
-            .with("p99", s.p99)
-            .with("p999", s.p999)
-            .with("max", s.max)
-            .with("mean", s.mean)
-    }
-
-    /// One JSON object on one line.
+    /// One JSON object on one line (see `json` for its form).
     pub fn to_json(&self) -> String {
-        let p = &self.params;
-        let steady = p.workload == Workload::Steady;
-        let params = Json::obj()
-            .with("workload", p.workload.name())
-            .with("proto", p.proto.name())
-            .with("target", self.target.as_str())
-            .with("embedded", self.embedded)
-            .with("subs", p.subs)
-            .with("topics", p.topics)
-            .with("rate", steady.then_some(p.rate))
-            .with("size", p.size)
-            .with(
-                "duration_s",
-                (steady && p.messages.is_none()).then_some(p.duration.as_secs_f64()),
-            )
-            .with("messages", steady.then(|| p.measured_count()))
-            .with("warmup", p.warmup_count())
-            .with("bursts", (!steady).then_some(p.bursts))
-            .with("gap_ms", (!steady).then_some(p.gap.as_secs_f64() * 1e3))
-            .with("rx_clock", p.rx_clock.name())
-            .with("procs", self.procs)
-            .with("source_ips", self.source_ips)
-            .with("cpus", p.cpus.clone())
-            .with("server_pid", p.server_pid)
-            .with("server_cores", self.embedded.then_some(p.server_cores));
-        let d = &self.deliveries;
-        let deliveries = Json::obj()
-            .with("expected", d.expected)
-            .with("received", d.received)
-            .with("ratio", Json::Num((d.ratio() * 1e6).floor() / 1e6))
-            .with("duplicates", d.duplicates)
-            .with("reordered", d.reordered)
-            .with("gaps", d.gaps)
-            .with("disconnects", d.disconnects)
-            .with("server_errors", d.server_errors)
-            .with("unstamped", d.unstamped)
-            .with("foreign_payloads", self.foreign_payloads)
-            .with("per_second", self.delivery_rate());
-        let machine = Json::obj()
-            .with("kernel", self.kernel.as_str())
-            .with("cpus", self.cpus)
-            .with("cpu_model", self.cpu_model.as_str());
-        Json::obj()
-            .with(
-                "tool",
-                format!("ringcast bench {}", env!("CARGO_PKG_VERSION")),
-            )
-            .with("date", self.date.as_str())
-            .with("machine", machine)
-            .with("params", params)
-            .with("published", self.published)
-            .with("publish_s", self.publish_s)
-            .with("max_publish_lag_us", self.max_publish_lag_us)
-            .with("deliveries", deliveries)
-            .with("latency_us", Self::summary_json(&self.latency))
-            .with(
-                "time_to_last_us",
-                self.time_to_last.as_ref().map(Self::summary_json),
-            )
-            .with("server_cpu_s", self.server_cpu_s)
-            .with(
-                "server_cpu_us_per_delivery",
-                self.server_cpu_us_per_delivery(),
-            )
-            .with("server_cpu_source", self.server_cpu_source.as_str())
-            .with("generator_cpu_s", self.generator_cpu_s)
-            .with("generator_busiest_core", self.generator_busiest)
-            .with("wall_s", self.wall_s)
-            .with("clean", self.is_clean())
-            .with("aborted", self.aborted.clone())
-            .with("first_error", self.first_error.clone())
-            .render()
+        serde_json::to_string(self).expect("a report serializes")
     }
 
     /// The human table.
@@ -365,7 +281,6 @@ pub fn iso8601_utc(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::json::check_shape;
     use super::*;
 
     fn sample(workload: Workload) -> Report {
@@ -414,44 +329,115 @@ mod tests {
         }
     }
 
+    /// The keys of each object, as `scripts/bench-compare.sh` and
+    /// `tests/bench_embedded.rs` read them.
     #[test]
-    fn json_is_well_formed_with_the_expected_keys() {
+    fn json_has_the_expected_fields() {
+        use serde_json::Value;
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |k: &[&str]| -> Vec<String> {
+            let mut k: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        let summary = sorted(&["count", "min", "p50", "p90", "p99", "p999", "max", "mean"]);
         for w in [Workload::Steady, Workload::Burst] {
             let r = sample(w);
             let text = r.to_json();
-            let keys = check_shape(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-            for k in [
-                "tool",
-                "date",
-                "machine",
-                "params",
-                "published",
-                "deliveries",
-                "latency_us",
-                "time_to_last_us",
-                "server_cpu_s",
-                "server_cpu_us_per_delivery",
-                "generator_cpu_s",
-                "wall_s",
-                "clean",
-            ] {
-                assert!(keys.iter().any(|x| x == k), "missing {k} in {text}");
+            assert!(!text.contains('\n'));
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!(
+                keys(&v),
+                sorted(&[
+                    "tool",
+                    "date",
+                    "machine",
+                    "params",
+                    "published",
+                    "publish_s",
+                    "max_publish_lag_us",
+                    "deliveries",
+                    "latency_us",
+                    "time_to_last_us",
+                    "server_cpu_s",
+                    "server_cpu_us_per_delivery",
+                    "server_cpu_source",
+                    "generator_cpu_s",
+                    "generator_busiest_core",
+                    "wall_s",
+                    "clean",
+                    "aborted",
+                    "first_error",
+                ])
+            );
+            assert_eq!(
+                keys(&v["machine"]),
+                sorted(&["kernel", "cpus", "cpu_model"])
+            );
+            assert_eq!(
+                keys(&v["params"]),
+                sorted(&[
+                    "workload",
+                    "proto",
+                    "target",
+                    "embedded",
+                    "subs",
+                    "topics",
+                    "rate",
+                    "size",
+                    "duration_s",
+                    "messages",
+                    "warmup",
+                    "bursts",
+                    "gap_ms",
+                    "rx_clock",
+                    "procs",
+                    "source_ips",
+                    "cpus",
+                    "server_pid",
+                    "server_cores",
+                ])
+            );
+            assert_eq!(
+                keys(&v["deliveries"]),
+                sorted(&[
+                    "expected",
+                    "received",
+                    "ratio",
+                    "duplicates",
+                    "reordered",
+                    "gaps",
+                    "disconnects",
+                    "server_errors",
+                    "unstamped",
+                    "foreign_payloads",
+                    "per_second",
+                ])
+            );
+            assert_eq!(keys(&v["latency_us"]), summary);
+            assert_eq!(v["time_to_last_us"].is_null(), w == Workload::Steady);
+            if w == Workload::Burst {
+                assert_eq!(keys(&v["time_to_last_us"]), summary);
+                assert!(v["params"]["rate"].is_null() && v["params"]["bursts"] == 100);
+            } else {
+                assert!(v["params"]["bursts"].is_null() && v["params"]["rate"] == 100);
             }
+            assert_eq!(v["first_error"], "a \"quoted\"\nerror");
+            assert_eq!(v["aborted"], Value::Null);
+            assert_eq!(v["clean"], true);
             for inner in [
                 "\"ratio\":1,",
                 "\"p50\":50,",
                 "\"p999\":99.9,",
                 "\"kernel\":\"6.18.0\"",
                 "\"server_cpu_us_per_delivery\":3,",
-                "\"first_error\":\"a \\\"quoted\\\"\\nerror\"",
             ] {
                 assert!(text.contains(inner), "missing {inner} in {text}");
             }
-            assert_eq!(
-                text.contains("\"time_to_last_us\":null"),
-                w == Workload::Steady
-            );
-            assert!(!text.contains('\n'));
         }
     }
 

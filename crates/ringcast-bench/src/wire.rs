@@ -16,7 +16,7 @@
 //! ```
 
 use super::ws;
-use ringcast_proto::native::{self as proto, ClientFrame, Decoded, ServerFrame};
+use ringcast_proto::native::{self as proto, ClientFrame, DataView, Decoded, ServerFrame};
 
 /// Bytes of the generator's header in every payload (and so the least `--size`).
 pub const PAYLOAD_HEADER: usize = 16;
@@ -202,18 +202,15 @@ impl Proto {
     pub fn data_prefix(self, buf: &[u8]) -> Option<Prefix> {
         match self {
             Proto::Ringcast => {
-                let fixed = buf.get(..proto::DATA_HEADER_LEN)?;
-                let u16_at = |i: usize| usize::from(u16::from_le_bytes([fixed[i], fixed[i + 1]]));
-                let len = u32::from_le_bytes(fixed[..4].try_into().ok()?) as usize;
-                if fixed[4] != proto::Kind::Data as u8 {
-                    return None;
-                }
-                let head = proto::DATA_HEADER_LEN + u16_at(6);
-                let total = proto::LEN_PREFIX + len;
-                (total >= head && buf.len() >= head).then_some(Prefix {
-                    seq: Some(u64::from_le_bytes(fixed[8..16].try_into().ok()?)),
-                    head,
-                    total,
+                // DATA with its whole header and topic, under a `len` that covers them.
+                let data = DataView::new(buf)?;
+                // The frame's size is its `len` prefix, common to every kind
+                // (DataView only sees the bytes present).
+                let len = u32::from_le_bytes(buf[..proto::LEN_PREFIX].try_into().ok()?);
+                Some(Prefix {
+                    seq: Some(data.seq()),
+                    head: proto::DATA_HEADER_LEN + data.topic().len(),
+                    total: proto::LEN_PREFIX + usize::try_from(len).ok()?,
                 })
             }
             Proto::RingcastWs => ws::data_prefix(buf),

@@ -6,6 +6,11 @@
 //! [`Client::publish`] is fire and forget, like the protocol. Incoming DATA
 //! frames are read with [`Client::next_message`].
 //!
+//! With the `tokio` feature (off by default), `AsyncClient` is the same client
+//! for tokio, over `tokio::net::TcpStream` with payloads as `bytes::Bytes`; it
+//! splits into an `AsyncReader` and an `AsyncWriter` for a task that reads
+//! while others publish. See the `async_client` module.
+//!
 //! ```no_run
 //! use ringcast_client::{Client, ClientError};
 //!
@@ -51,6 +56,14 @@ use std::time::Duration;
 use ringcast_proto::native::{
     self as proto, ClientFrame, Decoded, ErrorCode, ProtoError, ServerFrame, MAX_PING_PAYLOAD,
 };
+
+#[cfg(feature = "tokio")]
+pub mod async_client;
+#[cfg(feature = "tokio")]
+pub use async_client::{AsyncClient, AsyncFrame, AsyncMessage, AsyncReader, AsyncWriter};
+/// The `bytes` crate, whose `Bytes` the async client's payloads are.
+#[cfg(feature = "tokio")]
+pub use bytes;
 
 /// Largest frame the client accepts by default (16 MiB), compared with the `len` field.
 ///

@@ -4,9 +4,16 @@
 //! answers [`Parsed::Incomplete`] for every strict prefix of a valid head, a
 //! borrowed [`Request`] once the blank line has arrived, or an [`HttpError`]
 //! carrying the status to answer with. Each complete line is checked as soon
-//! as it is in the buffer, so garbage is refused without waiting for the limit.
-//! Calling it again on a grown buffer rescans from the start: the cost is
-//! linear in the head, which `max` bounds.
+//! as it is in the buffer, so garbage is refused without waiting for the limit;
+//! the first line that breaks a rule decides the status. Calling it again on a
+//! grown buffer rescans from the start: the cost is linear in the head, which
+//! `max` bounds.
+//!
+//! [`httparse`] tokenises the complete lines; the rules it does not enforce are
+//! checked here: it takes a bare LF for a line end and skips empty lines before
+//! the request line, its request targets may hold `#` and non-ASCII bytes, it
+//! refuses every version but 1.0 and 1.1 alike, and it knows nothing of
+//! `Host`, `Content-Length` or bodies.
 //!
 //! What is refused, and with which status:
 //! - 400: a line not ended by CRLF (bare LF or a stray CR), a malformed request
@@ -24,6 +31,8 @@
 //! Responses always close the connection and forbid caching.
 
 use std::io::Write as _;
+
+use httparse::Status;
 
 /// The most header lines a request may carry; one more is 431.
 pub const MAX_HEADERS: usize = 64;
@@ -118,24 +127,34 @@ impl HttpError {
 /// 431. See the module documentation for every other refusal. Only CRLF ends
 /// a line. Bytes after the head are left alone (`consumed` says where it ends).
 pub fn parse(buf: &[u8], max: usize) -> Result<Parsed<'_>, HttpError> {
-    let mut lines = Lines::new(&buf[..buf.len().min(max)]);
-    let Some(first) = lines.next()? else {
-        return incomplete(buf, max);
+    let (lines, line_error) = crlf_lines(&buf[..buf.len().min(max)]);
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let status = match req.parse(lines) {
+        Ok(status) => status,
+        Err(httparse::Error::Version) => return Err(version_error(lines, &req)),
+        Err(e) => return Err(refusal(e, "malformed request line")),
     };
-    let start = request_line(first)?;
-    let Some(headers) = header_block(&mut lines)? else {
-        return incomplete(buf, max);
+    // Once the request line is in `lines`, httparse has refused it or read all three parts.
+    let (Some(method), Some(target), Some(version_minor)) = (req.method, req.path, req.version)
+    else {
+        return line_error.map_or_else(|| incomplete(buf, max), Err);
     };
-    check_framing(start.version_minor, &headers)?;
+    let (path, query) = split_target(method, target)?;
+    let Status::Complete(consumed) = status else {
+        return line_error.map_or_else(|| incomplete(buf, max), Err);
+    };
+    let headers = Headers(req.headers.iter().map(|h| (h.name, h.value)).collect());
+    check_framing(version_minor, &headers)?;
     Ok(Parsed::Complete {
         request: Request {
-            method: start.method,
-            path: start.path,
-            query: start.query,
-            version_minor: start.version_minor,
+            method,
+            path,
+            query,
+            version_minor,
             headers,
         },
-        consumed: lines.pos,
+        consumed,
     })
 }
 
@@ -148,48 +167,57 @@ fn incomplete(buf: &[u8], max: usize) -> Result<Parsed<'_>, HttpError> {
     }
 }
 
-/// The parts of a request line.
-struct RequestLine<'a> {
-    method: &'a str,
-    path: &'a str,
-    query: &'a str,
-    version_minor: u8,
-}
-
-/// `method SP request-target SP HTTP-version`, exactly one space each.
-fn request_line(line: &[u8]) -> Result<RequestLine<'_>, HttpError> {
-    let bad_line = HttpError::bad("malformed request line");
-    let first = line.iter().position(|&b| b == b' ').ok_or(bad_line)?;
-    let last = line.iter().rposition(|&b| b == b' ').ok_or(bad_line)?;
-    if first == last {
-        return Err(bad_line);
+/// The start of `buf` that httparse may see: its complete lines, each ended by
+/// CRLF and holding no other CR, up to the first line that breaks this rule (its
+/// error is returned too) and through the blank line that ends the head. An
+/// empty first line is refused as well (httparse would skip it).
+fn crlf_lines(buf: &[u8]) -> (&[u8], Option<HttpError>) {
+    let mut end = 0;
+    for line in buf.split_inclusive(|&b| b == b'\n') {
+        let error = match line.strip_suffix(b"\r\n") {
+            None if !line.ends_with(b"\n") => None, // the last line, still arriving
+            None => Some(HttpError::bad("line not ended by CRLF")),
+            Some(text) if text.contains(&b'\r') => Some(HttpError::bad("stray CR in a line")),
+            Some([]) if end == 0 => Some(HttpError::bad("empty line before the start line")),
+            Some(text) => {
+                end += line.len();
+                if text.is_empty() {
+                    break;
+                }
+                continue;
+            }
+        };
+        return (&buf[..end], error);
     }
-    let method = token(&line[..first]).ok_or(HttpError::bad("method is not a token"))?;
-    let version_minor = version(&line[last + 1..])?;
-    let (path, query) = target(method, &line[first + 1..last])?;
-    Ok(RequestLine {
-        method,
-        path,
-        query,
-        version_minor,
-    })
+    (&buf[..end], None)
 }
 
-/// `HTTP/1.0` or `HTTP/1.1` → the minor version; another `HTTP/d.d` is 505.
-fn version(v: &[u8]) -> Result<u8, HttpError> {
-    match v {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+/// The status for an httparse error; `start_line` is the reason when the
+/// error lies in the request or status line.
+fn refusal(e: httparse::Error, start_line: &'static str) -> HttpError {
+    match e {
+        httparse::Error::HeaderName => {
+            HttpError::bad("header name is not a token (or no colon, or an obsolete folding)")
+        }
+        httparse::Error::HeaderValue => HttpError::bad("control character in a header value"),
+        httparse::Error::TooManyHeaders => HttpError::new(431, "too many header lines"),
+        _ => HttpError::bad(start_line),
+    }
+}
+
+/// httparse refuses every version but HTTP/1.0 and HTTP/1.1 alike, after
+/// reading the method and target: a well-formed `HTTP/d.d` as the rest of the
+/// request line is 505, anything else 400.
+fn version_error(lines: &[u8], req: &httparse::Request<'_, '_>) -> HttpError {
+    let request_line = lines.split(|&b| b == b'\r').next().unwrap_or_default();
+    let version_at = req.method.map_or(0, str::len) + 1 + req.path.map_or(0, str::len) + 1;
+    match request_line.get(version_at..) {
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            match (major, minor) {
-                (b'1', b'0' | b'1') => Ok(minor - b'0'),
-                _ => Err(HttpError::new(
-                    505,
-                    "only HTTP/1.0 and HTTP/1.1 are supported",
-                )),
-            }
+            HttpError::new(505, "only HTTP/1.0 and HTTP/1.1 are supported")
         }
-        _ => Err(HttpError::bad("malformed HTTP version")),
+        _ => HttpError::bad("malformed HTTP version"),
     }
 }
 
@@ -198,12 +226,11 @@ fn version(v: &[u8]) -> Result<u8, HttpError> {
 /// Origin-form (`/p?q`), absolute-form (`http://host/p?q`, http or https,
 /// scheme case-insensitive) and, for `OPTIONS` only, asterisk-form (`*`).
 /// Every byte must be visible ASCII; a fragment (`#`) is refused.
-fn target<'a>(method: &str, t: &'a [u8]) -> Result<(&'a str, &'a str), HttpError> {
+fn split_target<'a>(method: &str, t: &'a str) -> Result<(&'a str, &'a str), HttpError> {
     let bad = HttpError::bad("malformed request target");
-    if t.is_empty() || t.iter().any(|&b| !(0x21..=0x7E).contains(&b) || b == b'#') {
+    if t.is_empty() || t.bytes().any(|b| !(0x21..=0x7E).contains(&b) || b == b'#') {
         return Err(bad);
     }
-    let t = std::str::from_utf8(t).map_err(|_| bad)?;
     if t == "*" {
         return if method == "OPTIONS" {
             Ok(("*", ""))
@@ -234,40 +261,6 @@ fn strip_scheme_and_authority(t: &str) -> Option<&str> {
         return None;
     }
     Some(&rest[authority_end..])
-}
-
-/// Header lines through the blank line; `None` when the blank line has not arrived.
-fn header_block<'a>(lines: &mut Lines<'a>) -> Result<Option<Headers<'a>>, HttpError> {
-    let mut headers = Headers::default();
-    loop {
-        let Some(line) = lines.next()? else {
-            return Ok(None);
-        };
-        if line.is_empty() {
-            return Ok(Some(headers));
-        }
-        if headers.0.len() == MAX_HEADERS {
-            return Err(HttpError::new(431, "too many header lines"));
-        }
-        headers.0.push(header_line(line)?);
-    }
-}
-
-/// `name ":" OWS value OWS` → (name, trimmed value).
-fn header_line(line: &[u8]) -> Result<(&str, &[u8]), HttpError> {
-    if matches!(line.first(), Some(b' ' | b'\t')) {
-        return Err(HttpError::bad("obsolete header line folding"));
-    }
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(HttpError::bad("header line without a colon"))?;
-    let name = token(&line[..colon]).ok_or(HttpError::bad("header name is not a token"))?;
-    let value = trim(&line[colon + 1..]);
-    if value.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7F)) {
-        return Err(HttpError::bad("control character in a header value"));
-    }
-    Ok((name, value))
 }
 
 /// Refuses bodies and checks `Host` (RFC 9112 §3.2, §6).
@@ -308,60 +301,9 @@ impl<'a> Headers<'a> {
     pub(crate) fn tokens<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
         self.values(name)
             .flat_map(|v| v.split(|&b| b == b','))
-            .map(trim)
+            .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty())
     }
-}
-
-/// Complete lines of a buffer, each without its CRLF.
-struct Lines<'a> {
-    buf: &'a [u8],
-    /// Start of the next line; everything before it has been returned.
-    pos: usize,
-}
-
-impl<'a> Lines<'a> {
-    fn new(buf: &'a [u8]) -> Lines<'a> {
-        Lines { buf, pos: 0 }
-    }
-
-    /// The next line, `None` when its LF has not arrived; 400 for a line that
-    /// does not end in CRLF or holds a CR elsewhere.
-    fn next(&mut self) -> Result<Option<&'a [u8]>, HttpError> {
-        let rest = &self.buf[self.pos..];
-        let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-            return Ok(None);
-        };
-        let line = match rest[..lf].split_last() {
-            Some((b'\r', line)) => line,
-            _ => return Err(HttpError::bad("line not ended by CRLF")),
-        };
-        if line.contains(&b'\r') {
-            return Err(HttpError::bad("stray CR in a line"));
-        }
-        self.pos += lf + 1;
-        Ok(Some(line))
-    }
-}
-
-/// `s` as `&str` when it is a non-empty token (RFC 9110 §5.6.2).
-fn token(s: &[u8]) -> Option<&str> {
-    if s.is_empty() || !s.iter().all(|&b| is_tchar(b)) {
-        return None;
-    }
-    std::str::from_utf8(s).ok()
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// `s` without leading and trailing spaces and tabs.
-fn trim(s: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = s.iter().position(|b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ows(b)).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 /// A response head read by a client (the WebSocket handshake's 101).
@@ -383,35 +325,21 @@ pub(crate) fn parse_response(
     buf: &[u8],
     max: usize,
 ) -> Result<Option<ResponseHead<'_>>, HttpError> {
-    let mut lines = Lines::new(&buf[..buf.len().min(max)]);
-    let Some(status_line) = lines.next()? else {
-        return incomplete(buf, max).map(|_| None);
-    };
-    let status = status_code(status_line)?;
-    let Some(headers) = header_block(&mut lines)? else {
-        return incomplete(buf, max).map(|_| None);
+    let (lines, line_error) = crlf_lines(&buf[..buf.len().min(max)]);
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let status = resp
+        .parse(lines)
+        .map_err(|e| refusal(e, "malformed status line"))?;
+    let (Status::Complete(consumed), Some(code)) = (status, resp.code) else {
+        return line_error.map_or_else(|| incomplete(buf, max).map(|_| None), Err);
     };
     Ok(Some(ResponseHead {
-        status_line,
-        status,
-        headers,
-        consumed: lines.pos,
+        status_line: lines.split(|&b| b == b'\r').next().unwrap_or_default(),
+        status: code,
+        headers: Headers(resp.headers.iter().map(|h| (h.name, h.value)).collect()),
+        consumed,
     }))
-}
-
-/// The status of `HTTP/1.x SSS[ reason]`.
-fn status_code(line: &[u8]) -> Result<u16, HttpError> {
-    let bad = HttpError::bad("malformed status line");
-    if line.len() < 12 || !matches!(&line[..9], b"HTTP/1.0 " | b"HTTP/1.1 ") {
-        return Err(bad);
-    }
-    let digits = &line[9..12];
-    if !digits.iter().all(u8::is_ascii_digit) || !matches!(line.get(12), None | Some(b' ')) {
-        return Err(bad);
-    }
-    Ok(digits
-        .iter()
-        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
 }
 
 /// A complete response that closes the connection: status line, optional

@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 use ringcast_proto::native::{
     data_frame_len, decode_client, decode_server, encode_data, patch_data_seq, patch_data_ts,
-    validate_topic, ClientFrame, Decoded, ErrorCode, Kind, ProtoError, ServerFrame,
-    DATA_HEADER_LEN, DEFAULT_MAX_FRAME, HEADER_LEN, MAX_PING_PAYLOAD, MAX_TOPIC_LEN,
+    validate_topic, ClientFrame, DataView, DataViewMut, Decoded, ErrorCode, Kind, ProtoError,
+    ServerFrame, DATA_HEADER_LEN, DEFAULT_MAX_FRAME, HEADER_LEN, MAX_PING_PAYLOAD, MAX_TOPIC_LEN,
 };
 
 const MAX: u32 = DEFAULT_MAX_FRAME;
@@ -337,6 +337,58 @@ proptest! {
     #[test]
     fn valid_topics_validate(t in topic()) {
         prop_assert_eq!(validate_topic(t.as_bytes()), Ok(t.as_str()));
+    }
+
+    #[test]
+    fn data_view_agrees_with_decode_server(
+        seq in any::<u64>(), ts in any::<u64>(), t in topic(), p in payload(600),
+        tail in payload(40), seq2 in any::<u64>(), ts2 in any::<u64>(),
+    ) {
+        let mut buf = encode_server(&ServerFrame::Data { seq, ts_ns: ts, topic: &t, payload: &p });
+        let n = buf.len();
+        buf.extend_from_slice(&tail);
+        let Ok(Decoded::Frame { frame: ServerFrame::Data { seq: s, ts_ns, topic, payload }, .. }) =
+            decode_server(&buf, MAX)
+        else {
+            return Err(TestCaseError::fail("DATA frame did not decode"));
+        };
+        let v = DataView::new(&buf).expect("a DATA frame");
+        prop_assert_eq!((v.seq(), v.ts_ns(), v.topic(), v.payload()), (s, ts_ns, topic.as_bytes(), payload));
+        // A frame cut short: a view once the topic is in, showing the payload bytes present.
+        let topic_end = DATA_HEADER_LEN + t.len();
+        for cut in [0, HEADER_LEN, DATA_HEADER_LEN, topic_end - 1, topic_end, (topic_end + n) / 2, n - 1] {
+            let v = DataView::new(&buf[..cut]);
+            prop_assert_eq!(v.is_some(), cut >= topic_end, "cut {}", cut);
+            if let Some(v) = v {
+                prop_assert_eq!((v.seq(), v.topic(), v.payload()), (seq, t.as_bytes(), &p[..cut - topic_end]));
+            }
+        }
+        let mut m = DataViewMut::new(&mut buf).expect("a DATA frame");
+        m.set_seq(seq2);
+        m.set_ts_ns(ts2);
+        prop_assert_eq!(
+            decode_server(&buf, MAX),
+            Ok(Decoded::Frame {
+                frame: ServerFrame::Data { seq: seq2, ts_ns: ts2, topic: &t, payload: &p },
+                consumed: n,
+            })
+        );
+    }
+
+    #[test]
+    fn data_view_agrees_on_frame_like_bytes(bytes in frame_like_bytes()) {
+        let v = DataView::new(&bytes);
+        // Never panics, and never reads past the frame or the buffer.
+        if let Some(v) = v {
+            prop_assert!(DATA_HEADER_LEN + v.topic().len() + v.payload().len() <= bytes.len());
+            let _ = (v.seq(), v.ts_ns());
+        }
+        if let Ok(Decoded::Frame { frame: ServerFrame::Data { seq, ts_ns, topic, payload }, .. }) =
+            decode_server(&bytes, u32::MAX)
+        {
+            let v = v.expect("decode_server found DATA");
+            prop_assert_eq!((v.seq(), v.ts_ns(), v.topic(), v.payload()), (seq, ts_ns, topic.as_bytes(), payload));
+        }
     }
 }
 

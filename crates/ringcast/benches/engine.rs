@@ -93,6 +93,12 @@ fn send_batch(c: &mut Criterion) {
     let mut conns: Vec<Conn> = (0..SUBSCRIBERS)
         .map(|_| Conn::new(-1, 0, ringcast::internals::Wire::Tcp))
         .collect();
+    // The iovecs one send is laid out in (the driver's, per connection).
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; ringcast::internals::MAX_IOV];
+    let mut owed = 0usize;
     let mut group = c.benchmark_group("send_batch");
     group.throughput(Throughput::Elements(SUBSCRIBERS as u64));
     group.bench_function(BenchmarkId::new("subscribers", SUBSCRIBERS), |b| {
@@ -101,18 +107,18 @@ fn send_batch(c: &mut Criterion) {
             seq += 1;
             let frame = new_frame(&pool, &mut arena, &payload, seq);
             for conn in conns.iter_mut() {
-                conn.push(pool.share(&frame));
+                conn.push(pool.share(&frame), &mut owed);
             }
             arena.release(&pool, frame);
             let mut total = 0usize;
             for conn in conns.iter_mut() {
-                let (iovs, bytes, registered) = conn.prepare_send();
-                black_box((iovs, registered, &conn.send_buf.msg));
+                let (iovs, bytes, registered) = conn.prepare_send(&mut iov);
+                black_box((iovs, registered, &iov));
                 total += bytes;
             }
             for conn in conns.iter_mut() {
                 let sent = conn.in_flight_bytes;
-                let short = conn.complete_send(&pool, &mut arena, sent);
+                let short = conn.complete_send(&pool, &mut arena, &mut owed, sent);
                 debug_assert!(!short);
             }
             total

@@ -1,5 +1,6 @@
 pub mod config;
-mod conn;
+mod core;
+mod front;
 pub mod http;
 mod mailbox;
 mod pool;
@@ -20,7 +21,7 @@ pub use ringcast_proto::ws;
 /// only. Not a stable API: anything here may change or vanish in any release.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::conn::{Conn, Wire};
+    pub use crate::core::{Conn, Wire, MAX_IOV};
     pub use crate::mailbox::{channel, Consumer, Producer};
     pub use crate::pool::{Arena, FrameRef, Pool};
 }

@@ -9,8 +9,14 @@
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// A reactor's "about to sleep in the kernel" flag, on its own cache line.
+/// A producer that pushes and finds the consumer's flag set clears it and
+/// wakes that reactor (MSG_RING); a busy reactor is never interrupted.
+#[repr(align(64))]
+pub(crate) struct Parked(pub AtomicBool);
 
 #[repr(align(64))]
 struct Padded(AtomicUsize);

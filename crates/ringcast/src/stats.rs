@@ -1,5 +1,18 @@
+#![forbid(unsafe_code)]
 //! Engine counters: one block per reactor, written only by its reactor with
 //! relaxed atomics (no shared cache line on the hot path), summed on read.
+//!
+//! Every plain counter and gauge, and every family with one sample per
+//! slot (by transport, by reason, by code, by class), is declared once, in
+//! the `stats_table!` invocation below: that one line gives the
+//! [`CoreStats`] field, the [`Stats`] field, the summing and the
+//! Prometheus family (`http::metrics` renders whatever the table lists).
+//! Only the per-reactor figures and the latency histogram are written by
+//! hand, here and in `http::metrics`.
+//!
+//! Adding a counter: one entry in `per_core` (a doc comment whose first
+//! paragraph is the HELP text, then `counter name => "ringcast_name_total";`),
+//! then `st.name.fetch_add(1, Ordering::Relaxed)` where it happens.
 
 use crate::proto::ErrorCode;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -29,6 +42,12 @@ pub const LATENCY_BUCKETS_NS: [u64; 16] = [
 /// Slots of the per-code error counters (index = code; 0 unused).
 pub const ERROR_SLOTS: usize = 10;
 
+/// Label values of the error codes, by slot (slot 0 is not exposed).
+const ERROR_CODES: [&str; ERROR_SLOTS] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+/// Label values of the HTTP response classes, by slot.
+const HTTP_CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
+
 /// How a connection talks to the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -52,6 +71,11 @@ impl Transport {
             Transport::WebSocket => "websocket",
             Transport::Http => "http",
         }
+    }
+
+    /// The label value of slot `i` of a by-transport array.
+    fn label_at(i: usize) -> Option<&'static str> {
+        Self::ALL.get(i).map(|t| t.label())
     }
 }
 
@@ -95,56 +119,321 @@ impl CutReason {
             CutReason::InputMemory => "input_memory",
         }
     }
+
+    /// The label value of slot `i` of a by-reason array.
+    fn label_at(i: usize) -> Option<&'static str> {
+        Self::ALL.get(i).map(|r| r.label())
+    }
 }
 
-/// One reactor's counters and gauges.
-#[derive(Default)]
-#[repr(align(64))]
-pub struct CoreStats {
-    pub publishes: AtomicU64,
-    pub encodes: AtomicU64,
-    pub deliveries: AtomicU64,
-    pub sends: AtomicU64,
-    pub frames_sent: AtomicU64,
-    pub short_sends: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub accepted: AtomicU64,
-    pub closed: AtomicU64,
-    pub refused: AtomicU64,
-    pub accept_errors: AtomicU64,
-    pub recv_nobufs: AtomicU64,
-    pub slow_consumers: AtomicU64,
-    /// ERROR frames sent, by code (index = code).
-    pub errors: [AtomicU64; ERROR_SLOTS],
-    /// Open connections by [`Transport`] (gauge; may dip below zero
-    /// transiently per core when a connection changes transport, never in sum).
-    pub connections: [AtomicI64; 3],
-    /// Subscriptions held by this core's connections (gauge).
-    pub subscriptions: AtomicI64,
-    /// Bytes queued for this core's connections and not yet sent (gauge).
-    pub backlog_bytes: AtomicI64,
-    /// Connections cut off by the engine, by [`CutReason`].
-    pub cuts: [AtomicU64; CutReason::ALL.len()],
-    /// Topics created (a first subscriber) and reclaimed (no subscriber left).
-    pub topics_created: AtomicU64,
-    pub topics_reclaimed: AtomicU64,
-    /// Connections accepted only to be closed at once because the process
-    /// ran out of file descriptors (the reserved-descriptor trick).
-    pub fd_shed: AtomicU64,
-    /// WebSocket handshakes completed / refused with an HTTP error.
-    pub ws_upgrades: AtomicU64,
-    pub ws_rejected: AtomicU64,
-    /// HTTP requests answered (not counting upgrades), by class: 2xx, 4xx, 5xx.
-    pub http_responses: [AtomicU64; 3],
-    /// Loop iterations and the nanoseconds spent outside the kernel wait.
-    pub loops: AtomicU64,
-    pub busy_ns: AtomicU64,
-    /// Publish accepted (its ts_ns) → the send carrying it submitted, per
-    /// send whose first new frame is a DATA frame: bucket counts (not
-    /// cumulative), then sum and count.
-    pub latency_buckets: [AtomicU64; LATENCY_BUCKETS_NS.len() + 1],
-    pub latency_sum_ns: AtomicU64,
-    pub latency_count: AtomicU64,
+fn error_code_at(i: usize) -> Option<&'static str> {
+    ERROR_CODES.get(i).copied().filter(|_| i != 0)
+}
+
+fn http_class_at(i: usize) -> Option<&'static str> {
+    HTTP_CLASSES.get(i).copied()
+}
+
+/// A metric family's TYPE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A metric family as exposed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Family {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Its documentation; the first paragraph, its lines joined by single
+    /// spaces, is the HELP line.
+    pub doc: &'static str,
+}
+
+/// The samples of a table family in a [`Stats`] snapshot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Samples<'a> {
+    /// A single unlabelled sample.
+    One(u64),
+    /// One sample per slot, labelled `key="label_at(slot)"`; a slot without
+    /// a label value is not exposed.
+    Slots {
+        key: &'static str,
+        label_at: fn(usize) -> Option<&'static str>,
+        values: &'a [u64],
+    },
+}
+
+/// The type of a [`CoreStats`] field of a table entry.
+macro_rules! core_cell {
+    (counter) => {
+        AtomicU64
+    };
+    (gauge) => {
+        AtomicI64
+    };
+    ($kind:ident [$len:expr]) => {
+        [core_cell!($kind); $len]
+    };
+}
+
+/// The type of a [`Stats`] field of a table entry.
+macro_rules! snapshot_value {
+    () => {
+        u64
+    };
+    ([$len:expr]) => {
+        [u64; $len]
+    };
+}
+
+macro_rules! kind {
+    (counter) => {
+        Kind::Counter
+    };
+    (gauge) => {
+        Kind::Gauge
+    };
+}
+
+macro_rules! samples {
+    ($v:expr;) => {
+        Samples::One($v)
+    };
+    ($v:expr; $key:ident = $label_at:path) => {
+        Samples::Slots {
+            key: stringify!($key),
+            label_at: $label_at,
+            values: &$v,
+        }
+    };
+}
+
+/// Generates [`CoreStats`] and [`Stats`] (the table's fields, then the
+/// hand-written ones given with the struct), `Stats::sum_cores` and
+/// `Stats::families`. An entry is
+///
+/// ```text
+/// /// HELP text, wrapped freely.
+/// ///
+/// /// More documentation (rustdoc only).
+/// kind field[slots] by label = label_at => "metric_name";
+/// ```
+///
+/// `kind` is `counter` (AtomicU64 per core, summed) or `gauge` (AtomicI64
+/// per core, summed and clamped at 0); `[slots] by label = label_at` is
+/// optional and makes an array with one sample per slot, labelled
+/// `label="label_at(slot)"` (`fn(usize) -> Option<&'static str>`; `None`:
+/// slot not exposed). The doc comment is required: it documents both
+/// fields and its first paragraph is the HELP line. `per_core` entries have
+/// a [`CoreStats`] field; `engine` entries only a [`Stats`] field, set by
+/// `Stats::sum` from its argument of the same name.
+macro_rules! stats_table {
+    (
+        $(#[$core_meta:meta])*
+        pub struct CoreStats { $($core_extra:tt)* }
+
+        $(#[$snap_meta:meta])*
+        pub struct Stats { $($snap_extra:tt)* }
+
+        per_core {$(
+            $(#[doc = $doc:literal])+
+            $kind:ident $field:ident $([$len:expr] by $key:ident = $label_at:path)? => $name:literal;
+        )*}
+
+        engine {$(
+            $(#[doc = $edoc:literal])+
+            $ekind:ident $efield:ident $([$elen:expr] by $ekey:ident = $elabel_at:path)? => $ename:literal;
+        )*}
+    ) => {
+        $(#[$core_meta])*
+        pub struct CoreStats {
+            $(
+                $(#[doc = $doc])*
+                #[doc = ""]
+                #[doc = concat!(
+                    "This reactor's part of [`Stats::", stringify!($field), "`]."
+                )]
+                pub $field: core_cell!($kind $([$len])?),
+            )*
+            $($core_extra)*
+        }
+
+        $(#[$snap_meta])*
+        pub struct Stats {
+            $(
+                $(#[doc = $doc])*
+                #[doc = ""]
+                #[doc = concat!("Exposed as `", $name, "` (", stringify!($kind), ").")]
+                pub $field: snapshot_value!($([$len])?),
+            )*
+            $(
+                $(#[doc = $edoc])*
+                #[doc = ""]
+                #[doc = concat!("Exposed as `", $ename, "` (", stringify!($ekind), ").")]
+                pub $efield: snapshot_value!($([$elen])?),
+            )*
+            $($snap_extra)*
+        }
+
+        impl Stats {
+            /// Sets the `per_core` fields of the table to their sums over `cores`.
+            fn sum_cores(&mut self, cores: &[CoreStats]) {
+                $( self.$field = Cell::total(cores, |c| &c.$field); )*
+            }
+
+            /// The table's families and their samples, in table order.
+            pub(crate) fn families(&self) -> impl Iterator<Item = (Family, Samples<'_>)> {
+                [
+                    $((
+                        Family {
+                            name: $name,
+                            kind: kind!($kind),
+                            doc: concat!($($doc, "\n"),*),
+                        },
+                        samples!(self.$field; $($key = $label_at)?),
+                    ),)*
+                    $((
+                        Family {
+                            name: $ename,
+                            kind: kind!($ekind),
+                            doc: concat!($($edoc, "\n"),*),
+                        },
+                        samples!(self.$efield; $($ekey = $elabel_at)?),
+                    ),)*
+                ]
+                .into_iter()
+            }
+        }
+    };
+}
+
+stats_table! {
+    /// One reactor's counters and gauges.
+    #[derive(Default)]
+    #[repr(align(64))]
+    pub struct CoreStats {
+        /// Receives that completed with ENOBUFS (no provided buffer left; the
+        /// receive is re-armed). Per core only: not summed, not exposed.
+        pub recv_nobufs: AtomicU64,
+        /// Loop iterations since start.
+        pub loops: AtomicU64,
+        /// Nanoseconds spent outside the kernel wait.
+        pub busy_ns: AtomicU64,
+        /// Publish accepted (its ts_ns) → the send carrying it submitted, per
+        /// send whose first new frame is a DATA frame: bucket counts (not
+        /// cumulative), then sum and count.
+        pub latency_buckets: [AtomicU64; LATENCY_BUCKETS_NS.len() + 1],
+        /// Sum of the latency samples, nanoseconds.
+        pub latency_sum_ns: AtomicU64,
+        /// Number of latency samples.
+        pub latency_count: AtomicU64,
+    }
+
+    /// A snapshot of the whole engine's counters.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct Stats {
+        /// Per reactor, in reactor order.
+        pub cores: Vec<CoreSnapshot>,
+        /// Publish → send-submitted latency: counts per bucket of
+        /// [`LATENCY_BUCKETS_NS`] plus a last +Inf bucket (not cumulative).
+        pub latency_buckets: Vec<u64>,
+        /// Sum of the latency samples, nanoseconds.
+        pub latency_sum_ns: u64,
+        /// Number of latency samples.
+        pub latency_count: u64,
+    }
+
+    per_core {
+        /// Open connections by transport (http: not upgraded to WebSocket).
+        ///
+        /// Index: [`Transport`] as usize. Per core a slot may dip below zero
+        /// when a connection changes transport (on its own core); never in
+        /// the sum.
+        gauge connections[Transport::ALL.len()] by transport = Transport::label_at
+            => "ringcast_connections";
+        /// Connections accepted.
+        counter accepted => "ringcast_connections_accepted_total";
+        /// Connections closed.
+        counter closed => "ringcast_connections_closed_total";
+        /// Connections refused at the connection limit.
+        counter refused => "ringcast_connections_refused_total";
+        /// Accepts that failed in the kernel (EMFILE, ENFILE, ENOMEM, ...).
+        ///
+        /// Cancelled accepts are not counted.
+        counter accept_errors => "ringcast_accept_errors_total";
+        /// Connections accepted and closed at once because the process was out
+        /// of file descriptors.
+        ///
+        /// Shed with the reserved-descriptor trick.
+        counter fd_shed => "ringcast_connections_shed_total";
+        /// Subscribers cut off for passing the backlog limit.
+        counter slow_consumers => "ringcast_slow_consumers_total";
+        /// Subscriptions held, all connections.
+        gauge subscriptions => "ringcast_subscriptions";
+        /// Topics created by a first subscriber.
+        counter topics_created => "ringcast_topics_created_total";
+        /// Topics forgotten when their last subscriber left (their seq starts
+        /// again at 1 under a new epoch).
+        counter topics_reclaimed => "ringcast_topics_reclaimed_total";
+        /// PUBLISH frames accepted.
+        counter publishes => "ringcast_publishes_total";
+        /// DATA frames encoded (one per accepted publish).
+        ///
+        /// Serialize once: equal to `publishes`.
+        counter encodes => "ringcast_encodes_total";
+        /// Frames queued to subscribers (one per subscriber per frame).
+        counter deliveries => "ringcast_deliveries_total";
+        /// Send operations completed.
+        counter sends => "ringcast_sends_total";
+        /// Frames carried by completed sends.
+        ///
+        /// Coalescing: `frames_sent / sends`.
+        counter frames_sent => "ringcast_frames_sent_total";
+        /// Sends the socket took only part of.
+        counter short_sends => "ringcast_short_sends_total";
+        /// Bytes written to sockets.
+        counter bytes_out => "ringcast_sent_bytes_total";
+        /// Bytes queued for connections and not yet written.
+        gauge backlog_bytes => "ringcast_backlog_bytes";
+        /// Connections cut off by the engine, by reason.
+        ///
+        /// Index: [`CutReason`] as usize.
+        counter cuts[CutReason::ALL.len()] by reason = CutReason::label_at
+            => "ringcast_disconnects_total";
+        /// ERROR frames sent, by protocol error code.
+        ///
+        /// Index: the code (slot 0 unused, not exposed).
+        counter errors[ERROR_SLOTS] by code = error_code_at => "ringcast_errors_total";
+        /// WebSocket handshakes completed.
+        counter ws_upgrades => "ringcast_websocket_upgrades_total";
+        /// WebSocket handshakes refused with an HTTP error.
+        counter ws_rejected => "ringcast_websocket_rejected_total";
+        /// HTTP responses other than WebSocket upgrades, by status class.
+        ///
+        /// Index: 0 = 2xx, 1 = 4xx, 2 = 5xx.
+        counter http_responses[HTTP_CLASSES.len()] by class = http_class_at
+            => "ringcast_http_responses_total";
+    }
+
+    engine {
+        /// Topics with at least one subscriber (the engine tracks no others).
+        gauge topics => "ringcast_topics";
+        /// Frames that did not fit the registered pool and went to the heap.
+        counter heap_frames => "ringcast_heap_frames_total";
+    }
 }
 
 impl CoreStats {
@@ -169,6 +458,38 @@ impl CoreStats {
     }
 }
 
+/// A [`CoreStats`] cell and how its values add up across reactors.
+trait Cell {
+    type Total;
+    fn total(cores: &[CoreStats], cell: impl Fn(&CoreStats) -> &Self) -> Self::Total;
+}
+
+impl Cell for AtomicU64 {
+    type Total = u64;
+    fn total(cores: &[CoreStats], cell: impl Fn(&CoreStats) -> &Self) -> u64 {
+        cores.iter().map(|c| cell(c).load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Gauges are updated by different cores at different moments (a connection
+/// changes transport on its own core only, so per-core values can be
+/// negative); the sum is clamped at 0.
+impl Cell for AtomicI64 {
+    type Total = u64;
+    fn total(cores: &[CoreStats], cell: impl Fn(&CoreStats) -> &Self) -> u64 {
+        let n: i64 = cores.iter().map(|c| cell(c).load(Ordering::Relaxed)).sum();
+        n.max(0) as u64
+    }
+}
+
+/// Slot by slot.
+impl<T: Cell<Total = u64>, const N: usize> Cell for [T; N] {
+    type Total = [u64; N];
+    fn total(cores: &[CoreStats], cell: impl Fn(&CoreStats) -> &Self) -> [u64; N] {
+        std::array::from_fn(|i| T::total(cores, |c| &cell(c)[i]))
+    }
+}
+
 /// Per-reactor figures in a [`Stats`] snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CoreSnapshot {
@@ -178,126 +499,24 @@ pub struct CoreSnapshot {
     pub busy_ns: u64,
 }
 
-/// A snapshot of the whole engine's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// PUBLISH frames accepted.
-    pub publishes: u64,
-    /// DATA frames encoded (one per accepted publish: serialize once).
-    pub encodes: u64,
-    /// Frames queued to subscribers (one per subscriber per frame).
-    pub deliveries: u64,
-    /// Send operations completed.
-    pub sends: u64,
-    /// Frames carried by those sends (coalescing: frames_sent / sends).
-    pub frames_sent: u64,
-    /// Sends the socket took only part of.
-    pub short_sends: u64,
-    /// Bytes written to sockets.
-    pub bytes_out: u64,
-    /// Connections accepted / closed / refused at the connection limit.
-    pub accepted: u64,
-    pub closed: u64,
-    pub refused: u64,
-    /// Subscribers cut off for passing the backlog limit.
-    pub slow_consumers: u64,
-    /// ERROR frames sent, by code (index = code).
-    pub errors: [u64; ERROR_SLOTS],
-    /// Frames that did not fit the registered pool and went to the heap.
-    pub heap_frames: u64,
-    /// Open connections by transport (index = [`Transport`] as usize).
-    pub connections: [u64; 3],
-    /// Subscriptions held, all connections.
-    pub subscriptions: u64,
-    /// Topics the engine tracks.
-    pub topics: u64,
-    /// Bytes queued for subscribers and not yet written.
-    pub backlog_bytes: u64,
-    /// Connections cut off by the engine, by reason (index = [`CutReason`] as usize).
-    pub cuts: [u64; CutReason::ALL.len()],
-    /// Failed accepts (the kernel's error, e.g. EMFILE), not counting cancels.
-    pub accept_errors: u64,
-    /// Connections accepted and closed at once for lack of file descriptors.
-    pub fd_shed: u64,
-    /// Topics created (first subscriber) and reclaimed (last subscriber gone).
-    pub topics_created: u64,
-    pub topics_reclaimed: u64,
-    /// WebSocket handshakes completed / refused.
-    pub ws_upgrades: u64,
-    pub ws_rejected: u64,
-    /// HTTP responses other than upgrades: 2xx, 4xx, 5xx.
-    pub http_responses: [u64; 3],
-    /// Per reactor, in reactor order.
-    pub cores: Vec<CoreSnapshot>,
-    /// Publish → send-submitted latency: counts per bucket of
-    /// [`LATENCY_BUCKETS_NS`] plus a last +Inf bucket (not cumulative).
-    pub latency_buckets: Vec<u64>,
-    pub latency_sum_ns: u64,
-    pub latency_count: u64,
-}
-
 impl Stats {
     pub(crate) fn sum(cores: &[CoreStats], heap_frames: u64, topics: u64) -> Stats {
         let mut s = Stats {
             heap_frames,
             topics,
-            latency_buckets: vec![0; LATENCY_BUCKETS_NS.len() + 1],
+            cores: cores
+                .iter()
+                .map(|c| CoreSnapshot {
+                    loops: c.loops.load(Ordering::Relaxed),
+                    busy_ns: c.busy_ns.load(Ordering::Relaxed),
+                })
+                .collect(),
+            latency_buckets: Cell::total(cores, |c| &c.latency_buckets).to_vec(),
+            latency_sum_ns: Cell::total(cores, |c| &c.latency_sum_ns),
+            latency_count: Cell::total(cores, |c| &c.latency_count),
             ..Stats::default()
         };
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let g = |a: &AtomicI64| a.load(Ordering::Relaxed);
-        let mut conns = [0i64; 3];
-        let (mut subs, mut backlog) = (0i64, 0i64);
-        for c in cores {
-            s.publishes += r(&c.publishes);
-            s.encodes += r(&c.encodes);
-            s.deliveries += r(&c.deliveries);
-            s.sends += r(&c.sends);
-            s.frames_sent += r(&c.frames_sent);
-            s.short_sends += r(&c.short_sends);
-            s.bytes_out += r(&c.bytes_out);
-            s.accepted += r(&c.accepted);
-            s.closed += r(&c.closed);
-            s.refused += r(&c.refused);
-            s.accept_errors += r(&c.accept_errors);
-            s.fd_shed += r(&c.fd_shed);
-            s.topics_created += r(&c.topics_created);
-            s.topics_reclaimed += r(&c.topics_reclaimed);
-            s.slow_consumers += r(&c.slow_consumers);
-            for (i, e) in c.errors.iter().enumerate() {
-                s.errors[i] += r(e);
-            }
-            for (i, n) in c.connections.iter().enumerate() {
-                conns[i] += g(n);
-            }
-            subs += g(&c.subscriptions);
-            backlog += g(&c.backlog_bytes);
-            for (i, n) in c.cuts.iter().enumerate() {
-                s.cuts[i] += r(n);
-            }
-            s.ws_upgrades += r(&c.ws_upgrades);
-            s.ws_rejected += r(&c.ws_rejected);
-            for (i, n) in c.http_responses.iter().enumerate() {
-                s.http_responses[i] += r(n);
-            }
-            s.cores.push(CoreSnapshot {
-                loops: r(&c.loops),
-                busy_ns: r(&c.busy_ns),
-            });
-            for (i, n) in c.latency_buckets.iter().enumerate() {
-                s.latency_buckets[i] += r(n);
-            }
-            s.latency_sum_ns += r(&c.latency_sum_ns);
-            s.latency_count += r(&c.latency_count);
-        }
-        // Gauges are updated by different cores at different moments (a
-        // connection changes transport on its own core only, so per-core
-        // values can be negative); clamp the sums.
-        for (out, n) in s.connections.iter_mut().zip(conns) {
-            *out = n.max(0) as u64;
-        }
-        s.subscriptions = subs.max(0) as u64;
-        s.backlog_bytes = backlog.max(0) as u64;
+        s.sum_cores(cores);
         s
     }
 }
@@ -331,5 +550,59 @@ mod tests {
         assert_eq!(s.connections, [2, 1, 0]);
         assert_eq!(s.topics, 5);
         assert_eq!(s.cores.len(), 2);
+    }
+
+    #[test]
+    fn table_fields_sum_across_cores_and_gauges_clamp_at_zero() {
+        let cores = [CoreStats::default(), CoreStats::default()];
+        cores[0].publishes.fetch_add(3, Ordering::Relaxed);
+        cores[1].publishes.fetch_add(4, Ordering::Relaxed);
+        cores[0].subscriptions.fetch_add(2, Ordering::Relaxed);
+        cores[1].subscriptions.fetch_sub(1, Ordering::Relaxed);
+        cores[0].backlog_bytes.fetch_sub(5, Ordering::Relaxed);
+        cores[1].backlog_bytes.fetch_add(2, Ordering::Relaxed);
+        cores[0].gauge_connections(Transport::Tcp, -1);
+        cores[1].count_error(ErrorCode::SlowConsumer);
+        cores[0].count_cut(CutReason::Linger);
+        cores[1].count_cut(CutReason::Linger);
+        cores[1].http_responses[2].fetch_add(1, Ordering::Relaxed);
+        cores[0].loops.fetch_add(9, Ordering::Relaxed);
+        let s = Stats::sum(&cores, 8, 0);
+        assert_eq!(s.publishes, 7);
+        assert_eq!(s.subscriptions, 1);
+        assert_eq!(s.backlog_bytes, 0, "clamped");
+        assert_eq!(s.connections, [0, 0, 0], "clamped slot by slot");
+        assert_eq!(s.errors[ErrorCode::SlowConsumer as usize], 1);
+        assert_eq!(s.cuts[CutReason::Linger as usize], 2);
+        assert_eq!(s.http_responses, [0, 0, 1]);
+        assert_eq!(s.heap_frames, 8);
+        assert_eq!(s.cores[0].loops, 9);
+    }
+
+    #[test]
+    fn the_table_lists_each_field_once_under_a_distinct_name() {
+        let s = Stats::default();
+        let fams: Vec<Family> = s.families().map(|(f, _)| f).collect();
+        for (i, f) in fams.iter().enumerate() {
+            assert!(f.name.starts_with("ringcast_"), "{}", f.name);
+            assert_eq!(f.name.ends_with("_total"), f.kind == Kind::Counter);
+            assert!(!f.doc.trim().is_empty(), "{} has no doc", f.name);
+            assert!(
+                !fams[..i].iter().any(|g| g.name == f.name),
+                "{} twice",
+                f.name
+            );
+        }
+        // Slot arrays expose a label for every slot but error code 0.
+        for (f, samples) in s.families() {
+            if let Samples::Slots {
+                label_at, values, ..
+            } = samples
+            {
+                let unlabelled = (0..values.len()).filter(|&i| label_at(i).is_none()).count();
+                let want = usize::from(f.name == "ringcast_errors_total");
+                assert_eq!(unlabelled, want, "{}", f.name);
+            }
+        }
     }
 }

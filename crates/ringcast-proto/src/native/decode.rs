@@ -2,8 +2,8 @@
 
 use super::kind::{Body, TopicRule};
 use super::{
-    validate_topic, ClientFrame, Decoded, ErrorCode, Kind, ProtoError, ServerFrame, HEADER_LEN,
-    LEN_PREFIX, MAX_PING_PAYLOAD, MAX_TOPIC_LEN,
+    validate_topic, ClientFrame, DataView, Decoded, ErrorCode, Kind, ProtoError, ServerFrame,
+    HEADER_LEN, LEN_PREFIX, MAX_PING_PAYLOAD, MAX_TOPIC_LEN,
 };
 
 /// Decodes one client-to-server frame from the start of `buf`.
@@ -51,12 +51,15 @@ pub fn decode_server(buf: &[u8], max_frame: u32) -> Result<Decoded<ServerFrame<'
     };
     let fixed = parts.fixed;
     let frame = match parts.kind {
-        Kind::Data => ServerFrame::Data {
-            seq: u64_at(fixed, 0),
-            ts_ns: u64_at(fixed, 8),
-            topic: required(parts.topic),
-            payload: parts.body,
-        },
+        Kind::Data => {
+            let view = DataView::new(buf).expect("split checked the DATA header and topic");
+            ServerFrame::Data {
+                seq: view.seq(),
+                ts_ns: view.ts_ns(),
+                topic: required(parts.topic),
+                payload: parts.body,
+            }
+        }
         Kind::SubAck => ServerFrame::SubAck {
             next_seq: u64_at(fixed, 0),
             epoch: u64_at(fixed, 8),

@@ -2,8 +2,10 @@
 //! with `debug_assert!` only, except that a frame whose `len` or `topic_len`
 //! would not fit its field panics rather than being written corrupt.
 
+use super::view::data_fixed;
 use super::{
-    ClientFrame, Kind, ServerFrame, DATA_HEADER_LEN, HEADER_LEN, LEN_PREFIX, MAX_TOPIC_LEN,
+    ClientFrame, DataViewMut, Kind, ServerFrame, DATA_HEADER_LEN, HEADER_LEN, LEN_PREFIX,
+    MAX_TOPIC_LEN,
 };
 
 /// Total bytes of a DATA frame with this topic and payload (24 + topic + payload).
@@ -14,28 +16,29 @@ pub fn data_frame_len(topic_len: usize, payload_len: usize) -> usize {
 /// Writes a DATA frame into the start of `out` (which must be at least
 /// [`data_frame_len`] bytes; panics otherwise) and returns its length.
 pub fn encode_data(out: &mut [u8], seq: u64, ts_ns: u64, topic: &[u8], payload: &[u8]) -> usize {
-    let mut fixed = [0u8; 16];
-    fixed[..8].copy_from_slice(&seq.to_le_bytes());
-    fixed[8..].copy_from_slice(&ts_ns.to_le_bytes());
     Parts {
         kind: Kind::Data,
-        fixed: &fixed,
+        fixed: &data_fixed(seq, ts_ns),
         topic,
         body: payload,
     }
     .write_to_slice(out)
 }
 
-/// Overwrites the `seq` field (bytes 8..16) of an encoded DATA frame.
+/// Overwrites the `seq` field of an encoded DATA frame; panics unless `frame`
+/// starts with a whole DATA header (see [`DataViewMut::new`]).
 pub fn patch_data_seq(frame: &mut [u8], seq: u64) {
-    debug_assert_eq!(frame.get(4).copied(), Some(Kind::Data as u8));
-    frame[8..16].copy_from_slice(&seq.to_le_bytes());
+    data_view_mut(frame).set_seq(seq);
 }
 
-/// Overwrites `ts_ns` (bytes 16..24) of an encoded DATA frame.
+/// Overwrites the `ts_ns` field of an encoded DATA frame; panics unless
+/// `frame` starts with a whole DATA header (see [`DataViewMut::new`]).
 pub fn patch_data_ts(frame: &mut [u8], ts_ns: u64) {
-    debug_assert_eq!(frame.get(4).copied(), Some(Kind::Data as u8));
-    frame[16..24].copy_from_slice(&ts_ns.to_le_bytes());
+    data_view_mut(frame).set_ts_ns(ts_ns);
+}
+
+fn data_view_mut(frame: &mut [u8]) -> DataViewMut<'_> {
+    DataViewMut::new(frame).expect("not an encoded DATA frame with its whole header and topic")
 }
 
 /// A frame as the four pieces every kind is made of.
@@ -161,8 +164,7 @@ impl<'a> ServerFrame<'a> {
                 topic,
                 payload,
             } => {
-                fixed[..8].copy_from_slice(&seq.to_le_bytes());
-                fixed[8..].copy_from_slice(&ts_ns.to_le_bytes());
+                fixed = data_fixed(seq, ts_ns);
                 (16, topic.as_bytes(), payload)
             }
             ServerFrame::SubAck {

@@ -14,6 +14,8 @@
 //!        5  u8  flags      0 in version 1
 //!        6  u16 topic_len  0 for kinds without a topic
 //!        8  fixed fields   DATA/SUBACK: two u64; ERROR: u16 code; else none
+//!                          (code that reads or patches a DATA frame in place
+//!                          goes through [`DataView`] and [`DataViewMut`])
 //!        .. topic          topic_len bytes of UTF-8
 //!        .. payload        the rest of the frame
 //! ```
@@ -38,12 +40,14 @@ mod encode;
 mod error;
 mod kind;
 mod topic;
+mod view;
 
 pub use decode::{decode_client, decode_server};
 pub use encode::{data_frame_len, encode_data, patch_data_seq, patch_data_ts};
 pub use error::{ErrorCode, ProtoError};
 pub use kind::Kind;
 pub use topic::validate_topic;
+pub use view::{DataView, DataViewMut};
 
 /// Size of the `len` field that starts every frame.
 pub const LEN_PREFIX: usize = 4;

@@ -22,7 +22,9 @@
 //!
 //! Client side: [`client_key`], [`client_request`] and [`check_response`].
 
-use super::sha1::{base64, base64_value, sha1};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::{alphabet, Engine as _};
+
 use crate::http::{self as request, Request};
 
 /// The path the WebSocket endpoint is served on.
@@ -142,7 +144,12 @@ fn one<'a>(req: &Request<'a>, name: &str) -> One<'a> {
 /// 22 base64 characters then `==`: the encoding of exactly 16 bytes. The 4
 /// unused bits of the last character are not required to be zero.
 fn is_valid_key(key: &[u8]) -> bool {
-    key.len() == 24 && key.ends_with(b"==") && key[..22].iter().all(|&c| base64_value(c).is_some())
+    const KEY: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    // 24 characters with canonical padding decode to 16, 17 or 18 bytes.
+    key.len() == 24 && KEY.decode(key).is_ok_and(|k| k.len() == 16)
 }
 
 /// The `Origin` rule; see [`check_upgrade`].
@@ -181,10 +188,9 @@ fn check_subprotocol(req: &Request<'_>) -> Result<bool, Reject> {
 
 /// The `Sec-WebSocket-Accept` value for `key`: base64(SHA-1(key + GUID)).
 pub fn accept_key(key: &[u8]) -> String {
-    let mut input = Vec::with_capacity(key.len() + GUID.len());
-    input.extend_from_slice(key);
-    input.extend_from_slice(GUID.as_bytes());
-    base64(&sha1(&input))
+    let mut sha1 = sha1_smol::Sha1::from(key);
+    sha1.update(GUID.as_bytes());
+    STANDARD.encode(sha1.digest().bytes())
 }
 
 /// The 101 response: `Upgrade: websocket`, `Connection: Upgrade`,
@@ -230,7 +236,7 @@ pub fn reject_response(r: &Reject) -> Vec<u8> {
 
 /// A fresh `Sec-WebSocket-Key` from 16 bytes the caller drew at random.
 pub fn client_key(nonce: [u8; 16]) -> String {
-    base64(&nonce)
+    STANDARD.encode(nonce)
 }
 
 /// An upgrade request for `path` on `host` (the `Host` value, port included
@@ -492,6 +498,9 @@ mod tests {
             let line = format!("Sec-WebSocket-Key: {bad}");
             assert_eq!(status(replace("Sec-WebSocket-Key", &line)), 400, "{bad}");
         }
+        // The 4 unused bits of the last character need not be zero ('R' leaves 0001).
+        let line = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==";
+        assert!(check(&request_with(replace("Sec-WebSocket-Key", line)), &[]).is_ok());
     }
 
     #[test]

@@ -6,11 +6,44 @@
 //! as integers; derived figures (seconds, ratios) as plain decimals, never
 //! `NaN`.
 
-use crate::stats::{CutReason, Stats, Transport, ERROR_SLOTS, LATENCY_BUCKETS_NS};
+use crate::stats::{Family, Kind, Samples, Stats, LATENCY_BUCKETS_NS};
 use std::fmt::Write;
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+// The families that are not in the table of `crate::stats` (that one gives
+// every plain counter and gauge and every labelled slot array).
+
+const REACTORS: Family = Family {
+    name: "ringcast_reactors",
+    kind: Kind::Gauge,
+    doc: "Reactor threads currently running.",
+};
+
+const COALESCED: Family = Family {
+    name: "ringcast_coalesced_frames_per_send",
+    kind: Kind::Gauge,
+    doc: "Average frames per send since start (frames_sent / sends; 0 before any send).",
+};
+
+const LOOPS: Family = Family {
+    name: "ringcast_loop_iterations_total",
+    kind: Kind::Counter,
+    doc: "Event-loop iterations, by reactor.",
+};
+
+const BUSY: Family = Family {
+    name: "ringcast_busy_seconds_total",
+    kind: Kind::Counter,
+    doc: "Seconds a reactor spent working (not waiting in the kernel), by reactor.",
+};
+
+const LATENCY: Family = Family {
+    name: "ringcast_publish_to_send_seconds",
+    kind: Kind::Histogram,
+    doc: "Publish accepted (its ts_ns) to the send carrying it submitted, per send whose first new frame is DATA.",
+};
 
 /// Appends the exposition of `stats` to `out`. `reactors_running` is the
 /// number of reactor threads currently alive.
@@ -18,197 +51,49 @@ pub fn render(stats: &Stats, reactors_running: usize, out: &mut String) {
     let s = stats;
     let mut w = Writer { out };
 
-    w.header(
-        "ringcast_reactors",
-        "gauge",
-        "Reactor threads currently running.",
-    );
-    w.sample("ringcast_reactors", &[], reactors_running as u64);
+    w.header(&REACTORS);
+    w.sample(REACTORS.name, &[], reactors_running as u64);
 
-    w.header(
-        "ringcast_connections",
-        "gauge",
-        "Open connections by transport (http: not upgraded to WebSocket).",
-    );
-    for t in Transport::ALL {
-        let n = s.connections.get(t as usize).copied().unwrap_or(0);
-        w.sample("ringcast_connections", &[("transport", t.label())], n);
+    for (family, samples) in s.families() {
+        w.header(&family);
+        match samples {
+            Samples::One(v) => w.sample(family.name, &[], v),
+            Samples::Slots {
+                key,
+                label_at,
+                values,
+            } => {
+                for (i, &v) in values.iter().enumerate() {
+                    if let Some(label) = label_at(i) {
+                        w.sample(family.name, &[(key, label)], v);
+                    }
+                }
+            }
+        }
     }
-
-    w.counter(
-        "ringcast_connections_accepted_total",
-        "Connections accepted.",
-        s.accepted,
-    );
-    w.counter(
-        "ringcast_connections_closed_total",
-        "Connections closed.",
-        s.closed,
-    );
-    w.counter(
-        "ringcast_connections_refused_total",
-        "Connections refused at the connection limit.",
-        s.refused,
-    );
-    w.counter(
-        "ringcast_accept_errors_total",
-        "Accepts that failed in the kernel (EMFILE, ENFILE, ENOMEM, ...).",
-        s.accept_errors,
-    );
-    w.counter(
-        "ringcast_connections_shed_total",
-        "Connections accepted and closed at once because the process was out of file descriptors.",
-        s.fd_shed,
-    );
-    w.counter(
-        "ringcast_slow_consumers_total",
-        "Subscribers cut off for passing the backlog limit.",
-        s.slow_consumers,
-    );
-    w.gauge(
-        "ringcast_subscriptions",
-        "Subscriptions held, all connections.",
-        s.subscriptions,
-    );
-    w.gauge(
-        "ringcast_topics",
-        "Topics with at least one subscriber (the engine tracks no others).",
-        s.topics,
-    );
-    w.counter(
-        "ringcast_topics_created_total",
-        "Topics created by a first subscriber.",
-        s.topics_created,
-    );
-    w.counter(
-        "ringcast_topics_reclaimed_total",
-        "Topics forgotten when their last subscriber left (their seq starts again at 1 under a new epoch).",
-        s.topics_reclaimed,
-    );
-    w.counter(
-        "ringcast_publishes_total",
-        "PUBLISH frames accepted.",
-        s.publishes,
-    );
-    w.counter(
-        "ringcast_encodes_total",
-        "DATA frames encoded (one per accepted publish).",
-        s.encodes,
-    );
-    w.counter(
-        "ringcast_deliveries_total",
-        "Frames queued to subscribers (one per subscriber per frame).",
-        s.deliveries,
-    );
-    w.counter(
-        "ringcast_sends_total",
-        "Send operations completed.",
-        s.sends,
-    );
-    w.counter(
-        "ringcast_frames_sent_total",
-        "Frames carried by completed sends.",
-        s.frames_sent,
-    );
 
     let coalesced = if s.sends == 0 {
         0.0
     } else {
         s.frames_sent as f64 / s.sends as f64
     };
-    w.header(
-        "ringcast_coalesced_frames_per_send",
-        "gauge",
-        "Average frames per send since start (frames_sent / sends; 0 before any send).",
-    );
-    w.sample_f64("ringcast_coalesced_frames_per_send", &[], coalesced);
+    w.header(&COALESCED);
+    w.sample_f64(COALESCED.name, &[], coalesced);
 
-    w.counter(
-        "ringcast_short_sends_total",
-        "Sends the socket took only part of.",
-        s.short_sends,
-    );
-    w.counter(
-        "ringcast_sent_bytes_total",
-        "Bytes written to sockets.",
-        s.bytes_out,
-    );
-    w.gauge(
-        "ringcast_backlog_bytes",
-        "Bytes queued for connections and not yet written.",
-        s.backlog_bytes,
-    );
-
-    w.header(
-        "ringcast_disconnects_total",
-        "counter",
-        "Connections cut off by the engine, by reason.",
-    );
-    for r in CutReason::ALL {
-        let n = s.cuts.get(r as usize).copied().unwrap_or(0);
-        w.sample("ringcast_disconnects_total", &[("reason", r.label())], n);
-    }
-
-    w.header(
-        "ringcast_errors_total",
-        "counter",
-        "ERROR frames sent, by protocol error code.",
-    );
-    for (code, &n) in s.errors.iter().enumerate().skip(1) {
-        w.sample("ringcast_errors_total", &[("code", ERROR_CODES[code])], n);
-    }
-
-    w.counter(
-        "ringcast_heap_frames_total",
-        "Frames that did not fit the registered pool and went to the heap.",
-        s.heap_frames,
-    );
-    w.counter(
-        "ringcast_websocket_upgrades_total",
-        "WebSocket handshakes completed.",
-        s.ws_upgrades,
-    );
-    w.counter(
-        "ringcast_websocket_rejected_total",
-        "WebSocket handshakes refused with an HTTP error.",
-        s.ws_rejected,
-    );
-
-    w.header(
-        "ringcast_http_responses_total",
-        "counter",
-        "HTTP responses other than WebSocket upgrades, by status class.",
-    );
-    for (class, &n) in ["2xx", "4xx", "5xx"].iter().zip(s.http_responses.iter()) {
-        w.sample("ringcast_http_responses_total", &[("class", class)], n);
-    }
-
-    w.header(
-        "ringcast_loop_iterations_total",
-        "counter",
-        "Event-loop iterations, by reactor.",
-    );
     let mut core_label = String::new();
+    w.header(&LOOPS);
     for (i, c) in s.cores.iter().enumerate() {
         core_label.clear();
         let _ = write!(core_label, "{i}");
-        w.sample(
-            "ringcast_loop_iterations_total",
-            &[("core", &core_label)],
-            c.loops,
-        );
+        w.sample(LOOPS.name, &[("core", &core_label)], c.loops);
     }
 
-    w.header(
-        "ringcast_busy_seconds_total",
-        "counter",
-        "Seconds a reactor spent working (not waiting in the kernel), by reactor.",
-    );
+    w.header(&BUSY);
     for (i, c) in s.cores.iter().enumerate() {
         core_label.clear();
         let _ = write!(core_label, "{i}");
         w.sample_f64(
-            "ringcast_busy_seconds_total",
+            BUSY.name,
             &[("core", &core_label)],
             ns_to_seconds(c.busy_ns),
         );
@@ -221,12 +106,8 @@ pub fn render(stats: &Stats, reactors_running: usize, out: &mut String) {
 /// buckets (the `+Inf` bucket), so the exposition is self-consistent even
 /// when the snapshot raced a writer between bucket and count.
 fn render_latency(w: &mut Writer<'_>, s: &Stats) {
-    const NAME: &str = "ringcast_publish_to_send_seconds";
-    w.header(
-        NAME,
-        "histogram",
-        "Publish accepted (its ts_ns) to the send carrying it submitted, per send whose first new frame is DATA.",
-    );
+    const NAME: &str = LATENCY.name;
+    w.header(&LATENCY);
     let bucket = format!("{NAME}_bucket");
     let mut cumulative = 0u64;
     let mut le = String::new();
@@ -247,8 +128,26 @@ fn render_latency(w: &mut Writer<'_>, s: &Stats) {
     w.sample(&format!("{NAME}_count"), &[], cumulative);
 }
 
-/// Label values of the error codes, by code (index 0 unused).
-const ERROR_CODES: [&str; ERROR_SLOTS] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+/// Writes the HELP text of a family documented by `doc`: its first
+/// paragraph, lines trimmed and joined by single spaces, with `\` escaped.
+fn write_help(out: &mut String, doc: &str) {
+    let lines = doc
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty());
+    for (i, line) in lines.enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        for c in line.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c => out.push(c),
+            }
+        }
+    }
+}
 
 fn ns_to_seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
@@ -271,19 +170,10 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn header(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    fn counter(&mut self, name: &str, help: &str, v: u64) {
-        self.header(name, "counter", help);
-        self.sample(name, &[], v);
-    }
-
-    fn gauge(&mut self, name: &str, help: &str, v: u64) {
-        self.header(name, "gauge", help);
-        self.sample(name, &[], v);
+    fn header(&mut self, f: &Family) {
+        let _ = write!(self.out, "# HELP {} ", f.name);
+        write_help(self.out, f.doc);
+        let _ = writeln!(self.out, "\n# TYPE {} {}", f.name, f.kind.as_str());
     }
 
     fn labels(&mut self, name: &str, labels: &[(&str, &str)]) {
@@ -546,6 +436,24 @@ mod tests {
         // No cores: the per-core families are declared with no samples.
         assert!(text.contains("# TYPE ringcast_loop_iterations_total counter\n"));
         assert!(!text.contains("ringcast_loop_iterations_total{"));
+    }
+
+    #[test]
+    fn help_is_the_first_paragraph_of_the_doc_on_one_line() {
+        let mut s = String::new();
+        write_help(
+            &mut s,
+            " Topics forgotten when their last subscriber\n left (a \\ here).\n\n More.\n",
+        );
+        assert_eq!(
+            s,
+            "Topics forgotten when their last subscriber left (a \\\\ here)."
+        );
+        let text = rendered(&known(), 2);
+        assert!(text.lines().any(|l| l
+            == "# HELP ringcast_connections_shed_total Connections accepted and closed \
+                at once because the process was out of file descriptors."));
+        assert!(!text.contains("Index:"), "rustdoc-only paragraphs stay out");
     }
 
     #[test]

@@ -12,16 +12,17 @@
 //! connection is owed, flushes for up to `shutdown_timeout`, closes, and
 //! returns its ring. Rings are closed only once every reactor has stopped.
 
+use crate::core::{Front, Shared};
 use crate::mailbox;
 use crate::pool::Pool;
-use crate::reactor::{Parked, Reactor, ReactorParts, RingFeatures, Shared};
-use crate::stats::{CoreStats, Stats};
+use crate::reactor::{Reactor, ReactorParts, RingFeatures};
+use crate::stats::Stats;
 use crate::sys;
 use crate::Config;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -183,18 +184,7 @@ impl Engine {
         // Largest DATA frame: a PUBLISH of max_frame bytes plus seq and ts.
         let max_data = config.max_frame as usize + 4 + 16;
         let pool = Pool::new(config.pool_bytes, cores, max_data).map_err(Error::Pool)?;
-        let shared = Arc::new(Shared {
-            pool,
-            epoch: sys::realtime_ns(),
-            stats: (0..cores).map(|_| CoreStats::default()).collect(),
-            parked: (0..cores).map(|_| Parked(AtomicBool::new(false))).collect(),
-            shutdown: AtomicBool::new(false),
-            running: AtomicUsize::new(0),
-            connections: AtomicUsize::new(0),
-            http_connections: AtomicUsize::new(0),
-            topics: AtomicUsize::new(0),
-            config,
-        });
+        let shared = Arc::new(Shared::new(config, pool, sys::realtime_ns()));
 
         // queues[from][to]
         let mut producers: Vec<Vec<Option<mailbox::Producer<_>>>> =
@@ -228,11 +218,12 @@ impl Engine {
         {
             let (go_tx, go_rx) = mpsc::channel::<Option<Vec<i32>>>();
             go_txs.push(go_tx);
+            let mut fronts = vec![(listener, Front::Native)];
+            fronts.extend(ws_listener.map(|l| (l, Front::Web)));
             let parts = ReactorParts {
                 id,
                 shared: shared.clone(),
-                listener,
-                ws_listener,
+                listeners: fronts,
                 outboxes,
                 inboxes,
             };
@@ -595,12 +586,12 @@ mod tests {
     fn scan_period_follows_the_finest_interval() {
         // Defaults: 20 s ping, 60 s idle, 10 s HTTP: checked once a second.
         let d = Config::default();
-        assert_eq!(crate::reactor::idle_scan_period(&d), 1_000_000_000);
+        assert_eq!(crate::core::idle_scan_period(&d), 1_000_000_000);
         let fine = Config {
             ws_ping_interval: Duration::from_millis(200),
             ws_idle_timeout: Duration::from_secs(1),
             ..d
         };
-        assert_eq!(crate::reactor::idle_scan_period(&fine), 50_000_000);
+        assert_eq!(crate::core::idle_scan_period(&fine), 50_000_000);
     }
 }

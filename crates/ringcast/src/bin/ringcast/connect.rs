@@ -1,60 +1,64 @@
-//! What `pub` and `sub` share: the `--addr` and `--token` flags, connecting,
-//! authenticating, and turning client errors into messages that say what to do.
+//! What `pub` and `sub` share: the `--addr` flag, topics and tokens as
+//! values, connecting, authenticating, and turning client errors into
+//! messages that say what to do.
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStringExt;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use ringcast::proto::{self, ErrorCode};
 use ringcast_client::{describe_server_error, Client, ClientError};
 
-use crate::args::{self, Failure, Flag, Parsed};
+use crate::values;
+use crate::Failure;
 
 /// The server address clients use when given none.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7400";
 
-/// `--addr ADDR` (env RINGCAST_ADDR).
-pub fn addr_flag() -> Flag {
-    Flag {
-        name: "--addr",
-        value: Some("ADDR"),
-        env: Some("RINGCAST_ADDR"),
-        default: DEFAULT_ADDR.into(),
-        help: "Server to connect to: HOST:PORT, IP:PORT, or a bare PORT on 127.0.0.1.",
-    }
+/// `--addr ADDR` (env RINGCAST_ADDR), flattened into `sub` and `pub`.
+#[derive(clap::Args, Debug)]
+pub struct Server {
+    /// Server to connect to: HOST:PORT, IP:PORT, or a bare PORT on 127.0.0.1.
+    #[arg(
+        long,
+        env = "RINGCAST_ADDR",
+        value_name = "ADDR",
+        value_parser = values::addr,
+        default_value = DEFAULT_ADDR
+    )]
+    pub addr: SocketAddr,
 }
 
-/// `--token TOKEN`, read from `env` (the variable `serve` reads for the same token).
-pub fn token_flag(env: &'static str) -> Flag {
-    Flag {
-        name: "--token",
-        value: Some("TOKEN"),
-        env: Some(env),
-        default: "none (no AUTH sent)".into(),
-        help: "Token to AUTH with first (prefer the variable: flags show in `ps`).",
-    }
+/// A token: any bytes (they need not be UTF-8), not empty.
+pub type Token = Vec<u8>;
+
+/// The value parser of `--token` and the `serve` token flags.
+pub fn token() -> impl TypedValueParser<Value = Token> {
+    OsStringValueParser::new().try_map(|s: OsString| {
+        if s.is_empty() {
+            Err("expected a non-empty token")
+        } else {
+            Ok(s.into_vec())
+        }
+    })
 }
 
-/// A topic argument, checked as the server would check it.
-pub fn topic_arg(arg: &OsString) -> Result<String, Failure> {
-    match proto::validate_topic(arg.as_bytes()) {
+/// A topic, checked as the server would check it.
+pub fn topic(s: &str) -> Result<String, String> {
+    match proto::validate_topic(s.as_bytes()) {
         Ok(t) => Ok(t.to_owned()),
-        Err(e) => Err(Failure::Usage(format!(
-            "invalid topic {:?}: {} (a topic is 1 to 255 bytes of UTF-8 with no spaces \
-             or control characters)",
-            arg.to_string_lossy(),
+        Err(e) => Err(format!(
+            "{} (a topic is 1 to 255 bytes of UTF-8 with no spaces or control characters)",
             e.reason
-        ))),
+        )),
     }
 }
 
-/// Connects to `--addr` and, with `--token`, authenticates.
-pub fn open(p: &Parsed<'_>) -> Result<Client, Failure> {
-    let addr = p
-        .get("--addr", args::parse_addr)?
-        .map_or_else(|| DEFAULT_ADDR.to_owned(), |a| a.to_string());
-    let token = p.bytes("--token")?;
-    let mut client = Client::connect(addr.as_str()).map_err(|e| match e {
+/// Connects to `addr` and, with a token, authenticates.
+pub fn open(addr: SocketAddr, token: Option<&[u8]>) -> Result<Client, Failure> {
+    let mut client = Client::connect(addr).map_err(|e| match e {
         ClientError::Io(e) => Failure::Failed(format!(
             "cannot connect to {addr}: {}",
             describe_connect_error(&e)
@@ -63,7 +67,7 @@ pub fn open(p: &Parsed<'_>) -> Result<Client, Failure> {
     })?;
     if let Some(token) = token {
         client
-            .auth(&token)
+            .auth(token)
             .map_err(|e| failed(&e, "authenticating"))?;
     }
     Ok(client)

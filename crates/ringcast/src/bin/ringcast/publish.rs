@@ -6,75 +6,70 @@ use std::os::unix::ffi::OsStringExt;
 
 use ringcast_client::Client;
 
-use crate::args::{self, Failure, Flag};
-use crate::connect;
+use crate::connect::{self, Token};
+use crate::values;
+use crate::Failure;
 
-fn flags() -> Vec<Flag> {
-    vec![
-        connect::addr_flag(),
-        connect::token_flag("RINGCAST_PUBLISH_TOKEN"),
-        Flag {
-            name: "--repeat",
-            value: Some("N"),
-            env: None,
-            default: "1".into(),
-            help: "Publish MESSAGE (or each stdin line) N times.",
-        },
-    ]
+const LONG_ABOUT: &str = "\
+Publish MESSAGE to TOPIC, or with no MESSAGE each line of stdin (without its
+line ending; an empty line is an empty message). Before exiting it waits for
+a PING round trip, so exit 0 means the server has read every message; if the
+server refused them (e.g. a missing token), the ERROR is printed and the exit
+code is 1. A MESSAGE that starts with `-` goes after `--`; one with spaces is
+quoted.
+
+A flag beats its environment variable, which beats the default; an empty
+variable counts as unset.";
+
+const EXAMPLES: &str = "\
+Examples:
+  ringcast pub prices.eurusd 1.0842
+  ringcast pub counter tick --repeat 1000
+  seq 1 100 | ringcast pub numbers
+  ringcast pub t -- -5";
+
+/// The arguments of `pub`.
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Publish a message, or each line of stdin, to a topic.",
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES
+)]
+pub struct PubArgs {
+    /// The topic to publish to.
+    #[arg(value_name = "TOPIC", value_parser = connect::topic)]
+    topic: String,
+
+    /// The message (any bytes); without it, each line of stdin is one.
+    #[arg(value_name = "MESSAGE")]
+    message: Option<OsString>,
+
+    #[command(flatten)]
+    server: connect::Server,
+
+    /// Token to AUTH with first (by default none is sent). Prefer the
+    /// variable: flags show in `ps`.
+    #[arg(long, env = "RINGCAST_PUBLISH_TOKEN", value_name = "TOKEN",
+          value_parser = connect::token())]
+    token: Option<Token>,
+
+    /// Publish MESSAGE (or each stdin line) N times.
+    #[arg(long, value_name = "N", value_parser = values::count, default_value_t = 1)]
+    repeat: u64,
 }
 
-/// `ringcast pub --help`.
-pub fn help() -> String {
-    format!(
-        "ringcast pub: publish to a topic.\n\
-         \n\
-         Usage: ringcast pub TOPIC [MESSAGE] [FLAGS]\n\
-         \n\
-         Publishes MESSAGE, or with no MESSAGE each line of stdin (without its\n\
-         line ending; an empty line is an empty message). Before exiting it waits\n\
-         for a PING round trip, so exit 0 means the server has read every message;\n\
-         if the server refused them (e.g. a missing token), the ERROR is printed and\n\
-         the exit code is 1. A MESSAGE that starts with `-` goes after `--`.\n\
-         \n\
-         Flags (a flag beats its environment variable, which beats the default):\n\
-         {}\n\
-         Examples:\n  \
-           ringcast pub prices.eurusd 1.0842\n  \
-           ringcast pub counter tick --repeat 1000\n  \
-           seq 1 100 | ringcast pub numbers\n  \
-           ringcast pub t -- -5\n",
-        args::render_flags(&flags())
-    )
-}
-
-/// `ringcast pub TOPIC [MESSAGE] [FLAGS]`.
-pub fn run(words: Vec<OsString>) -> Result<(), Failure> {
-    let flags = flags();
-    let p = args::parse("pub", &flags, true, words, &args::process_env)?;
-    if p.help {
-        print!("{}", help());
-        return Ok(());
-    }
-    let mut positionals = p.positionals.clone().into_iter();
-    let topic = match positionals.next() {
-        Some(t) => connect::topic_arg(&t)?,
-        None => {
-            return Err(Failure::Usage(
-                "pub needs a TOPIC; see `ringcast pub --help`".into(),
-            ))
-        }
-    };
-    let message = positionals.next().map(OsString::into_vec);
-    if positionals.next().is_some() {
-        return Err(Failure::Usage(
-            "pub takes one TOPIC and at most one MESSAGE; quote a message that has spaces".into(),
-        ));
-    }
-    let repeat = p.get("--repeat", args::parse_count)?.unwrap_or(1);
-
-    let mut client = connect::open(&p)?;
+/// `ringcast pub TOPIC [MESSAGE] [OPTIONS]`.
+pub fn run(args: PubArgs) -> Result<(), Failure> {
+    let PubArgs {
+        topic,
+        message,
+        server,
+        token,
+        repeat,
+    } = args;
+    let mut client = connect::open(server.addr, token.as_deref())?;
     let mut sent: u64 = 0;
-    match message {
+    match message.map(OsString::into_vec) {
         Some(message) => {
             for _ in 0..repeat {
                 publish(&mut client, &topic, &message)?;

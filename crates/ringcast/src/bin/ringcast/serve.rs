@@ -1,335 +1,276 @@
 //! `ringcast serve`: build a [`Config`] from flags and environment, run the daemon.
 
-use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use ringcast::Config;
 
-use crate::args::{self, EnvLookup, Failure, Flag};
+use crate::connect::{self, Token};
+use crate::values::{self, format_bytes, format_duration};
+use crate::Failure;
 
-/// The flags of `serve`, one per [`Config`] field, with the defaults of `Config::default()`.
-fn flags() -> Vec<Flag> {
-    let d = Config::default();
-    let flag = |name, value, env, default: String, help| Flag {
-        name,
-        value,
-        env: Some(env),
-        default,
-        help,
-    };
-    let bytes = |n: usize| args::format_bytes(n as u64);
-    vec![
-        flag(
-            "--listen",
-            Some("ADDR"),
-            "RINGCAST_LISTEN",
-            d.listen.to_string(),
-            "TCP address for the native protocol; port 0 picks a free port, a bare PORT means 127.0.0.1:PORT.",
-        ),
-        flag(
-            "--cores",
-            Some("N"),
-            "RINGCAST_CORES",
-            format!("{} (the online CPUs)", d.cores),
-            "Number of reactor threads, one io_uring each.",
-        ),
-        flag(
-            "--cpus",
-            Some("LIST"),
-            "RINGCAST_CPUS",
-            "none (no pinning)".into(),
-            "CPUs to pin reactors to, like 0,1 or 2-5: reactor i runs on the (i mod len)th.",
-        ),
-        flag(
-            "--max-frame",
-            Some("BYTES"),
-            "RINGCAST_MAX_FRAME",
-            bytes(d.max_frame as usize),
-            "Largest accepted frame (its len field); a larger one is ERROR 2.",
-        ),
-        flag(
-            "--max-backlog",
-            Some("BYTES"),
-            "RINGCAST_MAX_BACKLOG",
-            bytes(d.max_backlog),
-            "Bytes queued for one connection before it is cut off with ERROR 6 (slow consumer).",
-        ),
-        flag(
-            "--max-subscriptions",
-            Some("N"),
-            "RINGCAST_MAX_SUBSCRIPTIONS",
-            d.max_subscriptions.to_string(),
-            "Subscriptions one connection may hold; past it SUBSCRIBE gets ERROR 7.",
-        ),
-        flag(
-            "--max-connections",
-            Some("N"),
-            "RINGCAST_MAX_CONNECTIONS",
-            d.max_connections.to_string(),
-            "Connections served at once; past it new ones are closed at once.",
-        ),
-        flag(
-            "--max-topics",
-            Some("N"),
-            "RINGCAST_MAX_TOPICS",
-            d.max_topics.to_string(),
-            "Topics with subscribers tracked at once; a SUBSCRIBE creating one more is ERROR 4 (topics are reclaimed when their last subscriber leaves).",
-        ),
-        flag(
-            "--pool-size",
-            Some("BYTES"),
-            "RINGCAST_POOL_SIZE",
-            bytes(d.pool_bytes),
-            "Registered frame memory shared by all rings, split evenly between reactors.",
-        ),
-        flag(
-            "--publish-token",
-            Some("TOKEN"),
-            "RINGCAST_PUBLISH_TOKEN",
-            "none (anyone may publish)".into(),
-            "PUBLISH needs a prior AUTH with this token (prefer the variable: flags show in `ps`).",
-        ),
-        flag(
-            "--subscribe-token",
-            Some("TOKEN"),
-            "RINGCAST_SUBSCRIBE_TOKEN",
-            "none (anyone may subscribe)".into(),
-            "SUBSCRIBE needs a prior AUTH with this token (prefer the variable: flags show in `ps`).",
-        ),
-        flag(
-            "--shutdown-timeout",
-            Some("SECS"),
-            "RINGCAST_SHUTDOWN_TIMEOUT",
-            format!("{}s", d.shutdown_timeout.as_secs_f64()),
-            "How long a graceful shutdown waits for owed frames to flush; decimals and a ms suffix are fine.",
-        ),
-        flag(
-            "--busy-poll",
-            None,
-            "RINGCAST_BUSY_POLL",
-            "off".into(),
-            "Reactors spin instead of sleeping in the kernel when idle (for dedicated cores); the variable takes 1 or 0.",
-        ),
-        flag(
-            "--ws-listen",
-            Some("ADDR|off"),
-            "RINGCAST_WS_LISTEN",
-            d.ws_listen.map_or("off".into(), |a| a.to_string()),
-            "WebSocket and HTTP address: /ws (subprotocol ringcast.v1), the live page at /, /healthz, /metrics; off disables it.",
-        ),
-        flag(
-            "--allowed-origins",
-            Some("LIST"),
-            "RINGCAST_ALLOWED_ORIGINS",
-            "any".into(),
-            "Comma-separated Origins a browser may connect from (e.g. https://app.example.com); others get 403.",
-        ),
-        flag(
-            "--ws-ping-interval",
-            Some("SECS"),
-            "RINGCAST_WS_PING_INTERVAL",
-            format!("{}s", d.ws_ping_interval.as_secs_f64()),
-            "A WebSocket peer silent this long is sent a ping.",
-        ),
-        flag(
-            "--ws-idle-timeout",
-            Some("SECS"),
-            "RINGCAST_WS_IDLE_TIMEOUT",
-            format!("{}s", d.ws_idle_timeout.as_secs_f64()),
-            "A WebSocket peer silent this long (a pong counts) is closed with 1001.",
-        ),
-        flag(
-            "--http-timeout",
-            Some("SECS"),
-            "RINGCAST_HTTP_TIMEOUT",
-            format!("{}s", d.http_timeout.as_secs_f64()),
-            "An HTTP request or WebSocket handshake must arrive whole within this, else 408 and close.",
-        ),
-        flag(
-            "--frame-timeout",
-            Some("SECS"),
-            "RINGCAST_FRAME_TIMEOUT",
-            format!("{}s", d.frame_timeout.as_secs_f64()),
-            "A frame (or WebSocket message) a client has begun must arrive whole within this, else ERROR 9 and close.",
-        ),
-        flag(
-            "--max-incomplete",
-            Some("BYTES"),
-            "RINGCAST_MAX_INCOMPLETE",
-            bytes(d.max_incomplete),
-            "Bytes of incomplete frames held for all connections together; past it the connection holding the most gets ERROR 9.",
-        ),
-        flag(
-            "--http-reserve",
-            Some("N"),
-            "RINGCAST_HTTP_RESERVE",
-            d.http_reserve.to_string(),
-            "Plain HTTP connections (/metrics, /healthz, /) at once, apart from --max-connections so monitoring answers at that limit.",
-        ),
-        flag(
-            "--close-linger",
-            Some("SECS"),
-            "RINGCAST_CLOSE_LINGER",
-            format!("{}s", d.close_linger.as_secs_f64()),
-            "How long a connection being closed with an ERROR may take to read it while it keeps reading (2 s without progress ends it sooner).",
-        ),
-    ]
+/// `Config::default()`, made once: the defaults the flags take and help shows.
+fn defaults() -> &'static Config {
+    static DEFAULTS: OnceLock<Config> = OnceLock::new();
+    DEFAULTS.get_or_init(Config::default)
 }
 
-/// `ringcast serve --help`.
-pub fn help() -> String {
-    format!(
-        "ringcast serve: run the broadcast daemon in the foreground until SIGINT or SIGTERM,\n\
-         then shut down gracefully.\n\
-         \n\
-         Usage: ringcast serve [FLAGS]\n\
-         \n\
-         Flags (a flag beats its environment variable, which beats the default;\n\
-         an empty variable counts as unset; BYTES takes K/KiB, M/MiB or G/GiB\n\
-         suffixes, powers of 1024, e.g. 8MiB):\n\
-         {}\n\
-         Examples:\n  \
-           ringcast serve\n  \
-           ringcast serve --listen 0.0.0.0:7400 --cores 4 --cpus 2-5 --busy-poll\n  \
-           RINGCAST_PUBLISH_TOKEN=s3cret ringcast serve --max-backlog 16MiB\n",
-        args::render_flags(&flags())
-    )
+/// A CPU list (its own name, so that clap takes it as one value, not many).
+type Cpus = Vec<usize>;
+/// A list of Origins, one value (see [`Cpus`]).
+type Origins = Vec<String>;
+/// An address or `off`, one value whose absence is `off`, not "not given".
+type MaybeAddr = Option<SocketAddr>;
+
+const LONG_ABOUT: &str = "\
+Run the broadcast daemon in the foreground until SIGINT or SIGTERM, then shut
+down gracefully: stop accepting, flush what each subscriber is owed (bounded
+by --shutdown-timeout), send ERROR 8, and exit 0. The effective configuration
+is printed in one block at start.
+
+Every flag has an environment variable: a flag beats its variable, which beats
+the default, and an empty variable counts as unset. BYTES takes B, K/KiB, M/MiB
+or G/GiB (powers of 1024), e.g. 8MiB; SECS takes decimals and an s or ms
+suffix, e.g. 2.5 or 500ms.";
+
+const EXAMPLES: &str = "\
+Examples:
+  ringcast serve
+  ringcast serve --listen 0.0.0.0:7400 --cores 4 --cpus 2-5 --busy-poll
+  RINGCAST_PUBLISH_TOKEN=s3cret ringcast serve --max-backlog 16MiB
+  ringcast serve --ws-listen off";
+
+/// The flags of `serve`: one per [`Config`] field, each with a `RINGCAST_*`
+/// variable and the default of `Config::default()`.
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Run the broadcast daemon in the foreground.",
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES
+)]
+pub struct ServeArgs {
+    /// TCP address for the native protocol; port 0 picks a free port, a bare
+    /// PORT means 127.0.0.1:PORT.
+    #[arg(long, env = "RINGCAST_LISTEN", value_name = "ADDR",
+          value_parser = values::addr, default_value_t = defaults().listen)]
+    listen: SocketAddr,
+
+    /// Number of reactor threads, one io_uring each; the default is the
+    /// number of online CPUs.
+    #[arg(long, env = "RINGCAST_CORES", value_name = "N",
+          value_parser = values::positive, default_value_t = defaults().cores)]
+    cores: usize,
+
+    /// CPUs to pin reactors to, like 0,1 or 2-5: reactor i runs on the
+    /// (i mod len)th; none: no pinning.
+    #[arg(long, env = "RINGCAST_CPUS", value_name = "LIST",
+          value_parser = values::cpus, default_value = "none")]
+    cpus: Cpus,
+
+    /// Largest accepted frame (its len field); a larger one is ERROR 2.
+    #[arg(long, env = "RINGCAST_MAX_FRAME", value_name = "BYTES",
+          value_parser = values::byte_size_u32,
+          default_value = format_bytes(defaults().max_frame.into()))]
+    max_frame: u32,
+
+    /// Bytes queued for one connection before it is cut off with ERROR 6
+    /// (slow consumer).
+    #[arg(long, env = "RINGCAST_MAX_BACKLOG", value_name = "BYTES",
+          value_parser = values::byte_size_usize,
+          default_value = format_bytes(defaults().max_backlog as u64))]
+    max_backlog: usize,
+
+    /// Subscriptions one connection may hold; past it SUBSCRIBE gets ERROR 7.
+    #[arg(long, env = "RINGCAST_MAX_SUBSCRIPTIONS", value_name = "N",
+          value_parser = values::count_usize, default_value_t = defaults().max_subscriptions)]
+    max_subscriptions: usize,
+
+    /// Connections served at once; past it new ones are closed at once (the
+    /// open-file limit may cap it).
+    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS", value_name = "N",
+          value_parser = values::count_usize, default_value_t = defaults().max_connections)]
+    max_connections: usize,
+
+    /// Topics with subscribers tracked at once; a SUBSCRIBE creating one more
+    /// is ERROR 4 (topics are reclaimed when their last subscriber leaves).
+    #[arg(long, env = "RINGCAST_MAX_TOPICS", value_name = "N",
+          value_parser = values::count_usize, default_value_t = defaults().max_topics)]
+    max_topics: usize,
+
+    /// Registered frame memory shared by all rings, split evenly between reactors.
+    #[arg(long, env = "RINGCAST_POOL_SIZE", value_name = "BYTES",
+          value_parser = values::byte_size_usize,
+          default_value = format_bytes(defaults().pool_bytes as u64))]
+    pool_size: usize,
+
+    /// PUBLISH needs a prior AUTH with this token; by default anyone may
+    /// publish. Prefer the variable: flags show in `ps`.
+    #[arg(long, env = "RINGCAST_PUBLISH_TOKEN", value_name = "TOKEN",
+          value_parser = connect::token())]
+    publish_token: Option<Token>,
+
+    /// SUBSCRIBE needs a prior AUTH with this token; by default anyone may
+    /// subscribe. Prefer the variable: flags show in `ps`.
+    #[arg(long, env = "RINGCAST_SUBSCRIBE_TOKEN", value_name = "TOKEN",
+          value_parser = connect::token())]
+    subscribe_token: Option<Token>,
+
+    /// How long a graceful shutdown waits for owed frames to flush.
+    #[arg(long, env = "RINGCAST_SHUTDOWN_TIMEOUT", value_name = "SECS",
+          value_parser = values::duration,
+          default_value = format_duration(defaults().shutdown_timeout))]
+    shutdown_timeout: Duration,
+
+    /// Reactors spin instead of sleeping in the kernel when idle (for
+    /// dedicated cores); off by default, and the variable takes 1 or 0.
+    #[arg(long, env = "RINGCAST_BUSY_POLL", value_parser = values::boolean)]
+    busy_poll: bool,
+
+    /// WebSocket and HTTP address: /ws (subprotocol ringcast.v1), the live
+    /// page at /, /healthz, /metrics; off disables it.
+    #[arg(long, env = "RINGCAST_WS_LISTEN", value_name = "ADDR|off",
+          value_parser = values::addr_or_off,
+          default_value = defaults().ws_listen.map_or("off".into(), |a| a.to_string()))]
+    ws_listen: MaybeAddr,
+
+    /// Comma-separated Origins a browser may connect from (e.g.
+    /// https://app.example.com), others get 403; any: no check.
+    #[arg(long, env = "RINGCAST_ALLOWED_ORIGINS", value_name = "LIST",
+          value_parser = values::origins, default_value = "any")]
+    allowed_origins: Origins,
+
+    /// A WebSocket peer silent this long is sent a ping.
+    #[arg(long, env = "RINGCAST_WS_PING_INTERVAL", value_name = "SECS",
+          value_parser = values::duration,
+          default_value = format_duration(defaults().ws_ping_interval))]
+    ws_ping_interval: Duration,
+
+    /// A WebSocket peer silent this long (a pong counts) is closed with 1001.
+    #[arg(long, env = "RINGCAST_WS_IDLE_TIMEOUT", value_name = "SECS",
+          value_parser = values::duration,
+          default_value = format_duration(defaults().ws_idle_timeout))]
+    ws_idle_timeout: Duration,
+
+    /// An HTTP request or WebSocket handshake must arrive whole within this,
+    /// else 408 and close.
+    #[arg(long, env = "RINGCAST_HTTP_TIMEOUT", value_name = "SECS",
+          value_parser = values::duration,
+          default_value = format_duration(defaults().http_timeout))]
+    http_timeout: Duration,
+
+    /// A frame (or WebSocket message) a client has begun must arrive whole
+    /// within this, else ERROR 9 and close.
+    #[arg(long, env = "RINGCAST_FRAME_TIMEOUT", value_name = "SECS",
+          value_parser = values::duration,
+          default_value = format_duration(defaults().frame_timeout))]
+    frame_timeout: Duration,
+
+    /// Bytes of incomplete frames held for all connections together; past it
+    /// the connection holding the most gets ERROR 9.
+    #[arg(long, env = "RINGCAST_MAX_INCOMPLETE", value_name = "BYTES",
+          value_parser = values::byte_size_usize,
+          default_value = format_bytes(defaults().max_incomplete as u64))]
+    max_incomplete: usize,
+
+    /// Plain HTTP connections (/metrics, /healthz, /) at once, apart from
+    /// --max-connections so monitoring answers at that limit.
+    #[arg(long, env = "RINGCAST_HTTP_RESERVE", value_name = "N",
+          value_parser = values::positive, default_value_t = defaults().http_reserve)]
+    http_reserve: usize,
+
+    /// How long a connection being closed with an ERROR may take to read it
+    /// while it keeps reading (2 s without progress ends it sooner).
+    #[arg(long, env = "RINGCAST_CLOSE_LINGER", value_name = "SECS",
+          value_parser = values::duration,
+          default_value = format_duration(defaults().close_linger))]
+    close_linger: Duration,
 }
 
-/// Builds the configuration from the command line and environment.
-fn config(words: Vec<OsString>, env: EnvLookup<'_>) -> Result<Option<Config>, Failure> {
-    let flags = flags();
-    let p = args::parse("serve", &flags, false, words, env)?;
-    if p.help {
-        return Ok(None);
-    }
-    let mut c = Config::default();
-    if let Some(v) = p.get("--listen", args::parse_addr)? {
-        c.listen = v;
-    }
-    if let Some(v) = p.get("--cores", positive)? {
-        c.cores = v;
-    }
-    if let Some(v) = p.get("--cpus", args::parse_cpus)? {
-        c.cpus = v;
-    }
-    if let Some(v) = p.get("--max-frame", args::parse_byte_size_u32)? {
-        c.max_frame = v;
-    }
-    if let Some(v) = p.get("--max-backlog", args::parse_byte_size_usize)? {
-        c.max_backlog = v;
-    }
-    if let Some(v) = p.get("--max-subscriptions", args::parse_count_usize)? {
-        c.max_subscriptions = v;
-    }
-    if let Some(v) = p.get("--max-connections", args::parse_count_usize)? {
-        c.max_connections = v;
-    }
-    if let Some(v) = p.get("--max-topics", args::parse_count_usize)? {
-        c.max_topics = v;
-    }
-    if let Some(v) = p.get("--pool-size", args::parse_byte_size_usize)? {
-        c.pool_bytes = v;
-    }
-    if let Some(v) = p.bytes("--publish-token")? {
-        c.publish_token = Some(v);
-    }
-    if let Some(v) = p.bytes("--subscribe-token")? {
-        c.subscribe_token = Some(v);
-    }
-    if let Some(v) = p.get("--shutdown-timeout", args::parse_duration)? {
-        c.shutdown_timeout = v;
-    }
-    c.busy_poll = p.switch("--busy-poll")?;
-    if let Some(v) = p.get("--ws-listen", parse_ws_listen)? {
-        c.ws_listen = v;
-    }
-    if let Some(v) = p.get("--allowed-origins", parse_origins)? {
-        c.allowed_origins = v;
-    }
-    if let Some(v) = p.get("--ws-ping-interval", args::parse_duration)? {
-        c.ws_ping_interval = v;
-    }
-    if let Some(v) = p.get("--ws-idle-timeout", args::parse_duration)? {
-        c.ws_idle_timeout = v;
-    }
-    if let Some(v) = p.get("--http-timeout", args::parse_duration)? {
-        c.http_timeout = v;
-    }
-    if let Some(v) = p.get("--frame-timeout", args::parse_duration)? {
-        c.frame_timeout = v;
-    }
-    if let Some(v) = p.get("--max-incomplete", args::parse_byte_size_usize)? {
-        c.max_incomplete = v;
-    }
-    if let Some(v) = p.get("--http-reserve", positive)? {
-        c.http_reserve = v;
-    }
-    if let Some(v) = p.get("--close-linger", args::parse_duration)? {
-        c.close_linger = v;
-    }
-    Ok(Some(c))
-}
-
-/// `off` or an address.
-fn parse_ws_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    args::parse_addr(s).map(Some)
-}
-
-/// A comma-separated list of origins, each `scheme://host[:port]`.
-fn parse_origins(s: &str) -> Result<Vec<String>, String> {
-    let list: Vec<String> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(str::to_string)
-        .collect();
-    for o in &list {
-        let ok = (o.starts_with("http://") || o.starts_with("https://"))
-            && !o.ends_with('/')
-            && !o.contains(char::is_whitespace);
-        if !ok {
-            return Err(format!(
-                "expected origins like https://app.example.com (scheme and host, no path or trailing slash), got {o:?}"
-            ));
+impl ServeArgs {
+    /// The configuration. Both sides are written out whole, with no `..`:
+    /// a new [`Config`] field does not compile until it has a flag here.
+    fn into_config(self) -> Config {
+        let ServeArgs {
+            listen,
+            cores,
+            cpus,
+            max_frame,
+            max_backlog,
+            max_subscriptions,
+            max_connections,
+            max_topics,
+            pool_size,
+            publish_token,
+            subscribe_token,
+            shutdown_timeout,
+            busy_poll,
+            ws_listen,
+            allowed_origins,
+            ws_ping_interval,
+            ws_idle_timeout,
+            http_timeout,
+            frame_timeout,
+            max_incomplete,
+            http_reserve,
+            close_linger,
+        } = self;
+        Config {
+            listen,
+            cores,
+            cpus,
+            max_frame,
+            max_backlog,
+            max_subscriptions,
+            max_connections,
+            max_topics,
+            pool_bytes: pool_size,
+            publish_token,
+            subscribe_token,
+            shutdown_timeout,
+            busy_poll,
+            ws_listen,
+            allowed_origins,
+            ws_ping_interval,
+            ws_idle_timeout,
+            http_timeout,
+            frame_timeout,
+            max_incomplete,
+            http_reserve,
+            close_linger,
         }
     }
-    if list.is_empty() {
-        return Err("expected at least one origin".into());
-    }
-    Ok(list)
 }
 
-/// A count of at least 1.
-fn positive(s: &str) -> Result<usize, String> {
-    match args::parse_count_usize(s)? {
-        0 => Err(format!("expected a number of at least 1, got {s:?}")),
-        n => Ok(n),
-    }
-}
-
-/// `ringcast serve [FLAGS]`.
-pub fn run(words: Vec<OsString>) -> Result<(), Failure> {
-    let Some(config) = config(words, &args::process_env)? else {
-        print!("{}", help());
-        return Ok(());
-    };
-    ringcast::server::run_daemon(config).map_err(|e| Failure::Failed(e.to_string()))
+/// `ringcast serve [OPTIONS]`.
+pub fn run(args: ServeArgs) -> Result<(), Failure> {
+    ringcast::server::run_daemon(args.into_config()).map_err(|e| Failure::Failed(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::time::Duration;
+    use crate::tests::{help_of, with_env};
+    use crate::{parse, Command};
 
+    /// The configuration `ringcast serve WORDS` makes with exactly `env` as
+    /// its RINGCAST_* environment.
     fn config_of(words: &[&str], env: &[(&str, &str)]) -> Result<Config, Failure> {
-        let env: HashMap<&str, &str> = env.iter().copied().collect();
-        let lookup = |k: &str| env.get(k).map(OsString::from);
-        let words = words.iter().map(OsString::from).collect();
-        config(words, &lookup).map(|c| c.expect("no --help given"))
+        let argv = ["ringcast", "serve"].iter().chain(words);
+        match with_env(env, || parse(argv.map(Into::into).collect()))?.command {
+            Command::Serve(args) => Ok(args.into_config()),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn usage_message(words: &[&str], env: &[(&str, &str)]) -> String {
+        match config_of(words, env) {
+            Err(Failure::Usage(e)) => {
+                assert_eq!(e.exit_code(), 2, "{e}");
+                e.to_string()
+            }
+            other => panic!("expected a usage error for {words:?} {env:?}, got {other:?}"),
+        }
     }
 
     #[test]
@@ -407,44 +348,84 @@ mod tests {
         assert!(c.busy_poll);
 
         // Flags beat the environment.
-        let c = config_of(&["--cores", "5"], &env).unwrap();
-        assert_eq!(c.cores, 5);
+        let c = config_of(&["--cores", "5", "--cpus", "none"], &env).unwrap();
+        assert_eq!((c.cores, c.cpus.as_slice()), (5, &[][..]));
+        assert!(
+            !config_of(&[], &[("RINGCAST_BUSY_POLL", "off")])
+                .unwrap()
+                .busy_poll
+        );
+    }
+
+    #[test]
+    fn every_flag_has_its_variable_and_shows_its_default() {
+        let cmd = crate::command();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        let help = help_of(&["serve", "--help"]);
+        let mut flags = 0;
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" {
+                continue;
+            }
+            flags += 1;
+            let var = format!("RINGCAST_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|v| v.to_str()),
+                Some(var.as_str()),
+                "--{long} reads {var}"
+            );
+            assert!(help.contains(&format!("--{long}")), "help shows --{long}");
+            assert!(help.contains(&format!("[env: {var}]")), "help shows {var}");
+            let about = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                !arg.get_default_values().is_empty() || about.contains("default"),
+                "--{long} shows its default: {about}"
+            );
+        }
+        // Config fields: `into_config` does not compile when Config gains one
+        // without a flag; this checks that every flag has its variable.
+        assert!(flags >= 22, "{flags} flags");
+        assert!(help.contains("[default: 8MiB]"), "{help}");
+        assert!(help.contains("[default: 5s]"), "{help}");
+        assert!(help.contains("[default: 127.0.0.1:7401]"), "{help}");
+        assert!(help.contains("Examples:"), "{help}");
     }
 
     #[test]
     fn defaults_and_errors() {
-        let c = config_of(&[], &[]).unwrap();
+        // No flag and no variable: exactly `Config::default()`, every field
+        // (the defaults went through help's text and back).
         let d = Config::default();
         assert_eq!(
-            (c.listen, c.max_frame, c.pool_bytes, c.busy_poll),
-            (d.listen, d.max_frame, d.pool_bytes, false)
+            format!("{:?}", config_of(&[], &[]).unwrap()),
+            format!("{d:?}")
         );
-        assert_eq!(
-            config_of(&["--max-frame", "x"], &[]).unwrap_err(),
-            Failure::Usage("--max-frame: expected a byte size like 1MiB, got \"x\"".into())
-        );
-        assert_eq!(
-            config_of(&["--cores", "0"], &[]).unwrap_err().exit_code(),
-            2
-        );
-        assert!(config_of(&[], &[("RINGCAST_BUSY_POLL", "maybe")]).is_err());
-        assert!(config_of(&["--publish-token", ""], &[]).is_err());
-        // An empty variable is unset.
-        assert_eq!(
-            config_of(&[], &[("RINGCAST_PUBLISH_TOKEN", "")])
-                .unwrap()
-                .publish_token,
-            None
-        );
-    }
 
-    #[test]
-    fn help_lists_every_flag_with_its_variable() {
-        let text = help();
-        for f in flags() {
-            assert!(text.contains(f.name), "{}", f.name);
-            assert!(text.contains(f.env.unwrap()), "{}", f.name);
-        }
+        let msg = usage_message(&["--max-frame", "x"], &[]);
+        assert!(
+            msg.contains("'--max-frame <BYTES>'") && msg.contains("expected a byte size like 8MiB"),
+            "{msg}"
+        );
+        // A bad variable names the flag and the variable.
+        let msg = usage_message(&[], &[("RINGCAST_MAX_FRAME", "lots")]);
+        assert!(
+            msg.contains("'--max-frame <BYTES>'") && msg.contains("RINGCAST_MAX_FRAME"),
+            "{msg}"
+        );
+        usage_message(&["--cores", "0"], &[]);
+        usage_message(&[], &[("RINGCAST_BUSY_POLL", "maybe")]);
+        usage_message(&["--publish-token", ""], &[]);
+        usage_message(&["--busy-poll=1"], &[]);
+        let msg = usage_message(&["--max-backlog"], &[]);
+        assert!(msg.contains("--max-backlog"), "{msg}");
+        // An empty variable is unset.
+        let c = config_of(
+            &[],
+            &[("RINGCAST_PUBLISH_TOKEN", ""), ("RINGCAST_MAX_FRAME", "")],
+        )
+        .unwrap();
+        assert_eq!((c.publish_token, c.max_frame), (None, d.max_frame));
     }
 
     #[test]
@@ -480,6 +461,10 @@ mod tests {
         let off = config_of(&[], &[("RINGCAST_WS_LISTEN", "off")]).unwrap();
         assert_eq!(off.ws_listen, None);
         assert_eq!(
+            config_of(&["--ws-listen", "off"], &[]).unwrap().ws_listen,
+            None
+        );
+        assert_eq!(
             config_of(&[], &[]).unwrap().ws_listen,
             Config::default().ws_listen
         );
@@ -489,12 +474,9 @@ mod tests {
             "https://a.example/path x",
             "",
         ] {
-            assert!(
-                config_of(&["--allowed-origins", bad], &[]).is_err(),
-                "accepted origins {bad:?}"
-            );
+            usage_message(&["--allowed-origins", bad], &[]);
         }
-        assert!(config_of(&["--ws-listen", "nowhere"], &[]).is_err());
+        usage_message(&["--ws-listen", "nowhere"], &[]);
     }
 
     #[test]
@@ -544,6 +526,6 @@ mod tests {
                 want.close_linger
             )
         );
-        assert!(config_of(&["--http-reserve", "0"], &[]).is_err());
+        usage_message(&["--http-reserve", "0"], &[]);
     }
 }

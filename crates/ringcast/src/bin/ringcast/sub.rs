@@ -1,80 +1,79 @@
 //! `ringcast sub`: subscribe to topics and print every DATA frame, one line each.
 
-use std::ffi::OsString;
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ringcast_client::{ClientError, Message};
 
-use crate::args::{self, Failure, Flag};
-use crate::connect;
+use crate::connect::{self, Token};
+use crate::values;
+use crate::Failure;
 
 /// Payload characters shown before the line is cut short.
 const MAX_SHOWN_CHARS: usize = 200;
 
-fn flags() -> Vec<Flag> {
-    vec![
-        connect::addr_flag(),
-        Flag {
-            name: "--count",
-            value: Some("N"),
-            env: None,
-            default: "none (run until the server closes or Ctrl-C)".into(),
-            help: "Exit 0 after printing N messages.",
-        },
-        connect::token_flag("RINGCAST_SUBSCRIBE_TOKEN"),
-    ]
+const EXAMPLES: &str = "\
+Examples:
+  ringcast sub prices.eurusd
+  ringcast sub a b c --count 100 --addr 10.0.0.5:7400
+  RINGCAST_SUBSCRIBE_TOKEN=s3cret ringcast sub private.news";
+
+/// The arguments of `sub`.
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Subscribe to topics and print each message as it arrives.",
+    long_about = long_about(),
+    after_help = EXAMPLES
+)]
+pub struct SubArgs {
+    /// Topics to subscribe to.
+    #[arg(value_name = "TOPIC", required = true, value_parser = connect::topic)]
+    topics: Vec<String>,
+
+    #[command(flatten)]
+    server: connect::Server,
+
+    /// Exit 0 after printing N messages; by default run until the server
+    /// closes or Ctrl-C.
+    #[arg(long, value_name = "N", value_parser = values::count)]
+    count: Option<u64>,
+
+    /// Token to AUTH with first (by default none is sent). Prefer the
+    /// variable: flags show in `ps`.
+    #[arg(long, env = "RINGCAST_SUBSCRIBE_TOKEN", value_name = "TOKEN",
+          value_parser = connect::token())]
+    token: Option<Token>,
 }
 
-/// `ringcast sub --help`.
-pub fn help() -> String {
+fn long_about() -> String {
     format!(
-        "ringcast sub: subscribe to topics and print each message as it arrives.\n\
-         \n\
-         Usage: ringcast sub TOPIC [TOPIC...] [FLAGS]\n\
-         \n\
-         Prints one line per subscription to stderr:\n  \
-           subscribed to TOPIC: next_seq=N epoch=E\n\
-         and one line per message to stdout, flushed at once (so pipes see it):\n  \
-           TOPIC seq=N latency=12.3us PAYLOAD\n\
-         latency is this machine's clock minus the server's acceptance stamp (only\n\
-         meaningful on the same host or with synced clocks). The payload is shown\n\
-         as UTF-8 with \\n, \\t, \\\\, \\u{{..}} and \\xNN escapes for what is not\n\
-         printable, cut at {MAX_SHOWN_CHARS} characters with a note of its full size.\n\
-         \n\
-         Exits 0 after --count messages, 1 when the server sends an ERROR or closes,\n\
-         2 on bad usage.\n\
-         \n\
-         Flags (a flag beats its environment variable, which beats the default):\n\
-         {}\n\
-         Examples:\n  \
-           ringcast sub prices.eurusd\n  \
-           ringcast sub a b c --count 100 --addr 10.0.0.5:7400\n",
-        args::render_flags(&flags())
+        "\
+Subscribe to topics and print each message as it arrives.
+
+Prints one line per subscription to stderr:
+  subscribed to TOPIC: next_seq=N epoch=E
+and one line per message to stdout, flushed at once (so pipes see it):
+  TOPIC seq=N latency=12.3us PAYLOAD
+latency is this machine's clock minus the server's acceptance stamp (only
+meaningful on the same host or with synced clocks). The payload is shown as
+UTF-8 with \\n, \\t, \\\\, \\u{{..}} and \\xNN escapes for what is not printable,
+cut at {MAX_SHOWN_CHARS} characters with a note of its full size.
+
+Exits 0 after --count messages, 1 when the server sends an ERROR or closes,
+2 on bad usage. A flag beats its environment variable, which beats the
+default; an empty variable counts as unset."
     )
 }
 
-/// `ringcast sub TOPIC [TOPIC...] [FLAGS]`.
-pub fn run(words: Vec<OsString>) -> Result<(), Failure> {
-    let flags = flags();
-    let p = args::parse("sub", &flags, true, words, &args::process_env)?;
-    if p.help {
-        print!("{}", help());
-        return Ok(());
-    }
-    if p.positionals.is_empty() {
-        return Err(Failure::Usage(
-            "sub needs at least one TOPIC; see `ringcast sub --help`".into(),
-        ));
-    }
-    let topics = p
-        .positionals
-        .iter()
-        .map(connect::topic_arg)
-        .collect::<Result<Vec<_>, _>>()?;
-    let count = p.get("--count", args::parse_count)?;
-
-    let mut client = connect::open(&p)?;
+/// `ringcast sub TOPIC... [OPTIONS]`.
+pub fn run(args: SubArgs) -> Result<(), Failure> {
+    let SubArgs {
+        topics,
+        server,
+        count,
+        token,
+    } = args;
+    let mut client = connect::open(server.addr, token.as_deref())?;
     for topic in &topics {
         let ack = client
             .subscribe(topic)

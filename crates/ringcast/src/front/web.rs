@@ -16,8 +16,7 @@
 //! close frame alone; a peer's close is echoed. After a close frame nothing
 //! more is read; the write side is shut once it is flushed.
 
-use super::Reactor;
-use crate::conn::{Wire, WsConn};
+use crate::core::{take_slot, Core, Wire, WsConn};
 use crate::http::{metrics, page, request};
 use crate::proto::{self, Decoded, ErrorCode};
 use crate::stats::{CutReason, Stats, Transport};
@@ -28,11 +27,11 @@ use std::sync::atomic::Ordering;
 /// Largest HTTP request head accepted (431 past it).
 pub(super) const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-impl Reactor {
+impl Core {
     /// Parses the request head waiting in `data`; answers it. Returns the
     /// bytes consumed (all of them once answered: nothing after a plain
     /// request is read; after an upgrade the rest is WebSocket frames).
-    pub(super) fn process_http(&mut self, idx: u32, data: &[u8]) -> usize {
+    pub(crate) fn process_http(&mut self, idx: u32, data: &[u8]) -> usize {
         let (req, consumed) = match request::parse(data, MAX_REQUEST_HEAD) {
             Ok(request::Parsed::Incomplete) => return 0,
             Ok(request::Parsed::Complete { request, consumed }) => (request, consumed),
@@ -139,21 +138,13 @@ impl Reactor {
         self.drain(idx);
     }
 
-    /// Copies `bytes` into frame memory and queues them.
-    fn queue_bytes(&mut self, idx: u32, bytes: &[u8]) {
-        let mut f = self.arena.alloc(&self.shared.pool, bytes.len());
-        // SAFETY: just allocated, no other reference exists.
-        unsafe { f.bytes_mut() }.copy_from_slice(bytes);
-        self.queue(idx, f);
-    }
-
     /// Sends the 101 and switches the connection to WebSocket framing. A
     /// connection taken from the HTTP reserve needs a connection slot
     /// first: returns false (after a 503) when none is free.
     fn upgrade(&mut self, idx: u32, response: &[u8]) -> bool {
         let shared = &self.shared;
         if self.conns[idx as usize].reserved {
-            if !super::take_slot(&shared.connections, shared.config.max_connections) {
+            if !take_slot(&shared.connections, shared.config.max_connections) {
                 self.stats().refused.fetch_add(1, Ordering::Relaxed);
                 let body =
                     "the server is at its connection limit (--max-connections); try again later\n";
@@ -189,7 +180,7 @@ impl Reactor {
     /// Decodes WebSocket frames from `data` and handles the native frame in
     /// each message. Returns the bytes consumed: all of them, unless the
     /// connection paused (waiting for a topic owner) or stopped reading.
-    pub(super) fn process_ws(&mut self, idx: u32, data: &[u8]) -> usize {
+    pub(crate) fn process_ws(&mut self, idx: u32, data: &[u8]) -> usize {
         let Wire::Ws(w) = &mut self.conns[idx as usize].wire else {
             return 0;
         };
@@ -229,8 +220,8 @@ impl Reactor {
                 }
             }
             let c = &self.conns[idx as usize];
-            if !c.is_open() || c.paused {
-                if !c.is_open() {
+            if !c.reads_requests() {
+                if !c.is_live() {
                     off = data.len();
                 }
                 break;
@@ -239,7 +230,7 @@ impl Reactor {
         dec.shrink();
         // A connection that stopped reading keeps no decoder (nor its buffer).
         let c = &mut self.conns[idx as usize];
-        if let (true, Wire::Ws(w)) = (c.is_open(), &mut c.wire) {
+        if let (true, Wire::Ws(w)) = (c.is_live(), &mut c.wire) {
             w.decoder = Some(dec);
         }
         off
@@ -267,7 +258,7 @@ impl Reactor {
 
     /// A fault in the WebSocket framing itself.
     fn ws_fault(&mut self, idx: u32, e: CloseError) {
-        if !self.conns[idx as usize].is_open() {
+        if !self.conns[idx as usize].is_live() {
             return;
         }
         if e.code == close::TOO_BIG {
@@ -305,7 +296,7 @@ impl Reactor {
     }
 
     /// Queues a close frame (once per connection).
-    pub(super) fn ws_queue_close(&mut self, idx: u32, code: u16, reason: &str) {
+    pub(crate) fn ws_queue_close(&mut self, idx: u32, code: u16, reason: &str) {
         let Wire::Ws(w) = &mut self.conns[idx as usize].wire else {
             return;
         };
@@ -318,44 +309,10 @@ impl Reactor {
         self.conns[idx as usize].trailer += 1;
     }
 
-    /// Every `idle_scan_ns`: pings silent WebSocket peers, closes those
-    /// silent past the idle timeout (after a ping went unanswered), and
-    /// answers HTTP requests that missed their deadline.
-    pub(super) fn scan_idle(&mut self, now: u64) {
-        let cfg = &self.shared.config;
-        let ping_after = cfg.ws_ping_interval.as_nanos() as u64;
-        let idle_after = cfg.ws_idle_timeout.as_nanos() as u64;
-        let frame_after = cfg.frame_timeout.as_nanos() as u64;
-        let mut ping = Vec::new();
-        let mut idle = Vec::new();
-        let mut late = Vec::new();
-        let mut stalled = Vec::new();
-        for (i, c) in self.conns.iter() {
-            if !c.is_open() {
-                continue;
-            }
-            // A frame begun and not finished in time (not while the engine
-            // itself holds the connection's input: paused).
-            let partial = c.partial_since != 0 && !matches!(c.wire, Wire::Http { .. });
-            if partial && !c.paused && now.saturating_sub(c.partial_since) >= frame_after {
-                stalled.push(i as u32);
-                continue;
-            }
-            match &c.wire {
-                Wire::Ws(w) if !w.close_sent => {
-                    // A peer is always pinged before it is closed for
-                    // silence, and any bytes from it (a pong) clear both.
-                    let silent = now.saturating_sub(w.last_rx);
-                    if silent >= ping_after && !w.pinged {
-                        ping.push(i as u32);
-                    } else if silent >= idle_after && w.pinged {
-                        idle.push(i as u32);
-                    }
-                }
-                Wire::Http { deadline } if now >= *deadline => late.push(i as u32),
-                _ => {}
-            }
-        }
+    /// The web part of the periodic scan: pings the silent WebSocket peers
+    /// in `ping`, closes the `idle` ones (a ping went unanswered), answers
+    /// the HTTP requests in `late` (past their deadline) with 408.
+    pub(crate) fn scan_web(&mut self, ping: Vec<u32>, idle: Vec<u32>, late: Vec<u32>) {
         for idx in ping {
             if let Wire::Ws(w) = &mut self.conns[idx as usize].wire {
                 w.pinged = true;
@@ -367,14 +324,6 @@ impl Reactor {
             self.remove_all_subs(idx);
             self.ws_queue_close(idx, close::GOING_AWAY, "idle timeout");
             self.drain(idx);
-        }
-        for idx in stalled {
-            self.stats().count_cut(CutReason::IncompleteFrame);
-            let reason = format!(
-                "incomplete frame: begun but not completed within {:?} (--frame-timeout)",
-                self.shared.config.frame_timeout
-            );
-            self.fail(idx, ErrorCode::Incomplete, &reason, false);
         }
         for idx in late {
             self.stats().count_cut(CutReason::RequestTimeout);

@@ -1,192 +1,32 @@
-//! What a reactor does with frames from its connections and with messages
-//! from other cores: publish, fan-out, subscribe, unsubscribe, auth, ping.
+//! Topics across cores: publish, fan-out, subscribe, unsubscribe, the
+//! join/leave protocol with a topic's owner core, and reclaiming topics.
 
-use super::{Msg, Reactor, TEARDOWN_INLINE};
-use crate::conn::{Conn, State, Wire};
+use super::{Action, Conn, Core, Life, Msg};
 use crate::pool::FrameRef;
-use crate::proto::{self, ClientFrame, Decoded, ErrorCode, ServerFrame};
-use crate::server::PAUSED_SLACK;
-use crate::sys;
-use crate::topic::{owner_of, ConnKey, Registration, TopicId, NO_SUB};
+use crate::proto::{self, DataView, ErrorCode, ServerFrame};
+use crate::topic::{owner_of, Registration, TopicId, NO_SUB};
 use crate::ws::frame::{header_len, write_header, Opcode};
 use std::sync::atomic::Ordering;
 
-/// Input buffers larger than this are shrunk once empty, so one big frame
-/// does not pin memory for the connection's lifetime.
-const INBUF_KEEP: usize = 256 * 1024;
-
-/// Constant-time comparison (the length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Topic bytes of an encoded DATA frame.
+/// The DATA frame a reference holds (frames travelling between cores are
+/// always whole DATA frames, encoded by `publish`).
+fn data(frame: &FrameRef) -> DataView<'_> {
+    DataView::new(frame.bytes()).expect("a whole DATA frame")
 }
 
 /// Topic bytes of an encoded DATA frame.
 fn data_topic(frame: &FrameRef) -> &[u8] {
-    let b = frame.bytes();
-    let tl = u16::from_le_bytes([b[6], b[7]]) as usize;
-    &b[proto::DATA_HEADER_LEN..proto::DATA_HEADER_LEN + tl]
+    data(frame).topic()
 }
 
 fn data_seq(frame: &FrameRef) -> u64 {
-    u64::from_le_bytes(frame.bytes()[8..16].try_into().expect("8 bytes"))
+    data(frame).seq()
 }
 
-impl Reactor {
-    fn key(&self, idx: u32) -> ConnKey {
-        ConnKey {
-            index: idx,
-            gen: self.conns[idx as usize].gen,
-        }
-    }
-
-    fn live(&self, key: ConnKey) -> bool {
-        matches!(self.conns.get(key.index as usize), Some(c) if c.gen == key.gen)
-    }
-
-    /// Bytes received on connection `idx`.
-    pub(super) fn on_bytes(&mut self, idx: u32, data: &[u8]) {
-        let c = &mut self.conns[idx as usize];
-        if !c.is_open() || c.over_limit {
-            // Draining or closing, or about to be cut off for its backlog:
-            // input is read and dropped.
-            return;
-        }
-        if c.paused || !c.inbuf.is_empty() {
-            c.inbuf.extend_from_slice(data);
-            if !c.paused {
-                self.process_inbuf(idx);
-            } else if c.inbuf.len() > self.shared.config.max_frame as usize + PAUSED_SLACK
-                && c.recv_armed
-            {
-                // Input keeps coming while a subscribe waits for its topic's
-                // owner: stop reading (the socket buffer pushes back on the
-                // client) until the answer lets us go on.
-                self.cancel_recv(idx);
-            }
-            return;
-        }
-        let used = self.process(idx, data);
-        if let Some(c) = self.conns.get_mut(idx as usize) {
-            if c.is_open() && used < data.len() {
-                c.inbuf.extend_from_slice(&data[used..]);
-            }
-        }
-    }
-
-    /// Parses what waits in the connection's input buffer.
-    fn process_inbuf(&mut self, idx: u32) {
-        let buf = std::mem::take(&mut self.conns[idx as usize].inbuf);
-        let used = self.process(idx, &buf);
-        let mut buf = buf;
-        let c = &mut self.conns[idx as usize];
-        if !c.is_open() {
-            return;
-        }
-        buf.drain(..used);
-        if buf.is_empty() && buf.capacity() > INBUF_KEEP {
-            buf = Vec::new();
-        }
-        c.inbuf = buf;
-    }
-
-    /// Handles what `data` holds for the connection's wire (native frames,
-    /// an HTTP request, WebSocket frames); returns the bytes consumed.
-    fn process(&mut self, idx: u32, data: &[u8]) -> usize {
-        match self.conns[idx as usize].wire {
-            Wire::Tcp => self.process_native(idx, data),
-            Wire::Http { .. } => self.process_http(idx, data),
-            Wire::Ws(_) => self.process_ws(idx, data),
-        }
-    }
-
-    /// Handles whole native frames from `data`; returns the bytes consumed.
-    /// Stops at an incomplete frame, a protocol error, or a pause.
-    fn process_native(&mut self, idx: u32, data: &[u8]) -> usize {
-        let max = self.shared.config.max_frame;
-        let mut off = 0;
-        while off < data.len() {
-            match proto::decode_client(&data[off..], max) {
-                Ok(Decoded::Frame { frame, consumed }) => {
-                    off += consumed;
-                    self.handle_frame(idx, frame);
-                    let c = &self.conns[idx as usize];
-                    if !c.is_open() || c.paused || c.over_limit {
-                        break;
-                    }
-                }
-                Ok(Decoded::Incomplete { .. }) => break,
-                Err(e) => {
-                    let reason = e.to_string();
-                    self.fail(idx, e.code, &reason, false);
-                    break;
-                }
-            }
-        }
-        off
-    }
-
-    pub(super) fn handle_frame(&mut self, idx: u32, frame: ClientFrame<'_>) {
-        self.frames_in += 1;
-        match frame {
-            ClientFrame::Publish { topic, payload } => self.publish(idx, topic.as_bytes(), payload),
-            ClientFrame::Subscribe { topic } => self.subscribe(idx, topic.as_bytes()),
-            ClientFrame::Unsubscribe { topic } => {
-                self.unsubscribe(idx, topic.as_bytes());
-                self.reply(idx, &ServerFrame::UnsubAck { topic });
-            }
-            ClientFrame::Ping { payload } => self.reply(idx, &ServerFrame::Pong { payload }),
-            ClientFrame::Auth { token } => self.auth(idx, token),
-        }
-    }
-
-    fn auth(&mut self, idx: u32, token: &[u8]) {
-        let cfg = &self.shared.config;
-        let (pubt, subt) = (cfg.publish_token.as_deref(), cfg.subscribe_token.as_deref());
-        let pub_ok = pubt.is_some_and(|t| ct_eq(t, token));
-        let sub_ok = subt.is_some_and(|t| ct_eq(t, token));
-        if (pubt.is_some() || subt.is_some()) && !pub_ok && !sub_ok {
-            self.fail(
-                idx,
-                ErrorCode::NotAuthorized,
-                "not authorized: AUTH token rejected",
-                false,
-            );
-            return;
-        }
-        let c = &mut self.conns[idx as usize];
-        c.auth_pub |= pub_ok;
-        c.auth_sub |= sub_ok;
-        self.reply(idx, &ServerFrame::AuthOk);
-    }
-
-    /// Encodes a reply into frame memory (as a WebSocket message for a
-    /// WebSocket connection) and queues it for the connection.
-    pub(crate) fn reply(&mut self, idx: u32, frame: &ServerFrame<'_>) {
-        let len = frame.encoded_len();
-        let mut f = self.arena.alloc(&self.shared.pool, len);
-        // SAFETY: just allocated, no other reference exists.
-        frame.encode_to_slice(unsafe { f.bytes_mut() });
-        if self.conns[idx as usize].is_ws() {
-            f = with_ws_header(f);
-        }
-        self.queue(idx, f);
-    }
-
-    /// Queues a frame for connection `idx` and lists it for a send. Every
-    /// frame counts toward the connection's backlog limit, replies and
-    /// control frames as much as DATA.
-    pub(crate) fn queue(&mut self, idx: u32, f: FrameRef) {
-        self.backlog += f.len() as i64;
-        let limit = self.shared.config.max_backlog;
-        let c = &mut self.conns[idx as usize];
-        enqueue(c, idx, f, limit, &mut self.dirty, &mut self.over_limit);
-    }
-
+impl Core {
     /// PUBLISH: stamp, encode once into frame memory, hand to the owner.
-    fn publish(&mut self, idx: u32, topic: &[u8], payload: &[u8]) {
+    pub(crate) fn publish(&mut self, idx: u32, topic: &[u8], payload: &[u8]) {
         if self.shared.config.publish_token.is_some() && !self.conns[idx as usize].auth_pub {
             self.fail(
                 idx,
@@ -196,7 +36,7 @@ impl Reactor {
             );
             return;
         }
-        let ts = sys::realtime_ns();
+        let ts = (self.realtime)();
         let len = proto::data_frame_len(topic.len(), payload.len());
         let mut f = self.arena.alloc(&self.shared.pool, len);
         // SAFETY: just allocated, no other reference exists.
@@ -221,13 +61,15 @@ impl Reactor {
     /// Lets a paused connection go on with the input it buffered.
     fn resume(&mut self, idx: u32) {
         let c = &mut self.conns[idx as usize];
-        c.paused = false;
-        if c.is_open() {
+        if c.life == Life::Paused {
+            c.life = Life::Open;
+        }
+        if c.reads_requests() {
             let frames = self.frames_in;
             self.process_inbuf(idx);
             self.account_input(idx, self.frames_in != frames);
-            if self.conns.contains(idx as usize) && !self.conns[idx as usize].recv_armed {
-                self.rearm.push(idx);
+            if self.conns.contains(idx as usize) {
+                self.act(Action::Read(idx));
             }
         }
     }
@@ -245,7 +87,7 @@ impl Reactor {
         // A new incarnation: a new epoch, above every one this core gave
         // before (topics always have the same owner), so a client can tell
         // a restarted sequence from a gap.
-        let epoch = (self.last_epoch + 1).max(sys::realtime_ns());
+        let epoch = (self.last_epoch + 1).max((self.realtime)());
         self.last_epoch = epoch;
         self.stats().topics_created.fetch_add(1, Ordering::Relaxed);
         Some(self.topics.insert(name, Registration::Owner, epoch))
@@ -298,7 +140,6 @@ impl Reactor {
         // WebSocket subscribers get a view that starts at the header written
         // in front of the frame when it was encoded.
         let ws_header = header_len(frame.len());
-        let mut queued = 0;
         let mut frame = Some(frame);
         for (i, key) in subs.iter().enumerate() {
             let f = if i + 1 == n {
@@ -310,7 +151,7 @@ impl Reactor {
             debug_assert_eq!(c.gen, key.gen);
             // A connection going away keeps its subscriptions until the
             // teardown gets to them; it gets nothing more meanwhile.
-            if !c.is_open() || c.over_limit {
+            if !c.takes_frames() {
                 self.arena.release(pool, f);
                 continue;
             }
@@ -319,23 +160,22 @@ impl Reactor {
             } else {
                 f
             };
-            queued += f.len();
             enqueue(
                 c,
                 key.index,
                 f,
                 limit,
+                &mut self.owed,
                 &mut self.dirty,
                 &mut self.over_limit,
             );
         }
-        self.backlog += queued as i64;
         self.shared.stats[self.id]
             .deliveries
             .fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn subscribe(&mut self, idx: u32, topic: &[u8]) {
+    pub(crate) fn subscribe(&mut self, idx: u32, topic: &[u8]) {
         let cfg = &self.shared.config;
         if cfg.subscribe_token.is_some() && !self.conns[idx as usize].auth_sub {
             self.fail(
@@ -397,7 +237,7 @@ impl Reactor {
             waiting.push(key);
             let c = &mut self.conns[idx as usize];
             c.pending_subs += 1;
-            c.paused = true;
+            c.life = Life::Paused;
             return;
         }
         self.add_subscriber(idx, id);
@@ -430,7 +270,7 @@ impl Reactor {
         );
     }
 
-    fn unsubscribe(&mut self, idx: u32, topic: &[u8]) {
+    pub(crate) fn unsubscribe(&mut self, idx: u32, topic: &[u8]) {
         let Some(id) = self.topics.get(topic) else {
             return;
         };
@@ -482,23 +322,9 @@ impl Reactor {
         }
     }
 
-    /// Drops the subscriptions of a connection that is going away: at once
-    /// when they are few, else through the teardown queue, a bounded number
-    /// per loop turn (the connection gets no frames meanwhile: it is no
-    /// longer open, and is not freed before its subscriptions are gone).
-    pub(super) fn remove_all_subs(&mut self, idx: u32) {
-        let c = &mut self.conns[idx as usize];
-        if c.nsubs as usize <= TEARDOWN_INLINE {
-            self.drop_subs(idx, usize::MAX);
-        } else if !c.in_teardown {
-            c.in_teardown = true;
-            self.teardown.push_back(idx);
-        }
-    }
-
     /// Removes at most `budget` of connection `idx`'s subscriptions;
     /// returns how many it removed.
-    pub(super) fn drop_subs(&mut self, idx: u32, budget: usize) -> usize {
+    pub(crate) fn drop_subs(&mut self, idx: u32, budget: usize) -> usize {
         let mut done = 0;
         while done < budget {
             let c = &mut self.conns[idx as usize];
@@ -513,7 +339,7 @@ impl Reactor {
         done
     }
 
-    pub(super) fn handle_msg(&mut self, msg: Msg) {
+    pub(crate) fn handle_msg(&mut self, msg: Msg) {
         match msg {
             Msg::Publish(frame) => self.fan_out(frame),
             Msg::Deliver(frame) => {
@@ -587,16 +413,21 @@ impl Reactor {
             let idx = key.index;
             let c = &mut self.conns[idx as usize];
             c.pending_subs -= 1;
-            c.paused = false;
-            if c.state != State::Open {
+            if c.life == Life::Paused {
+                c.life = Life::Open;
+            }
+            if !c.is_live() {
                 continue;
             }
             match answer {
                 Some(_) => match self.topics.get(topic) {
-                    Some(id) => self.add_subscriber(idx, id),
-                    // An earlier waiter's input unsubscribed and the core
-                    // left the topic: join again (this pauses once more).
-                    None => {
+                    Some(id) if self.topics.topic(id).reg == Registration::Active => {
+                        self.add_subscriber(idx, id)
+                    }
+                    // An earlier waiter's input unsubscribed, so the core
+                    // left the topic (and maybe joined it again, pending a
+                    // new answer): subscribe anew (this pauses once more).
+                    _ => {
                         self.subscribe(idx, topic);
                         continue;
                     }
@@ -614,16 +445,17 @@ impl Reactor {
 
 /// Queues `f` on connection `c` (slab index `idx`): lists it for a send,
 /// and for a cut when its backlog passes `limit`.
-fn enqueue(
+pub(crate) fn enqueue(
     c: &mut Conn,
     idx: u32,
     f: FrameRef,
     limit: usize,
+    owed: &mut usize,
     dirty: &mut Vec<u32>,
     over_limit: &mut Vec<u32>,
 ) {
-    if c.push(f) > limit && !c.over_limit && c.is_open() {
-        c.over_limit = true;
+    if c.push(f, owed) > limit && c.takes_frames() {
+        c.life = Life::Overflowing;
         over_limit.push(idx);
     }
     if !c.dirty && !c.sending {
@@ -646,7 +478,7 @@ fn write_ws_header(f: &mut FrameRef) {
 
 /// Turns a reference to a native frame (as for [`write_ws_header`]) into a
 /// view that is one WebSocket binary message.
-fn with_ws_header(mut f: FrameRef) -> FrameRef {
+pub(crate) fn with_ws_header(mut f: FrameRef) -> FrameRef {
     write_ws_header(&mut f);
     let h = header_len(f.len());
     f.extend_front(h)

@@ -1,5 +1,7 @@
-//! Per-connection state: parse carry-over, subscriptions, and the send queue
-//! with its backlog accounting.
+//! Per-connection state in the core: its life cycle, what it speaks, its
+//! parse carry-over and subscriptions, and the send queue with its backlog
+//! accounting. Nothing here owns a socket: the driver keeps the descriptor
+//! and the ops in flight (`reactor::Io`), at the same index.
 //!
 //! The send queue holds one counted reference per frame still owed, in order.
 //! At most one send is in flight per socket; it covers the first `in_flight`
@@ -7,9 +9,6 @@
 //! - `queued == sum(outq[i].len()) - head_off`
 //! - `head_off < outq[0].len()` whenever `outq` is non-empty
 //! - `in_flight <= outq.len()`, and `in_flight > 0` exactly while `sending`
-//!
-//! The iovecs of the send in flight live in `SendBuf`, boxed so its address
-//! stays put while the kernel reads it, even when the connection slab grows.
 
 use crate::pool::{Arena, FrameRef, Pool};
 use crate::stats::Transport;
@@ -21,18 +20,39 @@ use std::os::fd::RawFd;
 /// Most frames one vectored send carries.
 pub const MAX_IOV: usize = 64;
 
-/// The life of a connection.
+/// The life of a connection, one state at a time.
+///
+/// ```text
+///  Open ⇄ Paused          (a SUBSCRIBE waits for its topic's owner core)
+///   │  ╲   │
+///   │   Overflowing       (backlog past the limit mid-fan-out: cut next)
+///   ▼      ▼
+///  Draining ──► Closing ──► (driver closes once no op is in flight)
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub enum Life {
     /// Reading and writing normally.
     Open,
+    /// Waiting for a topic owner's answer before handling more input, so
+    /// that replies keep the order of requests; input is held meanwhile.
+    Paused,
+    /// Its backlog passed the limit during the current fan-out: it gets no
+    /// more frames and reads no more requests, and is cut (ERROR 6) once the
+    /// fan-out or batch ends.
+    Overflowing,
     /// No more frames are read or queued; what is owed (ending with an ERROR,
     /// if any) is flushed until `deadline`, then the write side is shut.
     /// Each send that makes progress moves `deadline` on (a peer that keeps
-    /// reading keeps its connection), but never past `end`.
-    Draining { deadline: u64, end: u64 },
+    /// reading keeps its connection), but never past `end`. With `hurry`
+    /// (cut off), frames not yet handed to the kernel are dropped so the
+    /// trailer goes out next, and sends do not wait for room.
+    Draining {
+        deadline: u64,
+        end: u64,
+        hurry: bool,
+    },
     /// Write side shut (or being torn down); waiting for the peer's EOF or
-    /// `deadline`, then for the ops in flight, then the fd is closed.
+    /// `deadline`, then for the ops in flight, then the socket is closed.
     Closing { deadline: u64 },
 }
 
@@ -60,35 +80,21 @@ pub struct WsConn {
     pub close_sent: bool,
 }
 
-/// Memory the kernel reads while a send is in flight.
-pub struct SendBuf {
-    pub iov: [libc::iovec; MAX_IOV],
-    pub msg: libc::msghdr,
-}
-
 pub struct Conn {
+    /// The socket, as a handle for questions about it (the driver owns it).
     pub fd: RawFd,
-    /// The socket also sits in the ring's fixed-file table, at the
-    /// connection's slab index: ops name it by that index.
-    pub fixed: bool,
     pub gen: u32,
-    pub state: State,
+    pub life: Life,
     pub wire: Wire,
     /// Bytes of a frame that arrived incomplete (or input held while paused).
     pub inbuf: Vec<u8>,
-    /// Waiting for a topic owner's answer before handling more input, so
-    /// that replies keep the order of requests.
-    pub paused: bool,
-    pub recv_armed: bool,
-    /// Ops in flight for this connection (recv, send).
-    pub ops: u32,
     pub auth_pub: bool,
     pub auth_sub: bool,
     /// Head of this connection's list of subscriptions in the core's
     /// `TopicTable` ([`NO_SUB`]: none), and their number.
     pub first_sub: SubId,
     pub nsubs: u32,
-    /// Listed in the reactor's teardown queue: its subscriptions are being
+    /// Listed in the core's teardown queue: its subscriptions are being
     /// removed a bounded number per loop turn; not freed before that ends.
     pub in_teardown: bool,
     /// Subscriptions waiting for the owner's answer (count toward the limit).
@@ -97,17 +103,16 @@ pub struct Conn {
     /// the input began to arrive; 0 when the input ends on a frame boundary.
     pub partial_since: u64,
     /// Bytes of incomplete input this connection holds, as last counted in
-    /// the reactor's total.
+    /// the core's total.
     pub held: u32,
     /// Frames at the end of `outq` that end the connection (its ERROR, its
     /// WebSocket close): kept when what is owed before them is dropped.
     pub trailer: u8,
-    /// Cut off: frames not yet handed to the kernel are dropped as soon as
-    /// possible so the trailer goes out next.
-    pub hurry: bool,
     /// Accepted from the HTTP reserve, beyond `max_connections` (counted
     /// in `Shared::http_connections`, not `connections`).
     pub reserved: bool,
+    /// The core asked the driver to close it (`Action::Close`), once.
+    pub close_asked: bool,
     /// While draining: the socket's unacknowledged bytes when last looked
     /// at (a drop means the peer is reading, even with no send completing).
     pub kernel_queued: u32,
@@ -117,27 +122,18 @@ pub struct Conn {
     pub sending: bool,
     pub in_flight: usize,
     pub in_flight_bytes: usize,
-    /// Listed in the reactor's dirty list (a send should be submitted).
+    /// Listed in the core's dirty list (a send should be submitted).
     pub dirty: bool,
-    /// Listed for a slow-consumer cut after the current fan-out.
-    pub over_limit: bool,
-    pub send_buf: Box<SendBuf>,
 }
 
 impl Conn {
     pub fn new(fd: RawFd, gen: u32, wire: Wire) -> Conn {
-        // SAFETY: iovec and msghdr are plain C structs; all-zero is valid.
-        let send_buf: Box<SendBuf> = Box::new(unsafe { std::mem::zeroed() });
         Conn {
             fd,
-            fixed: false,
             gen,
-            state: State::Open,
+            life: Life::Open,
             wire,
             inbuf: Vec::new(),
-            paused: false,
-            recv_armed: false,
-            ops: 0,
             auth_pub: false,
             auth_sub: false,
             first_sub: NO_SUB,
@@ -147,8 +143,8 @@ impl Conn {
             partial_since: 0,
             held: 0,
             trailer: 0,
-            hurry: false,
             reserved: false,
+            close_asked: false,
             kernel_queued: 0,
             outq: VecDeque::with_capacity(16),
             head_off: 0,
@@ -157,21 +153,22 @@ impl Conn {
             in_flight: 0,
             in_flight_bytes: 0,
             dirty: false,
-            over_limit: false,
-            send_buf,
         }
     }
 
-    /// Queues a frame; returns the bytes now owed.
-    pub fn push(&mut self, frame: FrameRef) -> usize {
+    /// Queues a frame; returns the bytes now owed. `owed` is the core's
+    /// total of `queued` over its connections (the backlog gauge): every
+    /// method that changes `queued` keeps it, and nothing else does.
+    pub fn push(&mut self, frame: FrameRef, owed: &mut usize) -> usize {
+        *owed += frame.len();
         self.queued += frame.len();
         self.outq.push_back(frame);
         self.queued
     }
 
-    /// Fills `send_buf.iov` with what is owed, up to [`MAX_IOV`] frames, and
-    /// marks it in flight. Returns (iovec count, bytes, all frames registered).
-    pub fn prepare_send(&mut self) -> (usize, usize, bool) {
+    /// Fills `iov` with what is owed, up to [`MAX_IOV`] frames, and marks it
+    /// in flight. Returns (iovec count, bytes, all frames registered).
+    pub fn prepare_send(&mut self, iov: &mut [libc::iovec; MAX_IOV]) -> (usize, usize, bool) {
         debug_assert!(!self.sending && !self.outq.is_empty());
         let mut bytes = 0;
         let mut registered = true;
@@ -181,7 +178,7 @@ impl Conn {
             let len = f.len() - skip;
             // SAFETY: skip < f.len(), so the pointer stays inside the frame.
             let base = unsafe { f.as_ptr().add(skip) };
-            self.send_buf.iov[i] = libc::iovec {
+            iov[i] = libc::iovec {
                 iov_base: base as *mut libc::c_void,
                 iov_len: len,
             };
@@ -189,8 +186,6 @@ impl Conn {
             registered &= f.is_registered();
             n = i + 1;
         }
-        self.send_buf.msg.msg_iov = self.send_buf.iov.as_mut_ptr();
-        self.send_buf.msg.msg_iovlen = n as _;
         self.sending = true;
         self.in_flight = n;
         self.in_flight_bytes = bytes;
@@ -200,7 +195,14 @@ impl Conn {
     /// Accounts for a completed send of `sent` bytes: frames sent whole are
     /// released, a partial one stays at the head with `head_off` advanced.
     /// Returns whether the send was short.
-    pub fn complete_send(&mut self, pool: &Pool, arena: &mut Arena, sent: usize) -> bool {
+    pub fn complete_send(
+        &mut self,
+        pool: &Pool,
+        arena: &mut Arena,
+        owed: &mut usize,
+        sent: usize,
+    ) -> bool {
+        *owed -= sent;
         debug_assert!(self.sending && sent <= self.in_flight_bytes);
         let short = sent < self.in_flight_bytes;
         self.sending = false;
@@ -227,7 +229,7 @@ impl Conn {
     /// Drops every queued frame that no send points at and that was not
     /// started (a torn frame at the head stays, so the stream stays whole),
     /// except the `trailer` frames at the end. Returns the bytes dropped.
-    pub fn drop_unsent(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
+    pub fn drop_unsent(&mut self, pool: &Pool, arena: &mut Arena, owed: &mut usize) -> usize {
         let before = self.queued;
         let keep = self.in_flight.max(usize::from(self.head_off > 0));
         let trailer = usize::from(self.trailer).min(self.outq.len().saturating_sub(keep));
@@ -238,25 +240,43 @@ impl Conn {
             self.queued -= f.len();
             arena.release(pool, f);
         }
+        *owed -= before - self.queued;
         before - self.queued
     }
 
     /// Releases everything; only when no send is in flight. Returns the
     /// bytes that were still owed.
-    pub fn release_all(&mut self, pool: &Pool, arena: &mut Arena) -> usize {
+    pub fn release_all(&mut self, pool: &Pool, arena: &mut Arena, owed: &mut usize) -> usize {
         debug_assert!(!self.sending);
         self.trailer = 0;
         for f in self.outq.drain(..) {
             arena.release(pool, f);
         }
-        let owed = self.queued;
+        *owed -= self.queued;
+        let left = self.queued;
         self.queued = 0;
         self.head_off = 0;
-        owed
+        left
     }
 
-    pub fn is_open(&self) -> bool {
-        self.state == State::Open
+    /// Not yet told to go: open, paused, or about to be cut.
+    pub fn is_live(&self) -> bool {
+        matches!(self.life, Life::Open | Life::Paused | Life::Overflowing)
+    }
+
+    /// Gets the frames of its subscriptions.
+    pub fn takes_frames(&self) -> bool {
+        matches!(self.life, Life::Open | Life::Paused)
+    }
+
+    /// Its input is parsed and acted on now.
+    pub fn reads_requests(&self) -> bool {
+        self.life == Life::Open
+    }
+
+    /// Being cut off: unsent frames are dropped so its trailer goes next.
+    pub fn hurried(&self) -> bool {
+        matches!(self.life, Life::Draining { hurry: true, .. })
     }
 
     /// The transport, for the per-transport gauges.
@@ -286,9 +306,16 @@ mod tests {
         f
     }
 
-    fn sent_bytes(c: &Conn, n: usize) -> Vec<u8> {
+    fn iovecs() -> [libc::iovec; MAX_IOV] {
+        [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV]
+    }
+
+    fn sent_bytes(iov: &[libc::iovec], n: usize) -> Vec<u8> {
         let mut out = Vec::new();
-        for v in &c.send_buf.iov[..n] {
+        for v in &iov[..n] {
             // SAFETY: the iovecs point into frames held by c.outq.
             out.extend_from_slice(unsafe {
                 std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
@@ -302,17 +329,19 @@ mod tests {
         let pool = Pool::new(1 << 20, 1, 4096).unwrap();
         let mut arena = Arena::new(&pool, 0);
         let mut c = Conn::new(-1, 0, Wire::Tcp);
-        c.push(frame(&pool, &mut arena, 100, 1));
-        c.push(frame(&pool, &mut arena, 50, 2));
-        c.push(frame(&pool, &mut arena, 30, 3));
+        let mut owed = 0;
+        c.push(frame(&pool, &mut arena, 100, 1), &mut owed);
+        c.push(frame(&pool, &mut arena, 50, 2), &mut owed);
+        c.push(frame(&pool, &mut arena, 30, 3), &mut owed);
         let mut stream = Vec::new();
         for take in [60usize, 0, 80, 40] {
-            let (n, bytes, registered) = c.prepare_send();
+            let mut iov = iovecs();
+            let (n, bytes, registered) = c.prepare_send(&mut iov);
             assert!(registered);
             assert_eq!(bytes, c.queued);
-            let chunk = sent_bytes(&c, n);
+            let chunk = sent_bytes(&iov, n);
             stream.extend_from_slice(&chunk[..take.min(bytes)]);
-            c.complete_send(&pool, &mut arena, take.min(bytes));
+            c.complete_send(&pool, &mut arena, &mut owed, take.min(bytes));
             if c.outq.is_empty() {
                 break;
             }
@@ -329,15 +358,16 @@ mod tests {
         let pool = Pool::new(1 << 20, 1, 4096).unwrap();
         let mut arena = Arena::new(&pool, 0);
         let mut c = Conn::new(-1, 0, Wire::Tcp);
+        let mut owed = 0;
         for i in 0..4 {
-            c.push(frame(&pool, &mut arena, 100, i));
+            c.push(frame(&pool, &mut arena, 100, i), &mut owed);
         }
-        c.prepare_send();
-        c.complete_send(&pool, &mut arena, 150);
-        assert_eq!(c.drop_unsent(&pool, &mut arena), 200);
+        c.prepare_send(&mut iovecs());
+        c.complete_send(&pool, &mut arena, &mut owed, 150);
+        assert_eq!(c.drop_unsent(&pool, &mut arena, &mut owed), 200);
         assert_eq!(c.outq.len(), 1);
         assert_eq!(c.queued, 50);
-        assert_eq!(c.release_all(&pool, &mut arena), 50);
+        assert_eq!(c.release_all(&pool, &mut arena, &mut owed), 50);
     }
 
     #[test]
@@ -345,18 +375,23 @@ mod tests {
         let pool = Pool::new(1 << 20, 1, 4096).unwrap();
         let mut arena = Arena::new(&pool, 0);
         let mut c = Conn::new(-1, 0, Wire::Tcp);
+        let mut owed = 0;
         for i in 0..4 {
-            c.push(frame(&pool, &mut arena, 100, i));
+            c.push(frame(&pool, &mut arena, 100, i), &mut owed);
         }
-        c.prepare_send();
-        c.complete_send(&pool, &mut arena, 30);
-        c.push(frame(&pool, &mut arena, 10, 9));
+        c.prepare_send(&mut iovecs());
+        c.complete_send(&pool, &mut arena, &mut owed, 30);
+        c.push(frame(&pool, &mut arena, 10, 9), &mut owed);
         c.trailer = 1;
         // In flight again, then cut: the send is cancelled (0 bytes).
-        c.prepare_send();
-        assert_eq!(c.drop_unsent(&pool, &mut arena), 0, "all in flight");
-        c.complete_send(&pool, &mut arena, 0);
-        assert_eq!(c.drop_unsent(&pool, &mut arena), 300);
+        c.prepare_send(&mut iovecs());
+        assert_eq!(
+            c.drop_unsent(&pool, &mut arena, &mut owed),
+            0,
+            "all in flight"
+        );
+        c.complete_send(&pool, &mut arena, &mut owed, 0);
+        assert_eq!(c.drop_unsent(&pool, &mut arena, &mut owed), 300);
         let left: Vec<u8> = c.outq.iter().map(|f| f.bytes()[0]).collect();
         assert_eq!(left, [0, 9], "the torn head, then the trailer");
         assert_eq!(c.queued, 70 + 10);
