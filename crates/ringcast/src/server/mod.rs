@@ -409,7 +409,7 @@ impl Engine {
              \x20 publish auth       {}\n\
              \x20 subscribe auth     {}\n\
              \x20 shutdown timeout   {:?}\n\
-             \x20 epoch              {}",
+             \x20 epoch base         {} (each topic's epoch is above it)",
             env!("CARGO_PKG_VERSION"),
             self.addr,
             match self.ws_addr {
