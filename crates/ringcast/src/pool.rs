@@ -66,12 +66,17 @@ pub struct Pool {
     refs: Box<[AtomicU32]>,
     free_bits: Box<[AtomicU64]>,
     heap_frames: AtomicU64,
+    /// Debug builds: references handed out minus references given back
+    /// (the leak check: 0 once an engine has stopped).
+    #[cfg(debug_assertions)]
+    live: std::sync::atomic::AtomicI64,
 }
 
 /// One reference to an encoded frame (or to a view of it that starts in its
 /// headroom). Not `Clone`: references are taken with [`Pool::retain`] and
 /// must be given back with [`Pool::release`] or [`Arena::release`].
 #[derive(Debug)]
+#[must_use = "a FrameRef must be given back (Pool::release or Arena::release), or its frame leaks"]
 pub struct FrameRef {
     /// First byte of this view.
     ptr: NonNull<u8>,
@@ -207,6 +212,8 @@ impl Pool {
             refs,
             free_bits,
             heap_frames: AtomicU64::new(0),
+            #[cfg(debug_assertions)]
+            live: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -220,11 +227,28 @@ impl Pool {
         self.heap_frames.load(Ordering::Relaxed)
     }
 
+    /// Debug builds: references handed out and not given back (0 when
+    /// nothing is queued, in flight or travelling); None in release builds.
+    pub fn live_refs(&self) -> Option<i64> {
+        #[cfg(debug_assertions)]
+        return Some(self.live.load(Ordering::Relaxed));
+        #[cfg(not(debug_assertions))]
+        None
+    }
+
+    /// Debug builds: counts `n` references handed out (negative: given back).
+    #[inline]
+    fn count_live(&self, _n: i64) {
+        #[cfg(debug_assertions)]
+        self.live.fetch_add(_n, Ordering::Relaxed);
+    }
+
     /// Takes `n` more references to `frame`, to hand out as copies.
     pub fn retain(&self, frame: &FrameRef, n: u32) {
         if n == 0 {
             return;
         }
+        self.count_live(i64::from(n));
         self.counter(frame).fetch_add(n, Ordering::Relaxed);
     }
 
@@ -249,6 +273,7 @@ impl Pool {
     /// returns the slot id of a registered frame whose last reference it was
     /// (the caller puts it back), None otherwise.
     fn drop_ref(&self, frame: FrameRef) -> Option<u32> {
+        self.count_live(-1);
         let prev = self.counter(&frame).fetch_sub(1, Ordering::AcqRel);
         debug_assert!(prev > 0, "frame released more often than retained");
         if prev != 1 {
@@ -290,6 +315,7 @@ impl Pool {
     }
 
     fn alloc_heap(&self, len: usize) -> FrameRef {
+        self.count_live(1);
         let layout = Self::heap_layout(len);
         // SAFETY: the layout has non-zero size.
         let base = unsafe { alloc::alloc(layout) };
@@ -345,6 +371,7 @@ impl Arena {
             for (ci, c) in classes.iter().enumerate().skip(first) {
                 if let Some(id) = self.take(pool, ci) {
                     let off = c.base + (id - c.first_id) as usize * c.size + HEADROOM;
+                    pool.count_live(1);
                     let prev = pool.refs[id as usize].swap(1, Ordering::Relaxed);
                     debug_assert_eq!(prev, 0, "allocated a slot still referenced");
                     // SAFETY: off + size lies inside the region by construction.

@@ -187,6 +187,16 @@ pub(crate) struct Reactor {
     spare_fd: Option<OwnedFd>,
 }
 
+/// What a reactor leaves when it stops: its ring (closed by the engine
+/// only after every reactor stopped: a MSG_RING must never target a closed,
+/// reused fd) and its inboxes (drained by the engine, see `run`).
+pub(crate) struct Stopped {
+    /// Only held (then dropped by the engine), never read.
+    #[allow(dead_code)]
+    pub ring: IoUring,
+    pub inboxes: Vec<Option<Consumer<Msg>>>,
+}
+
 /// What a reactor thread needs besides its ring.
 pub(crate) struct ReactorParts {
     pub id: usize,
@@ -258,7 +268,7 @@ impl Reactor {
     /// engine can close every ring only after all reactors stopped (a
     /// MSG_RING must never target a closed, reused fd).
     /// Calls `started` once the reactor counts as running (for /healthz).
-    pub fn run(mut self, ring_fds: Vec<RawFd>, started: impl FnOnce()) -> std::io::Result<IoUring> {
+    pub fn run(mut self, ring_fds: Vec<RawFd>, started: impl FnOnce()) -> std::io::Result<Stopped> {
         self.ring_fds = ring_fds;
         self.arm_accept();
         self.arm_tick();
@@ -297,14 +307,22 @@ impl Reactor {
         };
         self.shared.running.fetch_sub(1, Ordering::SeqCst);
         self.shared.parked[self.id].0.store(false, Ordering::SeqCst);
-        // Frames still travelling to this core will never be delivered.
+        // Frames still travelling to or from this core will never be
+        // delivered: give them back (what other cores send after this is
+        // drained by the engine once every reactor has stopped).
         for from in 0..self.cores {
             while let Some(msg) = self.inboxes[from].as_mut().and_then(|c| c.pop()) {
                 msg.release(&mut self.core.arena, &self.shared.pool);
             }
+            while let Some(msg) = self.overflow[from].pop_front() {
+                msg.release(&mut self.core.arena, &self.shared.pool);
+            }
         }
         self.listeners.clear();
-        result.map(|()| self.ring)
+        result.map(|()| Stopped {
+            ring: self.ring,
+            inboxes: self.inboxes,
+        })
     }
 
     /// Announces that this reactor is about to sleep; says whether it may

@@ -12,10 +12,11 @@
 //! connection is owed, flushes for up to `shutdown_timeout`, closes, and
 //! returns its ring. Rings are closed only once every reactor has stopped.
 
+use crate::core::Msg;
 use crate::core::{Front, Shared};
 use crate::mailbox;
 use crate::pool::Pool;
-use crate::reactor::{Reactor, ReactorParts, RingFeatures};
+use crate::reactor::{Reactor, ReactorParts, RingFeatures, Stopped};
 use crate::stats::Stats;
 use crate::sys;
 use crate::Config;
@@ -81,7 +82,7 @@ pub struct Engine {
     addr: SocketAddr,
     ws_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<Result<io_uring::IoUring, Error>>>,
+    threads: Vec<JoinHandle<Result<Stopped, Error>>>,
     features: RingFeatures,
 }
 
@@ -232,7 +233,7 @@ impl Engine {
             let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
             let t = std::thread::Builder::new()
                 .name(format!("ringcast-r{id}"))
-                .spawn(move || -> Result<io_uring::IoUring, Error> {
+                .spawn(move || -> Result<Stopped, Error> {
                     if let Some(cpu) = cpu {
                         if let Err(e) = sys::pin_current_thread(cpu) {
                             let _ = ready.send((id, Err(Error::Pin(cpu, e))));
@@ -357,11 +358,12 @@ impl Engine {
     }
 
     fn join(&mut self) -> Result<(), Error> {
-        let mut rings = Vec::new();
+        let mut stopped = Vec::new();
         let mut result = Ok(());
+        let clean = !self.threads.is_empty();
         for (i, t) in self.threads.drain(..).enumerate() {
             match t.join() {
-                Ok(Ok(ring)) => rings.push(ring),
+                Ok(Ok(s)) => stopped.push(s),
                 Ok(Err(e)) => {
                     if result.is_ok() {
                         result = Err(e);
@@ -374,7 +376,24 @@ impl Engine {
                 }
             }
         }
-        drop(rings);
+        // Every reactor has stopped: frames still in a queue between cores
+        // will never be delivered.
+        let pool = &self.shared.pool;
+        for s in &mut stopped {
+            for inbox in s.inboxes.iter_mut().flatten() {
+                while let Some(msg) = inbox.pop() {
+                    if let Msg::Publish(f) | Msg::Deliver(f) = msg {
+                        pool.release(f);
+                    }
+                }
+            }
+        }
+        drop(stopped);
+        // The leak check (debug builds): every frame reference handed out
+        // was given back.
+        if let (true, true, Some(live)) = (clean, result.is_ok(), pool.live_refs()) {
+            assert_eq!(live, 0, "{live} frame references leaked by the engine");
+        }
         result
     }
 
