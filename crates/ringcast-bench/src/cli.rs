@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::builder::{BoolishValueParser, PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, CommandFactory, Parser};
+use ringcast::values;
 use ringcast_bench::{
     self as bench, Params, Proto, RxClock, Workload, CHILD_FLAG, PAYLOAD_HEADER, RUN_ID_FLAG,
 };
@@ -618,78 +619,19 @@ struct CpuList(Vec<usize>);
 
 /// The empty string is the empty list.
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
-    let expected = || "expected a CPU list like 0,1 or 0-3,8".to_string();
-    let mut cpus = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let cpu = |t: &str| -> Result<usize, String> {
-            parse_digits(t.trim())
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(expected)
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (cpu(a)?, cpu(b)?);
-                if a > b {
-                    return Err(expected());
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(cpu(part)?),
-        }
-    }
-    Ok(CpuList(cpus))
+    values::cpus(s).map(CpuList)
 }
 
-fn parse_digits(s: &str) -> Option<u64> {
-    if !s.starts_with(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for c in s.chars() {
-        match c {
-            '_' => continue,
-            '0'..='9' => n = n.checked_mul(10)?.checked_add(u64::from(c as u8 - b'0'))?,
-            _ => return None,
-        }
-    }
-    Some(n)
-}
-
-/// A non-negative whole number; `_` may separate digits (`100_000`).
 fn parse_count(s: &str) -> Result<u64, String> {
-    parse_digits(s.trim()).ok_or_else(|| "expected a whole number like 100 or 10_000".into())
+    values::count(s)
 }
 
 fn parse_count_usize(s: &str) -> Result<usize, String> {
-    let n = parse_count(s)?;
-    usize::try_from(n).map_err(|_| "too large for this machine".into())
-}
-
-/// A byte size: digits with an optional suffix K/KiB, M/MiB, G/GiB (powers
-/// of 1024, any case) or B. `_` may separate digits.
-fn parse_byte_size(s: &str) -> Result<u64, String> {
-    let expected = || "expected a byte size like 64, 1KiB or 1MiB".to_string();
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
-        .unwrap_or(s.len());
-    let (digits, suffix) = s.split_at(split);
-    let number = parse_digits(digits).ok_or_else(expected)?;
-    let shift = match suffix.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        _ => return Err(expected()),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| "too large".into())
+    values::count_usize(s)
 }
 
 fn parse_byte_size_usize(s: &str) -> Result<usize, String> {
-    let n = parse_byte_size(s)?;
-    usize::try_from(n).map_err(|_| "too large for this machine".into())
+    values::byte_size_usize(s)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -899,16 +841,6 @@ mod tests {
 
     #[test]
     fn values() {
-        assert_eq!(parse_byte_size("8MiB"), Ok(8 << 20));
-        assert_eq!(parse_byte_size("8m"), Ok(8 << 20));
-        assert_eq!(parse_byte_size("64 KiB"), Ok(64 << 10));
-        assert_eq!(parse_byte_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_byte_size("1_000"), Ok(1000));
-        assert_eq!(parse_byte_size("12B"), Ok(12));
-        assert!(parse_byte_size("x").is_err());
-        assert!(parse_byte_size("1MB").is_err());
-        assert!(parse_byte_size("-1").is_err());
-        assert!(parse_byte_size("1.5M").is_err());
         assert_eq!(parse_cpus("0,2,4-6"), Ok(CpuList(vec![0, 2, 4, 5, 6])));
         assert_eq!(parse_cpus(""), Ok(CpuList(vec![])));
         assert!(parse_cpus("3-1").is_err());

@@ -11,6 +11,7 @@ pub mod stats;
 /// generator in `ringcast-bench`.
 pub mod sys;
 pub mod topic;
+pub mod values;
 
 /// The native protocol's codec (from `ringcast-proto`).
 pub use ringcast_proto::native as proto;

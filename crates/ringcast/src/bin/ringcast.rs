@@ -14,8 +14,6 @@ mod publish;
 mod serve;
 #[path = "ringcast/sub.rs"]
 mod sub;
-#[path = "ringcast/values.rs"]
-mod values;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

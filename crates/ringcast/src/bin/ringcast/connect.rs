@@ -11,8 +11,8 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use ringcast::proto::{self, ErrorCode};
 use ringcast_client::{describe_server_error, Client, ClientError};
 
-use crate::values;
 use crate::Failure;
+use ringcast::values;
 
 /// The server address clients use when given none.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7400";

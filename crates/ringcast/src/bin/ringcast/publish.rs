@@ -7,8 +7,8 @@ use std::os::unix::ffi::OsStringExt;
 use ringcast_client::Client;
 
 use crate::connect::{self, Token};
-use crate::values;
 use crate::Failure;
+use ringcast::values;
 
 const LONG_ABOUT: &str = "\
 Publish MESSAGE to TOPIC, or with no MESSAGE each line of stdin (without its

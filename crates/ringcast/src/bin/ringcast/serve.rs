@@ -7,8 +7,8 @@ use std::time::Duration;
 use ringcast::Config;
 
 use crate::connect::{self, Token};
-use crate::values::{self, format_bytes, format_duration};
 use crate::Failure;
+use ringcast::values::{self, format_bytes, format_duration};
 
 /// `Config::default()`, made once: the defaults the flags take and help shows.
 fn defaults() -> &'static Config {

@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ringcast_client::{ClientError, Message};
 
 use crate::connect::{self, Token};
-use crate::values;
 use crate::Failure;
+use ringcast::values;
 
 /// Payload characters shown before the line is cut short.
 const MAX_SHOWN_CHARS: usize = 200;

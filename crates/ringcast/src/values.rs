@@ -1,4 +1,4 @@
-//! The value parsers of the `ringcast` flags (clap `value_parser`s: each
+//! The value parsers of the `ringcast` and `ringcast-bench` flags (clap `value_parser`s: each
 //! takes the text of one flag or variable and says what it expected when the
 //! text is bad), and the formatting of defaults so that help shows them in
 //! the same units they are written in.
