@@ -15,8 +15,8 @@
 #                                engine that stops with one outstanding fails
 #   scripts/ws-interop.py        Python's `websockets` (an independent RFC 6455
 #                                implementation) against the real daemon
-# Needs: cargo, and (installed from Debian when missing, as root) chromium and
-# python3-websockets.
+# Needs: cargo, and (installed from Debian when missing, as root) chromium,
+# python3-websockets and redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,7 @@ py=/usr/bin/python3
 missing=()
 command -v chromium >/dev/null 2>&1 || [ -n "${RINGCAST_CHROMIUM:-}" ] || missing+=(chromium)
 { [ -x "$py" ] && "$py" -c 'import websockets' 2>/dev/null; } || missing+=(python3 python3-websockets)
+command -v redis-server >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_SERVER:-}" ] || missing+=(redis-server)
 
 run() {
     echo "+ $*" >&2

@@ -9,8 +9,13 @@
 //! - [`native`]: the ringcast protocol's frames (docs/PROTOCOL.md).
 //! - [`ws`]: RFC 6455 WebSocket frames and the opening handshake.
 //! - [`http`]: HTTP/1.1 request heads, strictly, and the responses sent.
+//! - [`resp`]: Redis's RESP2/RESP3: requests parsed as redis-server parses
+//!   them, replies, and the pub/sub pushes.
+//! - [`glob`]: Redis's glob patterns (`PSUBSCRIBE`), matched exactly as Redis does.
 #![forbid(unsafe_code)]
 
+pub mod glob;
 pub mod http;
 pub mod native;
+pub mod resp;
 pub mod ws;
