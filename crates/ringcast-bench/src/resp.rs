@@ -1,169 +1,68 @@
-//! The RESP2 subset a Redis pub/sub client needs, without I/O: encoders for
-//! SUBSCRIBE, PUBLISH and PING, and an incremental parser for what comes
-//! back (`*3 message CHANNEL PAYLOAD` pushes, subscribe confirmations,
-//! PUBLISH's integer replies, `+PONG`, `-ERR`). Payloads are bulk strings,
-//! so they are binary-safe: the parser goes by lengths, never by content.
+//! What a Redis pub/sub client needs of RESP, on ringcast-proto's codec
+//! ([`ringcast_proto::resp`]): SUBSCRIBE, PUBLISH and PING as commands, and
+//! the events in what comes back (`message` pushes, subscribe
+//! confirmations, PUBLISH's integer replies, `+PONG`, errors). Replies are
+//! decoded in place without allocating; payloads are bulk strings, so they
+//! are binary-safe: the decoder goes by lengths, never by content.
 
 use super::wire::Event;
-use std::io::Write as _;
+use ringcast_proto::resp::{self, Decoded, PubSubPush, ReplyRef};
 
-/// Longest header line accepted before the stream is declared broken.
-const MAX_LINE: usize = 64 * 1024;
+/// Longest bulk string (or text line) accepted from the server: larger than
+/// any payload the generator sends (larger messages are skipped from their
+/// heads, see [`message_prefix`]), as ringcast's frame limit.
+const MAX_BULK: usize = 1 << 30;
 
 /// `SUBSCRIBE topic`.
 pub fn encode_subscribe(topic: &str, out: &mut Vec<u8>) {
-    encode_command(&[b"SUBSCRIBE", topic.as_bytes()], out);
+    resp::encode_command(&[b"SUBSCRIBE", topic.as_bytes()], out);
 }
 
 /// `PUBLISH topic payload`.
 pub fn encode_publish(topic: &str, payload: &[u8], out: &mut Vec<u8>) {
-    encode_command(&[b"PUBLISH", topic.as_bytes(), payload], out);
+    resp::encode_command(&[b"PUBLISH", topic.as_bytes(), payload], out);
 }
 
 /// `PING`.
 pub fn encode_ping(out: &mut Vec<u8>) {
-    encode_command(&[b"PING"], out);
-}
-
-/// A command as an array of bulk strings.
-fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
-    let _ = write!(out, "*{}\r\n", args.len());
-    for a in args {
-        let _ = write!(out, "${}\r\n", a.len());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// One RESP value that is not an array.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Value<'a> {
-    Simple(&'a [u8]),
-    Error(&'a [u8]),
-    Int(i64),
-    Bulk(Option<&'a [u8]>),
-}
-
-/// The line starting at `pos`, without its CRLF, and the position after it.
-fn line(buf: &[u8], pos: usize) -> Result<Option<(&[u8], usize)>, String> {
-    let rest = &buf[pos..];
-    match rest.iter().position(|&b| b == b'\n') {
-        Some(i) if i > 0 && rest[i - 1] == b'\r' => Ok(Some((&rest[..i - 1], pos + i + 1))),
-        Some(_) => Err("RESP: line not ended by CRLF".into()),
-        None if rest.len() > MAX_LINE => Err(format!("RESP: line longer than {MAX_LINE} bytes")),
-        None => Ok(None),
-    }
-}
-
-fn int(digits: &[u8]) -> Result<i64, String> {
-    std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("RESP: bad integer {:?}", String::from_utf8_lossy(digits)))
-}
-
-/// One non-array value at `pos`: the value and the position after it.
-fn value(buf: &[u8], pos: usize) -> Result<Option<(Value<'_>, usize)>, String> {
-    let Some((l, after)) = line(buf, pos)? else {
-        return Ok(None);
-    };
-    let (&tag, body) = l.split_first().ok_or("RESP: empty line")?;
-    let v = match tag {
-        b'+' => Value::Simple(body),
-        b'-' => Value::Error(body),
-        b':' => Value::Int(int(body)?),
-        b'$' => {
-            let n = int(body)?;
-            if n < 0 {
-                Value::Bulk(None)
-            } else {
-                let n = n as usize;
-                let end = after + n;
-                if buf.len() < end + 2 {
-                    return Ok(None);
-                }
-                if &buf[end..end + 2] != b"\r\n" {
-                    return Err("RESP: bulk string not followed by CRLF".into());
-                }
-                return Ok(Some((Value::Bulk(Some(&buf[after..end])), end + 2)));
-            }
-        }
-        b'*' | b'>' => return Err("RESP: nested array".into()),
-        other => {
-            return Err(format!(
-                "RESP: unknown type byte {:?}",
-                char::from(other).escape_default().to_string()
-            ))
-        }
-    };
-    Ok(Some((v, after)))
+    resp::encode_command(&[b"PING"], out);
 }
 
 /// Parses one reply or push from the start of `buf`: the event and the
 /// bytes it used, or `None` when more bytes are needed.
 pub fn parse(buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, String> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    if buf[0] != b'*' && buf[0] != b'>' {
-        let Some((v, used)) = value(buf, 0)? else {
-            return Ok(None);
-        };
-        let event = match v {
-            Value::Simple(s) if s.eq_ignore_ascii_case(b"PONG") => Event::Pong,
-            Value::Error(e) => Event::ServerError(String::from_utf8_lossy(e).into_owned()),
-            _ => Event::Other,
-        };
-        return Ok(Some((event, used)));
-    }
-    let Some((l, mut pos)) = line(buf, 0)? else {
-        return Ok(None);
+    let (reply, used) = match resp::decode_reply(buf, MAX_BULK) {
+        Ok(Decoded::Frame { frame, consumed }) => (frame, consumed),
+        Ok(Decoded::Incomplete { .. }) => return Ok(None),
+        Err(e) => return Err(format!("RESP: {e}")),
     };
-    let n = int(&l[1..])?;
-    let mut first = [None; 3];
-    for i in 0..n.max(0) as usize {
-        let Some((v, next)) = value(buf, pos)? else {
-            return Ok(None);
-        };
-        if i < first.len() {
-            first[i] = Some(v);
+    let event = match reply {
+        ReplyRef::SimpleString(s) if s.eq_ignore_ascii_case(b"PONG") => Event::Pong,
+        ReplyRef::Error(e) | ReplyRef::BlobError(e) => {
+            Event::ServerError(String::from_utf8_lossy(e).into_owned())
         }
-        pos = next;
-    }
-    let bulk = |i: usize| match first[i] {
-        Some(Value::Bulk(Some(b))) => Some(b),
-        _ => None,
-    };
-    let event = match bulk(0) {
-        Some(b"message") if n == 3 => match bulk(2) {
-            Some(payload) => Event::Data { seq: None, payload },
-            None => return Err("RESP: message push without a payload".into()),
+        ReplyRef::Array(elements) | ReplyRef::Push(elements) => match reply.as_pubsub() {
+            Some(PubSubPush::Message { payload, .. }) => Event::Data { seq: None, payload },
+            Some(PubSubPush::Subscribe { .. }) => Event::Subscribed { first_seq: None },
+            Some(_) => Event::Other,
+            // PING in subscribed mode: `pong` and PING's argument.
+            None => match elements.iter().next() {
+                Some(ReplyRef::Bulk(b"pong")) => Event::Pong,
+                Some(ReplyRef::Bulk(b"message")) if elements.len() == 3 => {
+                    return Err("RESP: message push without a payload".into())
+                }
+                _ => Event::Other,
+            },
         },
-        Some(b"subscribe") => Event::Subscribed { first_seq: None },
-        Some(b"pong") => Event::Pong,
         _ => Event::Other,
     };
-    Ok(Some((event, pos)))
+    Ok(Some((event, used)))
 }
 
 /// For a `message` push whose head (through the payload's length line) is
 /// in `buf`: the bytes before the payload and the push's total length.
 pub fn message_prefix(buf: &[u8]) -> Option<(usize, usize)> {
-    let (l, pos) = line(buf, 0).ok()??;
-    if l != b"*3" {
-        return None;
-    }
-    let (kind, pos) = value(buf, pos).ok()??;
-    if kind != Value::Bulk(Some(b"message")) {
-        return None;
-    }
-    let (_channel, pos) = value(buf, pos).ok()??;
-    let (l, head) = line(buf, pos).ok()??;
-    let len: usize = std::str::from_utf8(l.strip_prefix(b"$")?)
-        .ok()?
-        .parse()
-        .ok()?;
-    Some((head, head + len + 2))
+    resp::decode_message_head(buf, MAX_BULK).map(|head| (head.payload_at, head.total))
 }
 
 #[cfg(test)]
@@ -236,8 +135,27 @@ mod tests {
         assert!(parse(b"+OK\n").is_err());
         assert!(parse(b":12x\r\n").is_err());
         assert!(parse(b"$3\r\nabcXY").is_err());
-        assert!(parse(b"*1\r\n*1\r\n").is_err());
-        assert!(parse(&vec![b'+'; MAX_LINE + 2]).is_err());
+        assert!(parse(b"*1\r\n*x\r\n").is_err());
+        assert!(parse(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n:1\r\n").is_err());
+        // A giant length is refused from its header, before its body.
+        assert!(parse(b"$2000000000\r\n").is_err());
+    }
+
+    #[test]
+    fn resp3_pushes_and_nested_replies() {
+        let push = b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$3\r\nabc\r\n";
+        assert_eq!(
+            parse(push),
+            Ok(Some((
+                Event::Data {
+                    seq: None,
+                    payload: b"abc"
+                },
+                push.len()
+            )))
+        );
+        let nested = b"*2\r\n*1\r\n:1\r\n$1\r\nx\r\n";
+        assert_eq!(parse(nested), Ok(Some((Event::Other, nested.len()))));
     }
 
     #[test]

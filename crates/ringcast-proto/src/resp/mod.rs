@@ -13,7 +13,10 @@
 //! (three integers) to resume a request that arrives in pieces where the
 //! last call left off instead of reading it again from its start. Encoders append to a `Vec<u8>`
 //! or write into a caller's `&mut [u8]` (registered memory) after asking
-//! [`Reply::encoded_len`] or [`PubSubPush::encoded_len`].
+//! [`Reply::encoded_len`] or [`PubSubPush::encoded_len`]. The client side
+//! has its counterparts: [`decode_reply`] reads any RESP2/RESP3 reply
+//! without allocating (aggregates decode their elements lazily; nesting is
+//! bounded) and [`encode_command`] writes a multibulk request.
 //!
 //! # Requests
 //! A request starting with `*` is a multibulk command:
@@ -74,13 +77,21 @@
 //! a channel, whose null also differs (see [`encode_message`]).
 
 mod args;
+mod command;
+mod decode;
 mod error;
 mod inline;
 mod parse;
 mod pubsub;
 mod reply;
 
+pub use crate::native::Decoded;
 pub use args::{Args, ArgsIter};
+pub use command::encode_command;
+pub use decode::{
+    decode_message_head, decode_reply, Aggregate, Attributed, Elements, MessageHead, ReplyError,
+    ReplyErrorKind, ReplyRef, MAX_AGGREGATE_LEN, MAX_REPLY_DEPTH,
+};
 pub use error::{ErrorReply, RespError, RespErrorCode};
 pub use parse::{parse, Parser};
 pub use pubsub::{
