@@ -17,7 +17,7 @@
 //! fn main() -> Result<(), ClientError> {
 //!     let mut sub = Client::connect("127.0.0.1:7400")?;
 //!     let ack = sub.subscribe("prices.eurusd")?;
-//!     println!("first seq will be {} (engine run {})", ack.next_seq, ack.epoch);
+//!     println!("first seq will be {} (topic epoch {})", ack.next_seq, ack.epoch);
 //!
 //!     let mut publisher = Client::connect("127.0.0.1:7400")?;
 //!     publisher.publish("prices.eurusd", b"1.0842")?;
@@ -82,7 +82,9 @@ const ERROR_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct SubAck {
     /// Seq of the first DATA frame this subscription receives; every later frame follows without gaps.
     pub next_seq: u64,
-    /// The engine's run: when it changes, the topic's seq started again at 1.
+    /// The incarnation of the topic's sequence: when it differs from the one
+    /// seen before, the topic's seq started again at 1 (docs/PROTOCOL.md,
+    /// "Topic lifetime").
     pub epoch: u64,
 }
 

@@ -87,7 +87,8 @@ pub enum ServerFrame<'a> {
         topic: &'a str,
         payload: &'a [u8],
     },
-    /// Subscription confirmed: the first DATA it receives has `next_seq`; `epoch` names the engine's run.
+    /// Subscription confirmed: the first DATA it receives has `next_seq`; `epoch` names the topic's
+    /// sequence (a new one when the topic was reclaimed or the server restarted).
     SubAck {
         next_seq: u64,
         epoch: u64,
