@@ -144,6 +144,7 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
             let config = Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                resp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 cores: p.server_cores,
                 cpus: p.server_cpus.clone(),
                 shutdown_timeout: Duration::from_secs(1),

@@ -38,6 +38,9 @@ pub struct Config {
     /// Address of the WebSocket and HTTP listener (`/ws`, `/`, `/healthz`,
     /// `/metrics`); None: no such listener (default 127.0.0.1:7401).
     pub ws_listen: Option<SocketAddr>,
+    /// Address of the Redis-compatible (RESP2/RESP3 pub/sub) listener; None:
+    /// no such listener (default 127.0.0.1:6380, beside a local Redis on 6379).
+    pub resp_listen: Option<SocketAddr>,
     /// Origins a browser may open a WebSocket from (exact match, like
     /// `https://example.com`); empty: any origin (default).
     pub allowed_origins: Vec<String>,
@@ -80,6 +83,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             busy_poll: false,
             ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7401))),
+            resp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 6380))),
             allowed_origins: Vec::new(),
             ws_ping_interval: Duration::from_secs(20),
             ws_idle_timeout: Duration::from_secs(60),

@@ -160,6 +160,26 @@ impl FrameRef {
             slot,
         }
     }
+
+    /// This reference turned into a view that starts `n` bytes later (a
+    /// RESP3 subscriber sends its own first byte, then the rest of a frame
+    /// encoded for RESP2). `n` must be less than the view's length.
+    pub fn advance(self, n: usize) -> FrameRef {
+        assert!(n < self.len as usize, "view past the frame's end");
+        // SAFETY: n < len, so the pointer stays inside the frame.
+        let ptr = unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(n)) };
+        let slot = if self.is_registered() {
+            self.slot
+        } else {
+            // The distance back to the heap header grows by n.
+            self.slot + n as u32
+        };
+        FrameRef {
+            ptr,
+            len: self.len - n as u32,
+            slot,
+        }
+    }
 }
 
 impl Pool {

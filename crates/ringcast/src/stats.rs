@@ -59,10 +59,17 @@ pub enum Transport {
     /// A connection on the WebSocket port that has not upgraded (yet):
     /// plain HTTP requests (/healthz, /metrics, /) and pending handshakes.
     Http = 2,
+    /// Redis's protocol (RESP2/RESP3) on the Redis port.
+    Resp = 3,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::Tcp, Transport::WebSocket, Transport::Http];
+    pub const ALL: [Transport; 4] = [
+        Transport::Tcp,
+        Transport::WebSocket,
+        Transport::Http,
+        Transport::Resp,
+    ];
 
     /// The label value used in metrics.
     pub fn label(self) -> &'static str {
@@ -70,6 +77,7 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::WebSocket => "websocket",
             Transport::Http => "http",
+            Transport::Resp => "resp",
         }
     }
 
@@ -124,6 +132,13 @@ impl CutReason {
     fn label_at(i: usize) -> Option<&'static str> {
         Self::ALL.get(i).map(|r| r.label())
     }
+}
+
+/// Kinds of RESP pushes encoded per publish, by slot.
+pub const RESP_PUSH_KINDS: [&str; 3] = ["message", "pmessage", "smessage"];
+
+fn resp_kind_at(i: usize) -> Option<&'static str> {
+    RESP_PUSH_KINDS.get(i).copied()
 }
 
 fn error_code_at(i: usize) -> Option<&'static str> {
@@ -394,6 +409,16 @@ stats_table! {
         ///
         /// Serialize once: equal to `publishes`.
         counter encodes => "ringcast_encodes_total";
+        /// RESP pushes encoded for publishes, by kind: one `message` (or
+        /// `smessage`) per publish that has RESP subscribers, one
+        /// `pmessage` per matching pattern, shared by RESP2 and RESP3.
+        ///
+        /// Index: [`RESP_PUSH_KINDS`].
+        counter resp_encodes[RESP_PUSH_KINDS.len()] by kind = resp_kind_at
+            => "ringcast_resp_encodes_total";
+        /// RESP requests refused by the parser (the connection is closed after
+        /// Redis's error reply).
+        counter resp_protocol_errors => "ringcast_resp_protocol_errors_total";
         /// Frames queued to subscribers (one per subscriber per frame).
         counter deliveries => "ringcast_deliveries_total";
         /// Send operations completed.
@@ -547,7 +572,7 @@ mod tests {
         cores[0].gauge_connections(Transport::WebSocket, 1);
         cores[1].gauge_connections(Transport::Tcp, 2);
         let s = Stats::sum(&cores, 0, 5);
-        assert_eq!(s.connections, [2, 1, 0]);
+        assert_eq!(s.connections, [2, 1, 0, 0]);
         assert_eq!(s.topics, 5);
         assert_eq!(s.cores.len(), 2);
     }
@@ -571,7 +596,7 @@ mod tests {
         assert_eq!(s.publishes, 7);
         assert_eq!(s.subscriptions, 1);
         assert_eq!(s.backlog_bytes, 0, "clamped");
-        assert_eq!(s.connections, [0, 0, 0], "clamped slot by slot");
+        assert_eq!(s.connections, [0, 0, 0, 0], "clamped slot by slot");
         assert_eq!(s.errors[ErrorCode::SlowConsumer as usize], 1);
         assert_eq!(s.cuts[CutReason::Linger as usize], 2);
         assert_eq!(s.http_responses, [0, 0, 1]);

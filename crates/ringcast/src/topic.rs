@@ -64,6 +64,47 @@ impl Hasher for Fnv {
     }
 }
 
+/// The namespaces of the topic table. Channels are the one namespace every
+/// front shares (a native topic is a channel); Redis's shard channels
+/// (SSUBSCRIBE) and patterns (PSUBSCRIBE) are apart, as in Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Ns {
+    Channel = 0,
+    Shard = 1,
+    Pattern = 2,
+}
+
+impl Ns {
+    pub fn from_u8(b: u8) -> Option<Ns> {
+        match b {
+            0 => Some(Ns::Channel),
+            1 => Some(Ns::Shard),
+            2 => Some(Ns::Pattern),
+            _ => None,
+        }
+    }
+}
+
+/// Longest name the table keys without allocating (a native topic's limit).
+const STACK_KEY: usize = 255;
+
+/// Calls `f` with the table's key for `name` in `ns`: the name, then the
+/// namespace byte (so keys of different namespaces never collide).
+fn with_key<R>(ns: Ns, name: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if name.len() <= STACK_KEY {
+        let mut buf = [0u8; STACK_KEY + 1];
+        buf[..name.len()].copy_from_slice(name);
+        buf[name.len()] = ns as u8;
+        f(&buf[..=name.len()])
+    } else {
+        let mut v = Vec::with_capacity(name.len() + 1);
+        v.extend_from_slice(name);
+        v.push(ns as u8);
+        f(&v)
+    }
+}
+
 /// How this core stands with a topic's owner.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Registration {
@@ -74,6 +115,14 @@ pub enum Registration {
     Pending(Vec<ConnKey>),
     /// The owner sends this core every frame of the topic.
     Active,
+    /// A pattern (every core knows every pattern some core subscribes to,
+    /// and which cores do: `remote_cores`).
+    Pattern,
+    /// A pattern this core's first subscriber waits on: the other cores
+    /// must learn of it (`acks` answers still to come) before the
+    /// subscription is confirmed, so a publish made after the confirmation
+    /// reaches it whichever core owns the channel.
+    PatternPending { waiting: Vec<ConnKey>, acks: u32 },
 }
 
 /// Index of a subscription in one core's table.
@@ -100,6 +149,7 @@ struct Sub {
 #[derive(Debug)]
 pub struct Topic {
     pub name: Box<[u8]>,
+    pub ns: Ns,
     /// Owner: last assigned seq (0 before the first publish). Active
     /// non-owner: last seq received from the owner.
     pub seq: u64,
@@ -107,8 +157,18 @@ pub struct Topic {
     /// set by the owner when it creates the topic, told to other cores in
     /// their join answer.
     pub epoch: u64,
-    /// Owner only: bit `c` set when core `c` (not this one) has subscribers.
+    /// Owner (or, for a pattern, every core): bit `c` set when core `c`
+    /// (not this one) has subscribers.
     pub remote_cores: u64,
+    /// Owner (or, for a pattern, every core): subscribers on other cores,
+    /// and how many of them speak RESP (as those cores report them): for
+    /// PUBLISH's receiver count, and to encode RESP messages once.
+    pub remote_subs: u32,
+    pub remote_resp: u32,
+    /// Local subscribers that speak RESP.
+    pub resp_subs: u32,
+    /// A pattern: this core told the others it has subscribers.
+    pub announced: bool,
     /// Local subscribers, dense; each one's [`Sub`] stores its index here.
     pub subs: Vec<ConnKey>,
     /// The subscription of each of `subs`, at the same index (touched only
@@ -139,6 +199,7 @@ impl Topic {
 /// `(subs[s].conn, subs[s].topic)` to `s` and holds nothing else.
 #[derive(Default)]
 pub struct TopicTable {
+    /// Keyed by name and namespace (see `with_key`).
     index: HashMap<Box<[u8]>, TopicId, BuildHasherDefault<Fnv>>,
     topics: Slab<Topic>,
     owned: usize,
@@ -147,8 +208,8 @@ pub struct TopicTable {
 }
 
 impl TopicTable {
-    pub fn get(&self, name: &[u8]) -> Option<TopicId> {
-        self.index.get(name).copied()
+    pub fn get(&self, ns: Ns, name: &[u8]) -> Option<TopicId> {
+        with_key(ns, name, |k| self.index.get(k).copied())
     }
 
     /// Topics this core owns.
@@ -165,21 +226,26 @@ impl TopicTable {
     }
 
     /// Adds a topic with no subscriber yet, sequence at 0.
-    pub fn insert(&mut self, name: &[u8], reg: Registration, epoch: u64) -> TopicId {
-        debug_assert!(self.get(name).is_none());
+    pub fn insert(&mut self, ns: Ns, name: &[u8], reg: Registration, epoch: u64) -> TopicId {
+        debug_assert!(self.get(ns, name).is_none());
         if reg == Registration::Owner {
             self.owned += 1;
         }
         let id = self.topics.insert(Topic {
             name: name.into(),
+            ns,
             seq: 0,
             epoch,
             remote_cores: 0,
+            remote_subs: 0,
+            remote_resp: 0,
+            resp_subs: 0,
+            announced: false,
             subs: Vec::new(),
             sub_ids: Vec::new(),
             reg,
         });
-        self.index.insert(name.into(), id);
+        with_key(ns, name, |k| self.index.insert(k.into(), id));
         id
     }
 
@@ -190,7 +256,7 @@ impl TopicTable {
         if t.reg == Registration::Owner {
             self.owned -= 1;
         }
-        self.index.remove(&t.name);
+        with_key(t.ns, &t.name, |k| self.index.remove(k));
     }
 
     pub fn topic(&self, id: TopicId) -> &Topic {
@@ -253,6 +319,24 @@ impl TopicTable {
         s.topic
     }
 
+    /// The topics of the subscriptions in the list that starts at `head`.
+    pub fn conn_topics(&self, head: SubId) -> impl Iterator<Item = TopicId> + '_ {
+        let mut at = head;
+        std::iter::from_fn(move || {
+            if at == NO_SUB {
+                return None;
+            }
+            let s = &self.subs[at as usize];
+            at = s.next;
+            Some(s.topic)
+        })
+    }
+
+    /// Every topic, with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (TopicId, &Topic)> {
+        self.topics.iter()
+    }
+
     /// Subscriptions held, all connections of this core.
     pub fn subscriptions(&self) -> usize {
         self.subs.len()
@@ -306,7 +390,14 @@ mod tests {
     fn subscriptions_stay_consistent_through_any_removal_order() {
         let mut t = TopicTable::default();
         let topics: Vec<TopicId> = (0..5)
-            .map(|i| t.insert(format!("t{i}").as_bytes(), Registration::Owner, 1))
+            .map(|i| {
+                t.insert(
+                    Ns::Channel,
+                    format!("t{i}").as_bytes(),
+                    Registration::Owner,
+                    1,
+                )
+            })
             .collect();
         let mut heads: HashMap<u32, SubId> = HashMap::new();
         let mut model = HashSet::new();
@@ -342,11 +433,22 @@ mod tests {
     #[test]
     fn topics_are_counted_and_can_be_forgotten() {
         let mut t = TopicTable::default();
-        let mine = t.insert(b"mine", Registration::Owner, 7);
-        let other = t.insert(b"theirs", Registration::Pending(vec![key(1)]), 0);
+        let mine = t.insert(Ns::Channel, b"mine", Registration::Owner, 7);
+        let other = t.insert(
+            Ns::Channel,
+            b"theirs",
+            Registration::Pending(vec![key(1)]),
+            0,
+        );
+        let shard = t.insert(Ns::Shard, b"mine", Registration::Owner, 8);
+        assert_ne!(mine, shard);
+        assert_eq!(t.get(Ns::Shard, b"mine"), Some(shard));
+        assert_eq!(t.get(Ns::Pattern, b"mine"), None);
+        t.remove(shard);
+        assert_eq!(t.get(Ns::Channel, b"mine"), Some(mine));
         assert_eq!(t.owned(), 1);
         t.remove(other);
-        assert_eq!(t.get(b"theirs"), None);
+        assert_eq!(t.get(Ns::Channel, b"theirs"), None);
         assert_eq!(t.len(), 1);
         assert_eq!(t.topic(mine).next_seq(), 1);
         assert_eq!(t.topic(mine).epoch, 7);

@@ -270,7 +270,7 @@ fn metrics_parse_and_move_with_traffic() {
     assert!(
         wait_until(CLOSE_TIMEOUT, || {
             let st = engine.stats();
-            st.connections == [0, 0, 0] && st.subscriptions == 0
+            st.connections == [0, 0, 0, 0] && st.subscriptions == 0
         }),
         "connections left open: {:?}",
         engine.stats().connections

@@ -65,6 +65,73 @@ pub enum Wire {
     Http { deadline: u64 },
     /// Upgraded: one native frame per binary WebSocket message.
     Ws(Box<WsConn>),
+    /// Redis's protocol on the Redis port (`crate::front::resp`).
+    Resp(Box<RespConn>),
+}
+
+/// State of a connection on the Redis port, apart from the subscriptions
+/// (held in the core's topic table like every front's).
+pub struct RespConn {
+    /// Resumes a command that arrived in pieces.
+    pub parser: ringcast_proto::resp::Parser,
+    pub proto: ringcast_proto::resp::Protocol,
+    /// CLIENT ID: unique in the daemon's run.
+    pub id: u64,
+    /// CLIENT SETNAME / HELLO SETNAME.
+    pub name: Option<Box<[u8]>>,
+    /// Subscriptions by namespace, as Redis counts them in its replies.
+    pub channels: u32,
+    pub patterns: u32,
+    pub shard_channels: u32,
+    /// A multi-channel (un)subscribe paused on a channel whose owner core
+    /// must answer first: the index of the next argument to act on when
+    /// the connection goes on (0: none waits).
+    pub resume_arg: u32,
+    /// Authenticated (AUTH or HELLO AUTH) when a token is set.
+    pub authenticated: bool,
+    /// Replies and pushes held back behind a PUBLISH whose receiver count
+    /// another core has yet to tell (Redis answers in order): while any
+    /// waits, everything for this connection queues here.
+    pub held: std::collections::VecDeque<Held>,
+    /// Bytes of the frames in `held` (they count toward the backlog limit).
+    pub held_bytes: usize,
+    /// A PUBSUB question waiting for other cores' answers, and the answers
+    /// so far (the connection is paused meanwhile).
+    pub(crate) query: Option<Box<(crate::core::Query, Vec<crate::core::Answer>)>>,
+}
+
+/// An entry of [`RespConn::held`].
+pub enum Held {
+    Frame(FrameRef),
+    /// The receiver count of a publish, to come from core `owner`.
+    Count {
+        owner: u16,
+    },
+}
+
+impl RespConn {
+    pub fn new(id: u64) -> RespConn {
+        RespConn {
+            parser: ringcast_proto::resp::Parser::new(),
+            proto: ringcast_proto::resp::Protocol::Resp2,
+            id,
+            name: None,
+            channels: 0,
+            patterns: 0,
+            shard_channels: 0,
+            resume_arg: 0,
+            authenticated: false,
+            held: std::collections::VecDeque::new(),
+            held_bytes: 0,
+            query: None,
+        }
+    }
+
+    /// In Redis's subscribed state (RESP2 then allows only the pub/sub
+    /// commands, PING, QUIT and RESET).
+    pub fn subscribed(&self) -> bool {
+        self.channels + self.patterns + self.shard_channels > 0
+    }
 }
 
 /// WebSocket state of an upgraded connection.
@@ -230,6 +297,7 @@ impl Conn {
     /// started (a torn frame at the head stays, so the stream stays whole),
     /// except the `trailer` frames at the end. Returns the bytes dropped.
     pub fn drop_unsent(&mut self, pool: &Pool, arena: &mut Arena, owed: &mut usize) -> usize {
+        self.drop_held(pool, arena);
         let before = self.queued;
         let keep = self.in_flight.max(usize::from(self.head_off > 0));
         let trailer = usize::from(self.trailer).min(self.outq.len().saturating_sub(keep));
@@ -248,6 +316,7 @@ impl Conn {
     /// bytes that were still owed.
     pub fn release_all(&mut self, pool: &Pool, arena: &mut Arena, owed: &mut usize) -> usize {
         debug_assert!(!self.sending);
+        self.drop_held(pool, arena);
         self.trailer = 0;
         for f in self.outq.drain(..) {
             arena.release(pool, f);
@@ -257,6 +326,18 @@ impl Conn {
         self.queued = 0;
         self.head_off = 0;
         left
+    }
+
+    /// Drops what a RESP connection holds back behind pending counts.
+    pub fn drop_held(&mut self, pool: &Pool, arena: &mut Arena) {
+        if let Wire::Resp(r) = &mut self.wire {
+            for h in r.held.drain(..) {
+                if let Held::Frame(f) = h {
+                    arena.release(pool, f);
+                }
+            }
+            r.held_bytes = 0;
+        }
     }
 
     /// Not yet told to go: open, paused, or about to be cut.
@@ -285,7 +366,13 @@ impl Conn {
             Wire::Tcp => Transport::Tcp,
             Wire::Http { .. } => Transport::Http,
             Wire::Ws(_) => Transport::WebSocket,
+            Wire::Resp(_) => Transport::Resp,
         }
+    }
+
+    /// Whether it speaks Redis's protocol.
+    pub fn is_resp(&self) -> bool {
+        matches!(self.wire, Wire::Resp(_))
     }
 
     /// Whether queued frames must be WebSocket messages.

@@ -34,13 +34,13 @@
 pub mod conn;
 mod pubsub;
 
-pub use conn::{Conn, Life, Wire, WsConn, MAX_IOV};
+pub use conn::{Conn, Life, RespConn, Wire, WsConn, MAX_IOV};
 
 use crate::mailbox::Parked;
 use crate::pool::{Arena, FrameRef, Pool};
 use crate::proto::{self, ErrorCode, ServerFrame};
 use crate::stats::{CoreStats, CutReason, LATENCY_BUCKETS_NS};
-use crate::topic::{ConnKey, TopicTable};
+use crate::topic::{ConnKey, Ns, TopicTable};
 use crate::Config;
 use slab::Slab;
 use std::collections::VecDeque;
@@ -52,31 +52,118 @@ pub(crate) use pubsub::enqueue;
 /// Messages between cores. Every one travels on the FIFO queue of one
 /// ordered pair of cores.
 pub(crate) enum Msg {
-    /// To a topic's owner: an encoded DATA frame (seq not yet set).
-    Publish(FrameRef),
-    /// From a topic's owner: a frame to hand to this core's subscribers.
-    Deliver(FrameRef),
+    /// To a topic's owner: an encoded DATA frame (seq not yet set) for a
+    /// channel or shard channel. With `reply`, the publisher (a RESP
+    /// connection of the sending core) waits for the receiver count
+    /// ([`Msg::Counted`]).
+    Publish {
+        frame: FrameRef,
+        ns: Ns,
+        reply: Option<(usize, ConnKey)>,
+    },
+    /// From a topic's owner: what this core's subscribers get of one
+    /// publish: the DATA frame (native and WebSocket subscribers, and the
+    /// carrier of the topic's name and seq), the RESP `message` (or
+    /// `smessage`) when the owner encoded it, and one `pmessage` per
+    /// pattern that matches and has subscribers here.
+    Deliver {
+        frame: FrameRef,
+        ns: Ns,
+        resp: Option<FrameRef>,
+        pmessages: Vec<FrameRef>,
+    },
     /// To a topic's owner: core `core` has its first subscriber.
-    Join { topic: Box<[u8]>, core: usize },
+    Join {
+        ns: Ns,
+        topic: Box<[u8]>,
+        core: usize,
+    },
     /// From the owner: frames of `topic` from `next_seq` on will follow;
     /// `epoch` names this incarnation of the topic's sequence.
     Joined {
+        ns: Ns,
         topic: Box<[u8]>,
         next_seq: u64,
         epoch: u64,
     },
     /// From the owner: the topic could not be created (topic limit).
-    JoinRefused { topic: Box<[u8]> },
+    JoinRefused { ns: Ns, topic: Box<[u8]> },
     /// To a topic's owner: core `core` has no subscribers left.
-    Leave { topic: Box<[u8]>, core: usize },
+    Leave {
+        ns: Ns,
+        topic: Box<[u8]>,
+        core: usize,
+    },
+    /// To a topic's owner (to every core for a pattern): the sending core
+    /// has `subs` more subscribers (negative: fewer), `resp` of them on the
+    /// Redis front. For PUBLISH's count, and to encode RESP once.
+    Count {
+        ns: Ns,
+        topic: Box<[u8]>,
+        subs: i32,
+        resp: i32,
+    },
+    /// To every other core: core `core` has a first subscriber to `pattern`
+    /// (answered with [`Msg::PatternKnown`]).
+    PatternJoin { pattern: Box<[u8]>, core: usize },
+    /// The answer to a [`Msg::PatternJoin`].
+    PatternKnown { pattern: Box<[u8]> },
+    /// To every other core: core `core` has no subscriber left to `pattern`.
+    PatternLeave { pattern: Box<[u8]>, core: usize },
+    /// From a topic's owner (core `owner`): the receiver count of a
+    /// publish made with `reply`, for connection `conn` of the receiving core.
+    Counted {
+        conn: ConnKey,
+        owner: usize,
+        receivers: u64,
+    },
+    /// To every other core: a PUBSUB question about the topics each owns.
+    Query {
+        conn: ConnKey,
+        core: usize,
+        query: Box<Query>,
+    },
+    /// The answer to a [`Msg::Query`] (one per other core).
+    Answer { conn: ConnKey, answer: Box<Answer> },
+}
+
+/// What PUBSUB asks every core about the channels (or shard channels) it owns.
+#[derive(Clone, Debug)]
+pub(crate) enum Query {
+    /// Names of the channels with subscribers, matching the pattern if any.
+    Channels { ns: Ns, pattern: Option<Box<[u8]>> },
+    /// Subscribers of each of these channels.
+    NumSub { ns: Ns, names: Vec<Box<[u8]>> },
+}
+
+/// One core's part of the answer to a [`Query`].
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    pub names: Vec<Box<[u8]>>,
+    pub counts: Vec<u64>,
 }
 
 impl Msg {
-    /// Gives back the frame a message carries, if any (a message that will
+    /// Gives back the frames a message carries, if any (a message that will
     /// never be handled, e.g. left in a queue at exit).
-    pub(crate) fn release(self, arena: &mut Arena, pool: &Pool) {
-        if let Msg::Publish(f) | Msg::Deliver(f) = self {
-            arena.release(pool, f);
+    pub(crate) fn release(self, pool: &Pool) {
+        match self {
+            Msg::Publish { frame, .. } => pool.release(frame),
+            Msg::Deliver {
+                frame,
+                resp,
+                pmessages,
+                ..
+            } => {
+                pool.release(frame);
+                if let Some(r) = resp {
+                    pool.release(r);
+                }
+                for f in pmessages {
+                    pool.release(f);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -97,6 +184,8 @@ pub(crate) struct Shared {
     /// `http_reserve`).
     pub http_connections: AtomicUsize,
     pub topics: AtomicUsize,
+    /// The last CLIENT ID given to a RESP connection.
+    pub client_ids: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -112,6 +201,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             http_connections: AtomicUsize::new(0),
             topics: AtomicUsize::new(0),
+            client_ids: std::sync::atomic::AtomicU64::new(0),
             config,
         }
     }
@@ -176,6 +266,9 @@ pub enum Front {
     Native,
     /// HTTP (/, /healthz, /metrics) and WebSocket upgrades on `/ws`.
     Web,
+    /// Redis's protocol, RESP2 and RESP3 (pub/sub and what clients need
+    /// around it).
+    Resp,
 }
 
 /// Publish → send-submitted samples gathered during one loop iteration,
@@ -196,6 +289,7 @@ pub(crate) struct Core {
     pub(crate) conns: Slab<Conn>,
     next_gen: u32,
     pub(crate) topics: TopicTable,
+    pub(crate) patterns: pubsub::Patterns,
     /// The last epoch given to a topic this core created.
     pub(crate) last_epoch: u64,
     /// Connections whose subscriptions are being removed, a bounded number
@@ -261,6 +355,7 @@ impl Core {
             conns: Slab::with_capacity(1024),
             next_gen: 1,
             topics: TopicTable::default(),
+            patterns: pubsub::Patterns::default(),
             teardown: VecDeque::new(),
             incomplete: 0,
             outbox: VecDeque::new(),
@@ -366,10 +461,11 @@ impl Core {
         }
         if c.head_off == 0 {
             let skip = match &c.wire {
-                Wire::Ws(_) => 1, // a WebSocket header: skip by its length byte
-                _ => 0,
+                Wire::Ws(_) => Some(1), // a WebSocket header: skip by its length byte
+                Wire::Resp(_) => None,  // RESP carries no timestamp
+                _ => Some(0),
             };
-            if let Some(ts) = data_ts(c.outq[0].bytes(), skip) {
+            if let Some(ts) = skip.and_then(|skip| data_ts(c.outq[0].bytes(), skip)) {
                 let ns = now_rt.saturating_sub(ts);
                 let b = LATENCY_BUCKETS_NS.partition_point(|&le| le < ns);
                 self.latency.buckets[b] += 1;
@@ -431,6 +527,10 @@ impl Core {
                 deadline: self.now + self.shared.config.http_timeout.as_nanos() as u64,
             },
             Front::Native => Wire::Tcp,
+            Front::Resp => {
+                let id = self.shared.client_ids.fetch_add(1, Ordering::Relaxed) + 1;
+                Wire::Resp(Box::new(RespConn::new(id)))
+            }
         };
         let mut conn = Conn::new(fd, gen, wire);
         conn.reserved = reserved;
@@ -728,8 +828,15 @@ impl Core {
         }
         self.remove_all_subs(idx);
         match self.conns[idx as usize].wire {
-            // Not speaking the native protocol yet: nothing to say.
-            Wire::Http { .. } => {}
+            // Not speaking the native protocol (yet): nothing to say. Redis
+            // closes a connection it cuts off without a word.
+            Wire::Http { .. } | Wire::Resp(_) => {
+                if drop_backlog {
+                    let pool = &self.shared.pool;
+                    let c = &mut self.conns[idx as usize];
+                    c.drop_unsent(pool, &mut self.arena, &mut self.owed);
+                }
+            }
             _ => {
                 self.stats().count_error(code);
                 if drop_backlog {

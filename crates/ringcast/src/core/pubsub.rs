@@ -1,14 +1,39 @@
 //! Topics across cores: publish, fan-out, subscribe, unsubscribe, the
-//! join/leave protocol with a topic's owner core, and reclaiming topics.
+//! join/leave protocol with a topic's owner core, patterns, and reclaiming
+//! topics.
+//!
+//! Three namespaces share the topic table (`topic::Ns`): channels (every
+//! front's topics), Redis's shard channels, and Redis's patterns. Channels
+//! and shard channels have an owner core that orders their frames. Patterns
+//! have no owner: every core knows every pattern that some core subscribes
+//! to, and which cores do, so the owner of a channel can tell, for each
+//! publish, which cores have pattern subscribers that match it.
+//!
+//! One publish is encoded once per wire format that has subscribers: the
+//! DATA frame (native and WebSocket subscribers, and the carrier between
+//! cores) by the publisher's core; the RESP `message` (or `smessage`), and
+//! one `pmessage` per matching pattern, by the owner, when some core has
+//! RESP subscribers for it. RESP2 and RESP3 subscribers share the RESP
+//! frame: it is encoded for RESP2 (`*3...`), and a RESP3 subscriber is sent
+//! a one-byte `>` frame, then the same frame from its second byte on.
 
-use super::{Action, Conn, Core, Life, Msg};
+use super::{Action, Answer, Conn, Core, Life, Msg, Query, Wire};
+use crate::core::conn::Held;
 use crate::pool::FrameRef;
 use crate::proto::{self, DataView, ErrorCode, ServerFrame};
-use crate::topic::{owner_of, Registration, TopicId, NO_SUB};
+use crate::topic::{owner_of, ConnKey, Fnv, Ns, Registration, TopicId, NO_SUB};
 use crate::ws::frame::{header_len, write_header, Opcode};
+use ringcast_proto::glob;
+use ringcast_proto::resp::{Protocol, PubSubPush, Reply};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-/// Topic bytes of an encoded DATA frame.
+/// Channels whose matching patterns a core remembers at most; the cache is
+/// emptied when it grows past this (and whenever the set of patterns changes).
+const PATTERN_CACHE_MAX: usize = 65_536;
+
 /// The DATA frame a reference holds (frames travelling between cores are
 /// always whole DATA frames, encoded by `publish`).
 fn data(frame: &FrameRef) -> DataView<'_> {
@@ -24,18 +49,51 @@ fn data_seq(frame: &FrameRef) -> u64 {
     data(frame).seq()
 }
 
+/// The pattern of a `pmessage` push encoded for RESP2
+/// (`*4\r\n$8\r\npmessage\r\n$<n>\r\n<pattern>\r\n...`).
+fn pmessage_pattern(bytes: &[u8]) -> &[u8] {
+    const HEAD: usize = b"*4\r\n$8\r\npmessage\r\n$".len();
+    let digits = bytes[HEAD..]
+        .iter()
+        .position(|&b| b == b'\r')
+        .expect("an encoded pmessage");
+    let n: usize = bytes[HEAD..HEAD + digits]
+        .iter()
+        .fold(0, |n, &d| n * 10 + usize::from(d - b'0'));
+    let start = HEAD + digits + 2;
+    &bytes[start..start + n]
+}
+
+/// Per-core pattern state: the patterns known to this core (its own and
+/// other cores'), and for recently published channels the patterns that
+/// match them, so a hot channel is not matched against every pattern on
+/// every publish.
+#[derive(Default)]
+pub(crate) struct Patterns {
+    /// Every pattern topic in the table.
+    pub ids: std::collections::HashSet<TopicId, BuildHasherDefault<Fnv>>,
+    cache: HashMap<Box<[u8]>, Rc<[TopicId]>, BuildHasherDefault<Fnv>>,
+}
+
+impl Patterns {
+    fn changed(&mut self) {
+        self.cache.clear();
+    }
+}
+
 impl Core {
-    /// PUBLISH: stamp, encode once into frame memory, hand to the owner.
-    pub(crate) fn publish(&mut self, idx: u32, topic: &[u8], payload: &[u8]) {
-        if self.shared.config.publish_token.is_some() && !self.conns[idx as usize].auth_pub {
-            self.fail(
-                idx,
-                ErrorCode::NotAuthorized,
-                "not authorized: PUBLISH needs AUTH with the publish token",
-                false,
-            );
-            return;
-        }
+    /// PUBLISH (any front) to a channel or shard channel: stamp, encode the
+    /// DATA frame once into frame memory, hand it to the topic's owner.
+    /// Returns the receiver count when this core owns the topic; else, with
+    /// `want_count`, the owner answers with [`Msg::Counted`] for `idx`.
+    pub(crate) fn publish(
+        &mut self,
+        idx: u32,
+        ns: Ns,
+        topic: &[u8],
+        payload: &[u8],
+        want_count: bool,
+    ) -> Option<u64> {
         let ts = (self.realtime)();
         let len = proto::data_frame_len(topic.len(), payload.len());
         let mut f = self.arena.alloc(&self.shared.pool, len);
@@ -49,17 +107,27 @@ impl Core {
         st.publishes.fetch_add(1, Ordering::Relaxed);
         // Publishing never creates a topic (a topic without subscribers
         // does not exist), so the owner has nothing to refuse: no answer
-        // to wait for, whichever core owns the topic.
+        // to wait for, whichever core owns the topic, unless a RESP
+        // publisher wants the receiver count.
         let owner = owner_of(topic, self.cores);
         if owner == self.id {
-            self.fan_out(f);
+            Some(self.fan_out(f, ns))
         } else {
-            self.send_msg(owner, Msg::Publish(f));
+            let reply = want_count.then(|| (self.id, self.key(idx)));
+            self.send_msg(
+                owner,
+                Msg::Publish {
+                    frame: f,
+                    ns,
+                    reply,
+                },
+            );
+            None
         }
     }
 
     /// Lets a paused connection go on with the input it buffered.
-    fn resume(&mut self, idx: u32) {
+    pub(crate) fn resume(&mut self, idx: u32) {
         let c = &mut self.conns[idx as usize];
         if c.life == Life::Paused {
             c.life = Life::Open;
@@ -75,8 +143,8 @@ impl Core {
     }
 
     /// Finds or creates a topic this core owns; None past the topic limit.
-    fn owned_topic(&mut self, name: &[u8]) -> Option<TopicId> {
-        if let Some(id) = self.topics.get(name) {
+    fn owned_topic(&mut self, ns: Ns, name: &[u8]) -> Option<TopicId> {
+        if let Some(id) = self.topics.get(ns, name) {
             return Some(id);
         }
         let shared = &self.shared;
@@ -90,75 +158,207 @@ impl Core {
         let epoch = (self.last_epoch + 1).max((self.realtime)());
         self.last_epoch = epoch;
         self.stats().topics_created.fetch_add(1, Ordering::Relaxed);
-        Some(self.topics.insert(name, Registration::Owner, epoch))
+        Some(self.topics.insert(ns, name, Registration::Owner, epoch))
+    }
+
+    /// The pattern topics whose pattern matches `channel`, from the cache.
+    fn matching_patterns(&mut self, channel: &[u8]) -> Rc<[TopicId]> {
+        if let Some(m) = self.patterns.cache.get(channel) {
+            return m.clone();
+        }
+        let topics = &self.topics;
+        let found: Rc<[TopicId]> = self
+            .patterns
+            .ids
+            .iter()
+            .copied()
+            .filter(|&p| glob::matches(&topics.topic(p).name, channel))
+            .collect();
+        if self.patterns.cache.len() >= PATTERN_CACHE_MAX {
+            self.patterns.cache.clear();
+        }
+        self.patterns.cache.insert(channel.into(), found.clone());
+        found
+    }
+
+    /// Encodes a RESP push (as RESP2) into frame memory.
+    fn encode_push(&mut self, push: &PubSubPush<'_>) -> FrameRef {
+        let len = push.encoded_len(Protocol::Resp2);
+        let mut f = self.arena.alloc(&self.shared.pool, len);
+        // SAFETY: just allocated, no other reference exists.
+        push.encode_to_slice(Protocol::Resp2, unsafe { f.bytes_mut() });
+        f
+    }
+
+    /// The RESP `message` (`smessage` for a shard channel) of a DATA frame.
+    fn encode_resp_message(&mut self, frame: &FrameRef, ns: Ns) -> FrameRef {
+        let d = data(frame);
+        let (channel, payload) = (d.topic(), d.payload());
+        let (push, kind) = if ns == Ns::Shard {
+            (PubSubPush::SMessage { channel, payload }, 2)
+        } else {
+            (PubSubPush::Message { channel, payload }, 0)
+        };
+        let f = self.encode_push(&push);
+        self.stats().resp_encodes[kind].fetch_add(1, Ordering::Relaxed);
+        f
     }
 
     /// On the owner core: assign the next seq, deliver to local subscribers
-    /// and to every core that has subscribers. A topic nobody subscribes to
-    /// does not exist: its frame goes nowhere and takes no seq.
-    fn fan_out(&mut self, mut frame: FrameRef) {
-        let id = match self.topics.get(data_topic(&frame)) {
-            Some(id) if self.topics.topic(id).reg == Registration::Owner => id,
-            _ => {
-                self.shared.pool.release(frame);
-                return;
-            }
+    /// and to every core that has subscribers, of the channel or of a
+    /// pattern that matches it. A topic nobody subscribes to does not
+    /// exist: its frame goes nowhere and takes no seq. Returns the number
+    /// of subscribers it goes to (PUBLISH's reply in Redis).
+    fn fan_out(&mut self, mut frame: FrameRef, ns: Ns) -> u64 {
+        let id = match self.topics.get(ns, data_topic(&frame)) {
+            Some(id) if self.topics.topic(id).reg == Registration::Owner => Some(id),
+            _ => None,
         };
-        let t = self.topics.topic_mut(id);
-        t.seq += 1;
-        let seq = t.seq;
-        let mut remote = t.remote_cores;
-        // SAFETY: no send and no other core refers to the frame yet: it was
-        // encoded by a publisher and handed to this owner alone.
-        proto::patch_data_seq(unsafe { frame.bytes_mut() }, seq);
-        while remote != 0 {
-            let core = remote.trailing_zeros() as usize;
-            remote &= remote - 1;
-            let copy = self.shared.pool.share(&frame);
-            self.send_msg(core, Msg::Deliver(copy));
+        let pats: Rc<[TopicId]> = if ns == Ns::Channel && !self.patterns.ids.is_empty() {
+            let name: Box<[u8]> = data_topic(&frame).into();
+            self.matching_patterns(&name)
+        } else {
+            Rc::from([])
+        };
+        if id.is_none() && pats.is_empty() {
+            self.shared.pool.release(frame);
+            return 0;
         }
-        self.deliver_local(id, frame);
+        let mut receivers = 0u64;
+        let mut cores = 0u64;
+        let mut resp = None;
+        if let Some(id) = id {
+            let t = self.topics.topic_mut(id);
+            t.seq += 1;
+            let seq = t.seq;
+            cores |= t.remote_cores;
+            receivers += t.subs.len() as u64 + u64::from(t.remote_subs);
+            let resp_wanted = t.resp_subs + t.remote_resp > 0;
+            // SAFETY: no send and no other core refers to the frame yet: it
+            // was encoded by a publisher and handed to this owner alone.
+            proto::patch_data_seq(unsafe { frame.bytes_mut() }, seq);
+            if resp_wanted {
+                resp = Some(self.encode_resp_message(&frame, ns));
+            }
+        }
+        let mut pmessages: Vec<(TopicId, FrameRef)> = Vec::with_capacity(pats.len());
+        for &p in pats.iter() {
+            let t = self.topics.topic(p);
+            cores |= t.remote_cores;
+            receivers += t.subs.len() as u64 + u64::from(t.remote_subs);
+            let pattern = t.name.clone();
+            let d = data(&frame);
+            let push = PubSubPush::PMessage {
+                pattern: &pattern,
+                channel: d.topic(),
+                payload: d.payload(),
+            };
+            let f = self.encode_push(&push);
+            self.stats().resp_encodes[1].fetch_add(1, Ordering::Relaxed);
+            pmessages.push((p, f));
+        }
+        let pool = &self.shared.pool;
+        while cores != 0 {
+            let core = cores.trailing_zeros() as usize;
+            cores &= cores - 1;
+            let bit = 1u64 << core;
+            let msg = Msg::Deliver {
+                frame: pool.share(&frame),
+                ns,
+                resp: resp.as_ref().map(|r| pool.share(r)),
+                pmessages: pmessages
+                    .iter()
+                    .filter(|(p, _)| self.topics.topic(*p).remote_cores & bit != 0)
+                    .map(|(_, f)| pool.share(f))
+                    .collect(),
+            };
+            self.outbox.push_back((core, msg));
+        }
+        match id {
+            Some(id) => self.deliver_local(id, frame, resp),
+            None => self.shared.pool.release(frame),
+        }
+        for (p, f) in pmessages {
+            self.deliver_resp(p, f);
+        }
+        receivers
     }
 
-    /// ERROR 4 for a SUBSCRIBE that would create a topic past the limit.
+    /// A refusal for a subscription that would create a topic past the
+    /// limit: ERROR 4 and a close on the native protocol, an error reply on
+    /// the Redis front (which has no such error to close with).
     pub(super) fn refuse_topic(&mut self, idx: u32) {
         let limit = self.shared.config.max_topics;
+        if self.conns[idx as usize].is_resp() {
+            let msg = format!("ERR ringcast's topic limit ({limit}) is reached (--max-topics)");
+            self.resp_reply(idx, &[Reply::Error(msg.as_bytes())]);
+            return;
+        }
         let reason = format!("bad topic: the server's topic limit ({limit}) is reached");
         self.fail(idx, ErrorCode::BadTopic, &reason, false);
     }
 
-    /// Queues `frame` for every local subscriber of topic `id`; consumes the reference.
-    fn deliver_local(&mut self, id: TopicId, frame: FrameRef) {
-        let pool = &self.shared.pool;
-        let subs = &self.topics.topic(id).subs;
-        let n = subs.len();
+    /// Queues `frame` (a DATA frame) for every local subscriber of topic
+    /// `id`, and `resp` (its RESP push, encoded here if the owner did not)
+    /// for those on the Redis front; consumes both references.
+    fn deliver_local(&mut self, id: TopicId, frame: FrameRef, mut resp: Option<FrameRef>) {
+        let n = self.topics.topic(id).subs.len();
         if n == 0 {
-            pool.release(frame);
+            self.shared.pool.release(frame);
+            if let Some(r) = resp {
+                self.shared.pool.release(r);
+            }
             return;
         }
+        if resp.is_none() && self.topics.topic(id).resp_subs > 0 {
+            // The owner did not know yet that this core has RESP subscribers
+            // (their count was on its way): encode here.
+            let ns = self.topics.topic(id).ns;
+            resp = Some(self.encode_resp_message(&frame, ns));
+        }
+        let pool = &self.shared.pool;
         let limit = self.shared.config.max_backlog;
         // WebSocket subscribers get a view that starts at the header written
         // in front of the frame when it was encoded.
         let ws_header = header_len(frame.len());
-        let mut frame = Some(frame);
-        for (i, key) in subs.iter().enumerate() {
-            let f = if i + 1 == n {
-                frame.take().expect("last subscriber takes the reference")
-            } else {
-                pool.share(frame.as_ref().expect("frame kept for later subscribers"))
-            };
+        let mut gt: Option<FrameRef> = None;
+        let subs = &self.topics.topic(id).subs;
+        for key in subs.iter() {
             let c = &mut self.conns[key.index as usize];
             debug_assert_eq!(c.gen, key.gen);
             // A connection going away keeps its subscriptions until the
             // teardown gets to them; it gets nothing more meanwhile.
             if !c.takes_frames() {
-                self.arena.release(pool, f);
                 continue;
             }
-            let f = if c.is_ws() {
-                f.extend_front(ws_header)
-            } else {
-                f
+            let f = match &c.wire {
+                Wire::Ws(_) => pool.share(&frame).extend_front(ws_header),
+                Wire::Resp(r) => {
+                    let r3 = r.proto == Protocol::Resp3;
+                    let push = resp.as_ref().expect("encoded for RESP subscribers");
+                    if r3 {
+                        let g = gt.get_or_insert_with(|| {
+                            let mut g = self.arena.alloc(pool, 1);
+                            // SAFETY: just allocated, no other reference exists.
+                            unsafe { g.bytes_mut()[0] = b'>' };
+                            g
+                        });
+                        let g = pool.share(g);
+                        enqueue(
+                            c,
+                            key.index,
+                            g,
+                            limit,
+                            &mut self.owed,
+                            &mut self.dirty,
+                            &mut self.over_limit,
+                        );
+                        pool.share(push).advance(1)
+                    } else {
+                        pool.share(push)
+                    }
+                }
+                _ => pool.share(&frame),
             };
             enqueue(
                 c,
@@ -170,93 +370,310 @@ impl Core {
                 &mut self.over_limit,
             );
         }
+        pool.release(frame);
+        if let Some(r) = resp {
+            self.arena.release(pool, r);
+        }
+        if let Some(g) = gt {
+            self.arena.release(pool, g);
+        }
         self.shared.stats[self.id]
             .deliveries
             .fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn subscribe(&mut self, idx: u32, topic: &[u8]) {
-        let cfg = &self.shared.config;
-        if cfg.subscribe_token.is_some() && !self.conns[idx as usize].auth_sub {
-            self.fail(
-                idx,
-                ErrorCode::NotAuthorized,
-                "not authorized: SUBSCRIBE needs AUTH with the subscribe token",
-                false,
+    /// Queues a RESP push (a `pmessage`, encoded for RESP2) for every local
+    /// subscriber of pattern topic `id`; consumes the reference.
+    fn deliver_resp(&mut self, id: TopicId, push: FrameRef) {
+        let pool = &self.shared.pool;
+        let limit = self.shared.config.max_backlog;
+        let subs = &self.topics.topic(id).subs;
+        let n = subs.len();
+        let mut gt: Option<FrameRef> = None;
+        for key in subs.iter() {
+            let c = &mut self.conns[key.index as usize];
+            if !c.takes_frames() {
+                continue;
+            }
+            let r3 = matches!(&c.wire, Wire::Resp(r) if r.proto == Protocol::Resp3);
+            let f = if r3 {
+                let g = gt.get_or_insert_with(|| {
+                    let mut g = self.arena.alloc(pool, 1);
+                    // SAFETY: just allocated, no other reference exists.
+                    unsafe { g.bytes_mut()[0] = b'>' };
+                    g
+                });
+                let g = pool.share(g);
+                enqueue(
+                    c,
+                    key.index,
+                    g,
+                    limit,
+                    &mut self.owed,
+                    &mut self.dirty,
+                    &mut self.over_limit,
+                );
+                pool.share(&push).advance(1)
+            } else {
+                pool.share(&push)
+            };
+            enqueue(
+                c,
+                key.index,
+                f,
+                limit,
+                &mut self.owed,
+                &mut self.dirty,
+                &mut self.over_limit,
             );
-            return;
         }
-        let topic_str = std::str::from_utf8(topic).expect("validated topic");
-        let existing = self.topics.get(topic);
+        self.arena.release(pool, push);
+        if let Some(g) = gt {
+            self.arena.release(pool, g);
+        }
+        self.shared.stats[self.id]
+            .deliveries
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Subscribes connection `idx` to `name` in namespace `ns`, and
+    /// confirms it (SUBACK, or the RESP push) once frames will reach it.
+    /// Returns false when the confirmation waits for another core: the
+    /// connection is paused until then (see [`Core::resume`]). Rights are
+    /// the front's to check first.
+    pub(crate) fn subscribe(&mut self, idx: u32, ns: Ns, name: &[u8]) -> bool {
+        let existing = self.topics.get(ns, name);
         if let Some(id) = existing {
             if self.topics.find(idx, id).is_some() {
                 self.suback(idx, id);
-                return;
+                return true;
             }
         }
         let c = &self.conns[idx as usize];
         let limit = self.shared.config.max_subscriptions;
         if c.nsubs as usize + c.pending_subs as usize >= limit {
-            let msg = format!("too many subscriptions on this connection (limit {limit})");
-            self.stats().count_error(ErrorCode::TooManySubscriptions);
-            self.reply(
-                idx,
-                &ServerFrame::Error {
-                    code: 7,
-                    topic: Some(topic_str),
-                    message: &msg,
-                },
-            );
-            return;
+            self.refuse_subscription(idx, name, limit);
+            return true;
         }
         let key = self.key(idx);
-        let owner = owner_of(topic, self.cores);
+        if ns == Ns::Pattern {
+            return self.subscribe_pattern(idx, key, existing, name);
+        }
+        let owner = owner_of(name, self.cores);
         let id = match existing {
             Some(id) => id,
-            None if owner == self.id => match self.owned_topic(topic) {
+            None if owner == self.id => match self.owned_topic(ns, name) {
                 Some(id) => id,
                 None => {
                     self.refuse_topic(idx);
-                    return;
+                    return true;
                 }
             },
             None => {
                 self.topics
-                    .insert(topic, Registration::Pending(Vec::new()), 0);
+                    .insert(ns, name, Registration::Pending(Vec::new()), 0);
                 self.send_msg(
                     owner,
                     Msg::Join {
-                        topic: topic.into(),
+                        ns,
+                        topic: name.into(),
                         core: self.id,
                     },
                 );
-                self.topics.get(topic).expect("inserted")
+                self.topics.get(ns, name).expect("inserted")
             }
         };
         if let Registration::Pending(waiting) = &mut self.topics.topic_mut(id).reg {
             waiting.push(key);
-            let c = &mut self.conns[idx as usize];
-            c.pending_subs += 1;
-            c.life = Life::Paused;
-            return;
+            self.wait(idx);
+            return false;
         }
         self.add_subscriber(idx, id);
+        true
     }
 
-    /// Adds a subscriber to a topic whose frames reach this core, and SUBACKs.
+    /// A pattern subscription: at once when this core already announced
+    /// the pattern to the others; else after every other core has learnt
+    /// of it (so a publish on any core after the confirmation matches it).
+    fn subscribe_pattern(
+        &mut self,
+        idx: u32,
+        key: ConnKey,
+        existing: Option<TopicId>,
+        name: &[u8],
+    ) -> bool {
+        let others = (self.cores - 1) as u32;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = self.topics.insert(
+                    Ns::Pattern,
+                    name,
+                    Registration::PatternPending {
+                        waiting: Vec::new(),
+                        acks: 0,
+                    },
+                    0,
+                );
+                self.patterns.ids.insert(id);
+                self.patterns.changed();
+                id
+            }
+        };
+        let t = self.topics.topic_mut(id);
+        let settled = t.reg == Registration::Pattern;
+        let has_local = !t.subs.is_empty();
+        match &mut t.reg {
+            _ if settled && (has_local || others == 0) => {
+                self.add_subscriber(idx, id);
+                true
+            }
+            Registration::PatternPending { waiting, acks } if *acks > 0 => {
+                waiting.push(key);
+                self.wait(idx);
+                false
+            }
+            _ if others == 0 => {
+                t.reg = Registration::Pattern;
+                t.announced = true;
+                self.add_subscriber(idx, id);
+                true
+            }
+            _ => {
+                // First subscriber here: announce it to every other core.
+                t.reg = Registration::PatternPending {
+                    waiting: vec![key],
+                    acks: others,
+                };
+                let me = self.id;
+                for core in (0..self.cores).filter(|&c| c != me) {
+                    self.send_msg(
+                        core,
+                        Msg::PatternJoin {
+                            pattern: name.into(),
+                            core: self.id,
+                        },
+                    );
+                }
+                self.wait(idx);
+                false
+            }
+        }
+    }
+
+    /// Pauses connection `idx` on a subscription that waits for another core.
+    fn wait(&mut self, idx: u32) {
+        let c = &mut self.conns[idx as usize];
+        c.pending_subs += 1;
+        c.life = Life::Paused;
+    }
+
+    /// Past `max_subscriptions`: ERROR 7 (the connection stays open), or an
+    /// error reply on the Redis front.
+    fn refuse_subscription(&mut self, idx: u32, name: &[u8], limit: usize) {
+        if self.conns[idx as usize].is_resp() {
+            let msg = format!(
+                "ERR too many subscriptions on this connection (limit {limit}, --max-subscriptions)"
+            );
+            self.resp_reply(idx, &[Reply::Error(msg.as_bytes())]);
+            return;
+        }
+        let msg = format!("too many subscriptions on this connection (limit {limit})");
+        self.stats().count_error(ErrorCode::TooManySubscriptions);
+        let topic = std::str::from_utf8(name).expect("validated topic");
+        self.reply(
+            idx,
+            &ServerFrame::Error {
+                code: 7,
+                topic: Some(topic),
+                message: &msg,
+            },
+        );
+    }
+
+    /// Adds a subscriber to a topic whose frames reach this core, and
+    /// confirms it.
     fn add_subscriber(&mut self, idx: u32, id: TopicId) {
         let key = self.key(idx);
         let c = &mut self.conns[idx as usize];
         self.topics.subscribe(id, key, &mut c.first_sub);
         c.nsubs += 1;
+        let resp = match &mut c.wire {
+            Wire::Resp(r) => {
+                match self.topics.topic(id).ns {
+                    Ns::Channel => r.channels += 1,
+                    Ns::Shard => r.shard_channels += 1,
+                    Ns::Pattern => r.patterns += 1,
+                }
+                true
+            }
+            _ => false,
+        };
+        if resp {
+            self.topics.topic_mut(id).resp_subs += 1;
+        }
         self.stats().subscriptions.fetch_add(1, Ordering::Relaxed);
+        self.count_changed(id, 1, resp);
         self.suback(idx, id);
     }
 
-    /// SUBACK for topic `id`: the seq of the next frame this core delivers
-    /// and the epoch of the topic's sequence.
+    /// Tells the topic's owner (every other core, for a pattern) that this
+    /// core has `delta` more subscribers to topic `id` (of which RESP ones
+    /// when `resp`).
+    fn count_changed(&mut self, id: TopicId, delta: i32, resp: bool) {
+        let t = self.topics.topic(id);
+        let targets: u64 = match t.reg {
+            Registration::Owner | Registration::Pending(_) => return,
+            Registration::Active => 1 << owner_of(&t.name, self.cores),
+            Registration::Pattern | Registration::PatternPending { .. } => {
+                if self.cores == 1 {
+                    return;
+                }
+                ((1u64 << self.cores) - 1) & !(1 << self.id)
+            }
+        };
+        let (ns, name) = (t.ns, t.name.clone());
+        let mut left = targets;
+        while left != 0 {
+            let core = left.trailing_zeros() as usize;
+            left &= left - 1;
+            self.send_msg(
+                core,
+                Msg::Count {
+                    ns,
+                    topic: name.clone(),
+                    subs: delta,
+                    resp: if resp { delta } else { 0 },
+                },
+            );
+        }
+    }
+
+    /// Confirms connection `idx`'s subscription to topic `id`: SUBACK with
+    /// the seq of the next frame this core delivers and the topic's epoch,
+    /// or Redis's `subscribe` push with the connection's count.
     fn suback(&mut self, idx: u32, id: TopicId) {
         let t = self.topics.topic(id);
+        if let Wire::Resp(r) = &self.conns[idx as usize].wire {
+            let name = t.name.clone();
+            let classic = (r.channels + r.patterns) as usize;
+            let push = match t.ns {
+                Ns::Channel => PubSubPush::Subscribe {
+                    channel: &name,
+                    count: classic,
+                },
+                Ns::Pattern => PubSubPush::PSubscribe {
+                    pattern: &name,
+                    count: classic,
+                },
+                Ns::Shard => PubSubPush::SSubscribe {
+                    channel: &name,
+                    count: r.shard_channels as usize,
+                },
+            };
+            self.resp_push(idx, &push);
+            return;
+        }
         let (next_seq, epoch) = (t.next_seq(), t.epoch);
         let name = t.name.clone();
         let topic = std::str::from_utf8(&name).expect("validated topic");
@@ -270,55 +687,111 @@ impl Core {
         );
     }
 
-    pub(crate) fn unsubscribe(&mut self, idx: u32, topic: &[u8]) {
-        let Some(id) = self.topics.get(topic) else {
-            return;
+    /// Ends connection `idx`'s subscription to `name` in `ns`; returns
+    /// whether it had one.
+    pub(crate) fn unsubscribe(&mut self, idx: u32, ns: Ns, name: &[u8]) -> bool {
+        let Some(id) = self.topics.get(ns, name) else {
+            return false;
         };
         let Some(sub) = self.topics.find(idx, id) else {
-            return;
+            return false;
         };
         let c = &mut self.conns[idx as usize];
         self.topics.unsubscribe(sub, &mut c.first_sub);
         c.nsubs -= 1;
-        self.unsubscribed(id);
+        let resp = match &mut c.wire {
+            Wire::Resp(r) => {
+                match ns {
+                    Ns::Channel => r.channels -= 1,
+                    Ns::Shard => r.shard_channels -= 1,
+                    Ns::Pattern => r.patterns -= 1,
+                }
+                true
+            }
+            _ => false,
+        };
+        self.unsubscribed(id, resp);
+        true
     }
 
-    /// After a subscription to topic `id` ended: counts it, and forgets the
-    /// topic when nothing keeps it alive any more.
-    fn unsubscribed(&mut self, id: TopicId) {
+    /// The names connection `idx` subscribes to in `ns`, most recent first.
+    pub(crate) fn subscribed_names(&self, idx: u32, ns: Ns) -> Vec<Box<[u8]>> {
+        self.topics
+            .conn_topics(self.conns[idx as usize].first_sub)
+            .filter(|&id| self.topics.topic(id).ns == ns)
+            .map(|id| self.topics.topic(id).name.clone())
+            .collect()
+    }
+
+    /// After a subscription to topic `id` ended (of a RESP connection when
+    /// `resp`): counts it, and forgets the topic when nothing keeps it
+    /// alive any more.
+    fn unsubscribed(&mut self, id: TopicId, resp: bool) {
         self.stats().subscriptions.fetch_sub(1, Ordering::Relaxed);
+        if resp {
+            self.topics.topic_mut(id).resp_subs -= 1;
+        }
+        self.count_changed(id, -1, resp);
         self.release_if_unused(id);
     }
 
     /// Forgets a topic nobody on this core subscribes to: a topic owned
     /// elsewhere is left (the owner is told to stop sending its frames
-    /// here); an owned topic with no subscriber on any core is reclaimed.
+    /// here); an owned topic with no subscriber on any core is reclaimed; a
+    /// pattern this core no longer subscribes to is withdrawn from the
+    /// other cores, and forgotten once no core subscribes to it.
     fn release_if_unused(&mut self, id: TopicId) {
         let t = self.topics.topic(id);
-        if !t.unused() {
-            return;
-        }
         match t.reg {
-            Registration::Active => {
-                let name = t.name.clone();
+            Registration::Active if t.unused() => {
+                let (ns, name) = (t.ns, t.name.clone());
                 let owner = owner_of(&name, self.cores);
                 self.topics.remove(id);
                 self.send_msg(
                     owner,
                     Msg::Leave {
+                        ns,
                         topic: name,
                         core: self.id,
                     },
                 );
             }
-            Registration::Owner => {
+            Registration::Owner if t.unused() => {
                 self.topics.remove(id);
                 self.shared.topics.fetch_sub(1, Ordering::Relaxed);
                 self.stats()
                     .topics_reclaimed
                     .fetch_add(1, Ordering::Relaxed);
             }
-            Registration::Pending(_) => {}
+            Registration::Pattern if t.subs.is_empty() => {
+                let name = t.name.clone();
+                let announced = t.announced;
+                if announced {
+                    self.topics.topic_mut(id).announced = false;
+                    let me = self.id;
+                    for core in (0..self.cores).filter(|&c| c != me) {
+                        self.send_msg(
+                            core,
+                            Msg::PatternLeave {
+                                pattern: name.clone(),
+                                core: self.id,
+                            },
+                        );
+                    }
+                }
+                self.forget_pattern_if_unused(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets pattern topic `id` when no core subscribes to it.
+    fn forget_pattern_if_unused(&mut self, id: TopicId) {
+        let t = self.topics.topic(id);
+        if t.reg == Registration::Pattern && t.unused() {
+            self.topics.remove(id);
+            self.patterns.ids.remove(&id);
+            self.patterns.changed();
         }
     }
 
@@ -333,7 +806,18 @@ impl Core {
             }
             let id = self.topics.unsubscribe(c.first_sub, &mut c.first_sub);
             c.nsubs -= 1;
-            self.unsubscribed(id);
+            let resp = match &mut c.wire {
+                Wire::Resp(r) => {
+                    match self.topics.topic(id).ns {
+                        Ns::Channel => r.channels -= 1,
+                        Ns::Shard => r.shard_channels -= 1,
+                        Ns::Pattern => r.patterns -= 1,
+                    }
+                    true
+                }
+                _ => false,
+            };
+            self.unsubscribed(id, resp);
             done += 1;
         }
         done
@@ -341,18 +825,45 @@ impl Core {
 
     pub(crate) fn handle_msg(&mut self, msg: Msg) {
         match msg {
-            Msg::Publish(frame) => self.fan_out(frame),
-            Msg::Deliver(frame) => {
-                let id = self.topics.get(data_topic(&frame));
-                match id {
-                    Some(id) if self.topics.topic(id).reg == Registration::Active => {
-                        self.topics.topic_mut(id).seq = data_seq(&frame);
-                        self.deliver_local(id, frame);
-                    }
-                    _ => self.shared.pool.release(frame),
+            Msg::Publish { frame, ns, reply } => {
+                let receivers = self.fan_out(frame, ns);
+                if let Some((core, conn)) = reply {
+                    self.send_msg(
+                        core,
+                        Msg::Counted {
+                            conn,
+                            owner: self.id,
+                            receivers,
+                        },
+                    );
                 }
             }
-            Msg::Join { topic, core } => match self.owned_topic(&topic) {
+            Msg::Deliver {
+                frame,
+                ns,
+                resp,
+                pmessages,
+            } => {
+                match self.topics.get(ns, data_topic(&frame)) {
+                    Some(id) if self.topics.topic(id).reg == Registration::Active => {
+                        self.topics.topic_mut(id).seq = data_seq(&frame);
+                        self.deliver_local(id, frame, resp);
+                    }
+                    _ => {
+                        self.shared.pool.release(frame);
+                        if let Some(r) = resp {
+                            self.shared.pool.release(r);
+                        }
+                    }
+                }
+                for f in pmessages {
+                    match self.topics.get(Ns::Pattern, pmessage_pattern(f.bytes())) {
+                        Some(id) => self.deliver_resp(id, f),
+                        None => self.shared.pool.release(f),
+                    }
+                }
+            }
+            Msg::Join { ns, topic, core } => match self.owned_topic(ns, &topic) {
                 Some(id) => {
                     let t = self.topics.topic_mut(id);
                     t.remote_cores |= 1 << core;
@@ -360,34 +871,132 @@ impl Core {
                     self.send_msg(
                         core,
                         Msg::Joined {
+                            ns,
                             topic,
                             next_seq,
                             epoch,
                         },
                     );
                 }
-                None => self.send_msg(core, Msg::JoinRefused { topic }),
+                None => self.send_msg(core, Msg::JoinRefused { ns, topic }),
             },
-            Msg::Leave { topic, core } => {
-                if let Some(id) = self.topics.get(&topic) {
+            Msg::Leave { ns, topic, core } => {
+                if let Some(id) = self.topics.get(ns, &topic) {
                     self.topics.topic_mut(id).remote_cores &= !(1 << core);
                     self.release_if_unused(id);
                 }
             }
             Msg::Joined {
+                ns,
                 topic,
                 next_seq,
                 epoch,
-            } => self.joined(&topic, Some((next_seq, epoch))),
-            Msg::JoinRefused { topic } => self.joined(&topic, None),
+            } => self.joined(ns, &topic, Some((next_seq, epoch))),
+            Msg::JoinRefused { ns, topic } => self.joined(ns, &topic, None),
+            Msg::Count {
+                ns,
+                topic,
+                subs,
+                resp,
+            } => {
+                if let Some(id) = self.topics.get(ns, &topic) {
+                    let t = self.topics.topic_mut(id);
+                    t.remote_subs = t.remote_subs.saturating_add_signed(subs);
+                    t.remote_resp = t.remote_resp.saturating_add_signed(resp);
+                }
+            }
+            Msg::PatternJoin { pattern, core } => {
+                let id = match self.topics.get(Ns::Pattern, &pattern) {
+                    Some(id) => id,
+                    None => {
+                        let id =
+                            self.topics
+                                .insert(Ns::Pattern, &pattern, Registration::Pattern, 0);
+                        self.patterns.ids.insert(id);
+                        self.patterns.changed();
+                        id
+                    }
+                };
+                self.topics.topic_mut(id).remote_cores |= 1 << core;
+                self.send_msg(core, Msg::PatternKnown { pattern });
+            }
+            Msg::PatternKnown { pattern } => self.pattern_known(&pattern),
+            Msg::PatternLeave { pattern, core } => {
+                if let Some(id) = self.topics.get(Ns::Pattern, &pattern) {
+                    let t = self.topics.topic_mut(id);
+                    t.remote_cores &= !(1 << core);
+                    self.forget_pattern_if_unused(id);
+                }
+            }
+            Msg::Counted {
+                conn,
+                owner,
+                receivers,
+            } => self.counted(conn, owner, receivers),
+            Msg::Query { conn, core, query } => {
+                let answer = self.answer_query(&query);
+                self.send_msg(
+                    core,
+                    Msg::Answer {
+                        conn,
+                        answer: Box::new(answer),
+                    },
+                );
+            }
+            Msg::Answer { conn, answer } => self.query_answered(conn, *answer),
+        }
+    }
+
+    /// The answer of one more core to this core's pattern announcement:
+    /// once every other core knows, confirm the waiting subscriptions.
+    fn pattern_known(&mut self, pattern: &[u8]) {
+        let Some(id) = self.topics.get(Ns::Pattern, pattern) else {
+            return;
+        };
+        let waiting = match &mut self.topics.topic_mut(id).reg {
+            Registration::PatternPending { acks, waiting } => {
+                *acks -= 1;
+                if *acks > 0 {
+                    return;
+                }
+                std::mem::take(waiting)
+            }
+            _ => return,
+        };
+        let t = self.topics.topic_mut(id);
+        t.reg = Registration::Pattern;
+        t.announced = true;
+        for key in waiting {
+            if !self.live(key) {
+                continue;
+            }
+            let idx = key.index;
+            let c = &mut self.conns[idx as usize];
+            c.pending_subs -= 1;
+            if c.life == Life::Paused {
+                c.life = Life::Open;
+            }
+            if !c.is_live() {
+                continue;
+            }
+            if self.topics.find(idx, id).is_none() {
+                self.add_subscriber(idx, id);
+            } else {
+                self.suback(idx, id);
+            }
+            self.resume(idx);
+        }
+        // Everyone who waited may have gone: then withdraw it again.
+        if let Some(id) = self.topics.get(Ns::Pattern, pattern) {
+            self.release_if_unused(id);
         }
     }
 
     /// The owner answered a join (with the next seq and the topic's epoch,
     /// or a refusal at the topic limit): SUBACK the waiting connections (or
     /// refuse them) and let them go on with their input.
-    fn joined(&mut self, topic: &[u8], answer: Option<(u64, u64)>) {
-        let Some(id) = self.topics.get(topic) else {
+    fn joined(&mut self, ns: Ns, topic: &[u8], answer: Option<(u64, u64)>) {
+        let Some(id) = self.topics.get(ns, topic) else {
             return;
         };
         let waiting =
@@ -420,15 +1029,19 @@ impl Core {
                 continue;
             }
             match answer {
-                Some(_) => match self.topics.get(topic) {
+                Some(_) => match self.topics.get(ns, topic) {
                     Some(id) if self.topics.topic(id).reg == Registration::Active => {
-                        self.add_subscriber(idx, id)
+                        if self.topics.find(idx, id).is_none() {
+                            self.add_subscriber(idx, id);
+                        } else {
+                            self.suback(idx, id);
+                        }
                     }
                     // An earlier waiter's input unsubscribed, so the core
                     // left the topic (and maybe joined it again, pending a
                     // new answer): subscribe anew (this pauses once more).
                     _ => {
-                        self.subscribe(idx, topic);
+                        self.subscribe(idx, ns, topic);
                         continue;
                     }
                 },
@@ -437,14 +1050,188 @@ impl Core {
             self.resume(idx);
         }
         // Everyone who waited may have gone: then leave again.
-        if let Some(id) = self.topics.get(topic) {
+        if let Some(id) = self.topics.get(ns, topic) {
             self.release_if_unused(id);
+        }
+    }
+
+    /// A publish's receiver count came back for RESP connection `conn`:
+    /// it takes the place of the first count it waits for from that core,
+    /// and what was held behind it goes out.
+    fn counted(&mut self, conn: ConnKey, owner: usize, receivers: u64) {
+        if !self.live(conn) {
+            return;
+        }
+        let from = owner as u16;
+        let reply = Reply::Integer(receivers as i64);
+        let mut f = self.arena.alloc(&self.shared.pool, reply.encoded_len());
+        // SAFETY: just allocated, no other reference exists.
+        reply.encode_to_slice(unsafe { f.bytes_mut() });
+        let c = &mut self.conns[conn.index as usize];
+        let Wire::Resp(r) = &mut c.wire else {
+            self.arena.release(&self.shared.pool, f);
+            return;
+        };
+        let slot = r
+            .held
+            .iter()
+            .position(|h| matches!(h, Held::Count { owner } if *owner == from));
+        match slot {
+            Some(i) => {
+                r.held_bytes += f.len();
+                r.held[i] = Held::Frame(f);
+            }
+            None => {
+                self.arena.release(&self.shared.pool, f);
+                return;
+            }
+        }
+        self.flush_held(conn.index);
+    }
+
+    /// Moves what a RESP connection holds, up to its first count still to
+    /// come, to its send queue.
+    pub(crate) fn flush_held(&mut self, idx: u32) {
+        let limit = self.shared.config.max_backlog;
+        let c = &mut self.conns[idx as usize];
+        loop {
+            let Wire::Resp(r) = &mut c.wire else { return };
+            match r.held.front() {
+                Some(Held::Frame(_)) => {}
+                _ => return,
+            }
+            let Some(Held::Frame(f)) = r.held.pop_front() else {
+                unreachable!()
+            };
+            r.held_bytes -= f.len();
+            enqueue(
+                c,
+                idx,
+                f,
+                limit,
+                &mut self.owed,
+                &mut self.dirty,
+                &mut self.over_limit,
+            );
+        }
+    }
+
+    /// A PUBSUB question to every core (this one answers at once); the
+    /// connection waits for the other answers.
+    pub(crate) fn query(&mut self, idx: u32, query: Query) {
+        let mine = self.answer_query(&query);
+        if self.cores == 1 {
+            self.reply_query(idx, &query, vec![mine]);
+            return;
+        }
+        let key = self.key(idx);
+        let me = self.id;
+        for core in (0..self.cores).filter(|&c| c != me) {
+            self.send_msg(
+                core,
+                Msg::Query {
+                    conn: key,
+                    core: self.id,
+                    query: Box::new(query.clone()),
+                },
+            );
+        }
+        let c = &mut self.conns[idx as usize];
+        if let Wire::Resp(r) = &mut c.wire {
+            r.query = Some(Box::new((query, vec![mine])));
+        }
+        c.pending_subs += 1;
+        c.life = Life::Paused;
+    }
+
+    /// This core's part of a PUBSUB answer: the channels it owns.
+    fn answer_query(&self, query: &Query) -> Answer {
+        let mut a = Answer::default();
+        match query {
+            Query::Channels { ns, pattern } => {
+                for (_, t) in self.topics.iter() {
+                    if t.ns == *ns
+                        && t.reg == Registration::Owner
+                        && pattern.as_ref().map_or(true, |p| glob::matches(p, &t.name))
+                    {
+                        a.names.push(t.name.clone());
+                    }
+                }
+            }
+            Query::NumSub { ns, names } => {
+                for name in names {
+                    let n = match self.topics.get(*ns, name) {
+                        Some(id) if self.topics.topic(id).reg == Registration::Owner => {
+                            let t = self.topics.topic(id);
+                            t.subs.len() as u64 + u64::from(t.remote_subs)
+                        }
+                        _ => 0,
+                    };
+                    a.counts.push(n);
+                }
+            }
+        }
+        a
+    }
+
+    /// One more core answered connection `conn`'s PUBSUB question.
+    fn query_answered(&mut self, conn: ConnKey, answer: Answer) {
+        if !self.live(conn) {
+            return;
+        }
+        let idx = conn.index;
+        let c = &mut self.conns[idx as usize];
+        let Wire::Resp(r) = &mut c.wire else { return };
+        let Some(q) = r.query.as_mut() else { return };
+        q.1.push(answer);
+        if q.1.len() < self.cores {
+            return;
+        }
+        let (query, parts) = *r.query.take().expect("checked");
+        c.pending_subs -= 1;
+        if c.life == Life::Paused {
+            c.life = Life::Open;
+        }
+        if !c.is_live() {
+            return;
+        }
+        self.reply_query(idx, &query, parts);
+        self.resume(idx);
+    }
+
+    /// Replies to a PUBSUB question from every core's part.
+    fn reply_query(&mut self, idx: u32, query: &Query, parts: Vec<Answer>) {
+        match query {
+            Query::Channels { .. } => {
+                let names: Vec<Box<[u8]>> = parts.into_iter().flat_map(|a| a.names).collect();
+                let mut replies = Vec::with_capacity(names.len() + 1);
+                replies.push(Reply::Array(names.len()));
+                replies.extend(names.iter().map(|n| Reply::Bulk(n)));
+                self.resp_reply(idx, &replies);
+            }
+            Query::NumSub { names, .. } => {
+                let mut counts = vec![0u64; names.len()];
+                for a in &parts {
+                    for (i, n) in a.counts.iter().enumerate() {
+                        counts[i] += n;
+                    }
+                }
+                let proto = self.resp_proto(idx);
+                let mut replies = Vec::with_capacity(names.len() * 2 + 1);
+                replies.push(proto.map(names.len()));
+                for (name, n) in names.iter().zip(&counts) {
+                    replies.push(Reply::Bulk(name));
+                    replies.push(Reply::Integer(*n as i64));
+                }
+                self.resp_reply(idx, &replies);
+            }
         }
     }
 }
 
 /// Queues `f` on connection `c` (slab index `idx`): lists it for a send,
-/// and for a cut when its backlog passes `limit`.
+/// and for a cut when its backlog passes `limit`. A RESP connection that
+/// waits for a publish's count holds it back behind that count.
 pub(crate) fn enqueue(
     c: &mut Conn,
     idx: u32,
@@ -454,6 +1241,17 @@ pub(crate) fn enqueue(
     dirty: &mut Vec<u32>,
     over_limit: &mut Vec<u32>,
 ) {
+    if let Wire::Resp(r) = &mut c.wire {
+        if !r.held.is_empty() {
+            r.held_bytes += f.len();
+            r.held.push_back(Held::Frame(f));
+            if c.queued + r.held_bytes > limit && c.takes_frames() {
+                c.life = Life::Overflowing;
+                over_limit.push(idx);
+            }
+            return;
+        }
+    }
     if c.push(f, owed) > limit && c.takes_frames() {
         c.life = Life::Overflowing;
         over_limit.push(idx);

@@ -177,14 +177,25 @@ impl Sim {
         let msg = self.queues[from][to].pop_front().expect("non-empty");
         if std::env::var("SIM_DEBUG").is_ok() {
             let what = match &msg {
-                Msg::Publish(_) => "Publish".to_string(),
-                Msg::Deliver(_) => "Deliver".to_string(),
+                Msg::Publish { .. } => "Publish".to_string(),
+                Msg::Deliver { .. } => "Deliver".to_string(),
                 Msg::Join { topic, .. } => format!("Join {}", String::from_utf8_lossy(topic)),
                 Msg::Joined { topic, epoch, .. } => {
                     format!("Joined {} {epoch}", String::from_utf8_lossy(topic))
                 }
                 Msg::JoinRefused { .. } => "JoinRefused".to_string(),
                 Msg::Leave { topic, .. } => format!("Leave {}", String::from_utf8_lossy(topic)),
+                Msg::Count { topic, subs, .. } => {
+                    format!("Count {} {subs}", String::from_utf8_lossy(topic))
+                }
+                Msg::PatternJoin { pattern, .. } => {
+                    format!("PatternJoin {}", String::from_utf8_lossy(pattern))
+                }
+                Msg::PatternKnown { .. } => "PatternKnown".to_string(),
+                Msg::PatternLeave { .. } => "PatternLeave".to_string(),
+                Msg::Counted { receivers, .. } => format!("Counted {receivers}"),
+                Msg::Query { .. } => "Query".to_string(),
+                Msg::Answer { .. } => "Answer".to_string(),
             };
             eprintln!("  deliver {from}->{to}: {what}");
         }
@@ -273,7 +284,9 @@ fn run_schedule(seed: u64, cores: usize, clients: usize, steps: usize) {
     let mut agreed: HashMap<(String, u64, u64), Vec<u8>> = HashMap::new();
     // Publishes by id: (topic, payload); and which subscriptions must see it.
     let mut must_see: HashMap<(Client, String), Vec<Vec<u8>>> = HashMap::new();
-    let mut epochs_seen: HashMap<String, u64> = HashMap::new();
+    // Per client and topic: the SUBACKs of one client are in time order
+    // (those of different clients are read in client order, not time order).
+    let mut epochs_seen: HashMap<(Client, String), u64> = HashMap::new();
     let mut publish_id = 0u64;
 
     for step in 0..steps {
@@ -418,7 +431,7 @@ fn check(
     t: &mut Track,
     agreed: &mut HashMap<(String, u64, u64), Vec<u8>>,
     must_see: &mut HashMap<(Client, String), Vec<Vec<u8>>>,
-    epochs_seen: &mut HashMap<String, u64>,
+    epochs_seen: &mut HashMap<(Client, String), u64>,
 ) {
     match got {
         Got::Data {
@@ -458,7 +471,7 @@ fn check(
             }
             if t.pending_sub.remove(&topic) {
                 // A topic's epoch never goes back: incarnations only grow.
-                let last = epochs_seen.entry(topic.clone()).or_insert(epoch);
+                let last = epochs_seen.entry((c, topic.clone())).or_insert(epoch);
                 assert!(epoch >= *last, "seed {seed}: {topic}: epoch went back");
                 *last = epoch;
             }

@@ -8,7 +8,9 @@
 //! - [`web`]: HTTP requests (the live page, /healthz, /metrics), the
 //!   WebSocket upgrade and WebSocket framing.
 
-mod native;
+pub(crate) mod native;
+mod resp;
+mod resp_shim;
 mod web;
 
 use crate::core::{Action, Core, Life, Wire};
@@ -72,6 +74,7 @@ impl Core {
             Wire::Tcp => self.process_native(idx, data),
             Wire::Http { .. } => self.process_http(idx, data),
             Wire::Ws(_) => self.process_ws(idx, data),
+            Wire::Resp(_) => self.process_resp(idx, data),
         }
     }
 }

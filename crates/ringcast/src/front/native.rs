@@ -3,9 +3,10 @@
 
 use crate::core::Core;
 use crate::proto::{self, ClientFrame, Decoded, ErrorCode, ServerFrame};
+use crate::topic::Ns;
 
 /// Constant-time comparison (the length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -41,10 +42,35 @@ impl Core {
     pub(super) fn handle_frame(&mut self, idx: u32, frame: ClientFrame<'_>) {
         self.frames_in += 1;
         match frame {
-            ClientFrame::Publish { topic, payload } => self.publish(idx, topic.as_bytes(), payload),
-            ClientFrame::Subscribe { topic } => self.subscribe(idx, topic.as_bytes()),
+            ClientFrame::Publish { topic, payload } => {
+                if self.shared.config.publish_token.is_some() && !self.conns[idx as usize].auth_pub
+                {
+                    self.fail(
+                        idx,
+                        ErrorCode::NotAuthorized,
+                        "not authorized: PUBLISH needs AUTH with the publish token",
+                        false,
+                    );
+                    return;
+                }
+                let _ = self.publish(idx, Ns::Channel, topic.as_bytes(), payload, false);
+            }
+            ClientFrame::Subscribe { topic } => {
+                if self.shared.config.subscribe_token.is_some()
+                    && !self.conns[idx as usize].auth_sub
+                {
+                    self.fail(
+                        idx,
+                        ErrorCode::NotAuthorized,
+                        "not authorized: SUBSCRIBE needs AUTH with the subscribe token",
+                        false,
+                    );
+                    return;
+                }
+                self.subscribe(idx, Ns::Channel, topic.as_bytes());
+            }
             ClientFrame::Unsubscribe { topic } => {
-                self.unsubscribe(idx, topic.as_bytes());
+                self.unsubscribe(idx, Ns::Channel, topic.as_bytes());
                 self.reply(idx, &ServerFrame::UnsubAck { topic });
             }
             ClientFrame::Ping { payload } => self.reply(idx, &ServerFrame::Pong { payload }),

@@ -243,7 +243,9 @@ mod tests {
             slow_consumers: 1,
             errors: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
             heap_frames: 9,
-            connections: [3, 1, 1],
+            connections: [3, 1, 1, 2],
+            resp_encodes: [5, 6, 7],
+            resp_protocol_errors: 3,
             subscriptions: 12,
             topics: 5,
             backlog_bytes: 100,
@@ -289,6 +291,11 @@ mod tests {
             "ringcast_connections{transport=\"tcp\"} 3",
             "ringcast_connections{transport=\"websocket\"} 1",
             "ringcast_connections{transport=\"http\"} 1",
+            "ringcast_connections{transport=\"resp\"} 2",
+            "ringcast_resp_encodes_total{kind=\"message\"} 5",
+            "ringcast_resp_encodes_total{kind=\"pmessage\"} 6",
+            "ringcast_resp_encodes_total{kind=\"smessage\"} 7",
+            "ringcast_resp_protocol_errors_total 3",
             "# TYPE ringcast_connections_accepted_total counter",
             "ringcast_connections_accepted_total 7",
             "ringcast_connections_closed_total 2",
@@ -384,7 +391,7 @@ mod tests {
                 assert!(v.is_finite() && v >= 0.0, "{line}");
             }
         }
-        assert_eq!(typed.len(), 30);
+        assert_eq!(typed.len(), 32);
     }
 
     #[test]

@@ -312,10 +312,10 @@ impl Reactor {
         // drained by the engine once every reactor has stopped).
         for from in 0..self.cores {
             while let Some(msg) = self.inboxes[from].as_mut().and_then(|c| c.pop()) {
-                msg.release(&mut self.core.arena, &self.shared.pool);
+                msg.release(&self.shared.pool);
             }
             while let Some(msg) = self.overflow[from].pop_front() {
-                msg.release(&mut self.core.arena, &self.shared.pool);
+                msg.release(&self.shared.pool);
             }
         }
         self.listeners.clear();

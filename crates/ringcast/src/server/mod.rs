@@ -12,7 +12,6 @@
 //! connection is owed, flushes for up to `shutdown_timeout`, closes, and
 //! returns its ring. Rings are closed only once every reactor has stopped.
 
-use crate::core::Msg;
 use crate::core::{Front, Shared};
 use crate::mailbox;
 use crate::pool::Pool;
@@ -30,7 +29,7 @@ use std::thread::JoinHandle;
 /// Capacity of each core-to-core queue.
 const MAILBOX_SLOTS: usize = 16 * 1024;
 /// File descriptors kept free of connections (logs, files), besides four
-/// per reactor (two listeners, a ring, a spare) and the HTTP allowance.
+/// per reactor (three listeners, a ring, a spare) and the HTTP allowance.
 const FD_RESERVE: u64 = 64;
 /// Input a connection may hold beyond one whole frame (while it waits for a
 /// topic's owner core, see the reactor).
@@ -81,6 +80,7 @@ impl std::error::Error for Error {}
 pub struct Engine {
     addr: SocketAddr,
     ws_addr: Option<SocketAddr>,
+    resp_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<Result<Stopped, Error>>>,
     features: RingFeatures,
@@ -118,6 +118,13 @@ fn validate(c: &Config) -> Result<(), Error> {
         if ws == c.listen && ws.port() != 0 {
             return bad(format!(
                 "--ws-listen and --listen are both {ws}: give the WebSocket listener its own port (or --ws-listen off)"
+            ));
+        }
+    }
+    if let Some(resp) = c.resp_listen {
+        if resp.port() != 0 && (resp == c.listen || Some(resp) == c.ws_listen) {
+            return bad(format!(
+                "--resp-listen is {resp}, the address of another listener: give the Redis front its own port (or --resp-listen off)"
             ));
         }
     }
@@ -170,7 +177,7 @@ impl Engine {
         sys::raise_nofile_limit();
         // Each connection is one fd; keep room for listeners, rings, spare
         // descriptors, files, and the plain HTTP connections (counted apart).
-        let reserve = FD_RESERVE + 4 * config.cores as u64 + config.http_reserve as u64;
+        let reserve = FD_RESERVE + 5 * config.cores as u64 + config.http_reserve as u64;
         let fd_room = sys::nofile_limit().saturating_sub(reserve) as usize;
         config.max_connections = config.max_connections.min(fd_room.max(1));
         let cores = config.cores;
@@ -178,6 +185,13 @@ impl Engine {
         let (ws_listeners, ws_addr): (Vec<Option<OwnedFd>>, _) = match config.ws_listen {
             Some(a) => {
                 let (l, a) = bind_all(a, cores, "--ws-listen")?;
+                (l.into_iter().map(Some).collect(), Some(a))
+            }
+            None => ((0..cores).map(|_| None).collect(), None),
+        };
+        let (resp_listeners, resp_addr): (Vec<Option<OwnedFd>>, _) = match config.resp_listen {
+            Some(a) => {
+                let (l, a) = bind_all(a, cores, "--resp-listen")?;
                 (l.into_iter().map(Some).collect(), Some(a))
             }
             None => ((0..cores).map(|_| None).collect(), None),
@@ -210,9 +224,10 @@ impl Engine {
         let mut go_txs = Vec::with_capacity(cores);
         let mut threads = Vec::with_capacity(cores);
         let cpus = shared.config.cpus.clone();
-        for (id, (((listener, ws_listener), outboxes), inboxes)) in listeners
+        for (id, ((((listener, ws_listener), resp_listener), outboxes), inboxes)) in listeners
             .into_iter()
             .zip(ws_listeners)
+            .zip(resp_listeners)
             .zip(producers)
             .zip(consumers)
             .enumerate()
@@ -221,6 +236,7 @@ impl Engine {
             go_txs.push(go_tx);
             let mut fronts = vec![(listener, Front::Native)];
             fronts.extend(ws_listener.map(|l| (l, Front::Web)));
+            fronts.extend(resp_listener.map(|l| (l, Front::Resp)));
             let parts = ReactorParts {
                 id,
                 shared: shared.clone(),
@@ -299,6 +315,7 @@ impl Engine {
                 let mut engine = Engine {
                     addr,
                     ws_addr,
+                    resp_addr,
                     shared,
                     threads,
                     features,
@@ -311,6 +328,7 @@ impl Engine {
         Ok(Engine {
             addr,
             ws_addr,
+            resp_addr,
             shared,
             threads,
             features,
@@ -325,6 +343,11 @@ impl Engine {
     /// The bound WebSocket/HTTP address, when that listener is on.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.ws_addr
+    }
+
+    /// The bound Redis-compatible (RESP) address, when that listener is on.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.resp_addr
     }
 
     /// The configuration the engine runs with.
@@ -382,9 +405,7 @@ impl Engine {
         for s in &mut stopped {
             for inbox in s.inboxes.iter_mut().flatten() {
                 while let Some(msg) = inbox.pop() {
-                    if let Msg::Publish(f) | Msg::Deliver(f) = msg {
-                        pool.release(f);
-                    }
+                    msg.release(pool);
                 }
             }
         }
@@ -413,6 +434,7 @@ impl Engine {
             "ringcast {} serving the native protocol\n\
              \x20 listen             {} (TCP, one SO_REUSEPORT listener per reactor)\n\
              \x20 websocket + http   {}\n\
+             \x20 redis (RESP)       {}\n\
              \x20 reactors           {} ({pin}{})\n\
              \x20 io_uring           {}\n\
              \x20 max frame          {} bytes\n\
@@ -439,6 +461,13 @@ impl Engine {
                     } else {
                         format!("; origins {}", c.allowed_origins.join(" "))
                     }
+                ),
+                None => "off".into(),
+            },
+            match self.resp_addr {
+                Some(a) => format!(
+                    "{a}: RESP2/RESP3 pub/sub (redis-cli -p {} SUBSCRIBE ...)",
+                    a.port()
                 ),
                 None => "off".into(),
             },

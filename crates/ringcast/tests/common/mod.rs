@@ -19,6 +19,7 @@ pub fn config(cores: usize) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         ws_listen: Some("127.0.0.1:0".parse().unwrap()),
+        resp_listen: Some("127.0.0.1:0".parse().unwrap()),
         cores,
         pool_bytes: 32 << 20,
         ..Config::default()

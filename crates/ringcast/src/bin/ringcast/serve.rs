@@ -134,6 +134,14 @@ pub struct ServeArgs {
           default_value = defaults().ws_listen.map_or("off".into(), |a| a.to_string()))]
     ws_listen: MaybeAddr,
 
+    /// Redis-compatible pub/sub address (RESP2 and RESP3: redis-cli,
+    /// redis-py, ioredis...), sharing topics with the other fronts; off
+    /// disables it.
+    #[arg(long, env = "RINGCAST_RESP_LISTEN", value_name = "ADDR|off",
+          value_parser = values::addr_or_off,
+          default_value = defaults().resp_listen.map_or("off".into(), |a| a.to_string()))]
+    resp_listen: MaybeAddr,
+
     /// Comma-separated Origins a browser may connect from (e.g.
     /// https://app.example.com), others get 403; any: no check.
     #[arg(long, env = "RINGCAST_ALLOWED_ORIGINS", value_name = "LIST",
@@ -206,6 +214,7 @@ impl ServeArgs {
             shutdown_timeout,
             busy_poll,
             ws_listen,
+            resp_listen,
             allowed_origins,
             ws_ping_interval,
             ws_idle_timeout,
@@ -230,6 +239,7 @@ impl ServeArgs {
             shutdown_timeout,
             busy_poll,
             ws_listen,
+            resp_listen,
             allowed_origins,
             ws_ping_interval,
             ws_idle_timeout,

@@ -1,0 +1,647 @@
+//! The Redis front: RESP2 and RESP3 on the Redis port, answering the
+//! pub/sub commands and what clients send around them (HELLO, AUTH,
+//! CLIENT, SELECT, INFO, COMMAND, PING...) as Redis 7 does, byte for byte.
+//! docs/REDIS.md lists every command and where ringcast differs.
+//!
+//! Channels are the topics every front shares: a PUBLISH here reaches
+//! native and WebSocket subscribers, and theirs reach RESP subscribers.
+//! Patterns (PSUBSCRIBE) and shard channels (SSUBSCRIBE) are namespaces of
+//! their own, as in Redis.
+//!
+//! Commands are checked in Redis's order: unknown command, arity,
+//! authentication, rights, the RESP2 subscribed-mode restriction. A protocol
+//! error (what the parser refuses) is answered, then the connection closes.
+
+use super::resp_shim as commands;
+use crate::core::{conn::Held, Core, Query, Wire};
+use crate::front::native::ct_eq;
+use crate::proto::MAX_TOPIC_LEN;
+use crate::topic::{owner_of, Ns};
+use ringcast_proto::resp::{Args, Limits, Parsed, Protocol, PubSubPush, Reply};
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+
+/// Longest pattern PSUBSCRIBE takes (a channel name is at most
+/// [`MAX_TOPIC_LEN`], the native topic limit).
+pub(crate) const MAX_PATTERN_LEN: usize = 1024;
+
+/// What a publish right or a subscribe right needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Right {
+    Publish,
+    Subscribe,
+}
+
+impl Core {
+    /// Handles whole commands from `data`; returns the bytes consumed.
+    /// Stops at an incomplete command, a protocol error, a pause (a
+    /// command waiting for another core is not consumed: it goes on from
+    /// where it stopped once the connection resumes).
+    pub(super) fn process_resp(&mut self, idx: u32, data: &[u8]) -> usize {
+        let max_bulk = u64::from(self.shared.config.max_frame);
+        let mut off = 0;
+        let auth_required = self.auth_required();
+        while off < data.len() {
+            let Wire::Resp(r) = &mut self.conns[idx as usize].wire else {
+                break;
+            };
+            let limits = Limits::REDIS
+                .with_max_bulk_len(max_bulk)
+                .with_unauthenticated(!r.authenticated && auth_required);
+            match r.parser.parse(&data[off..], &limits) {
+                Ok(Parsed::Command { args, consumed }) => {
+                    self.frames_in += 1;
+                    if !self.resp_command(idx, &args) {
+                        // Paused within the command: not consumed.
+                        if let Wire::Resp(r) = &mut self.conns[idx as usize].wire {
+                            r.parser = Default::default();
+                        }
+                        break;
+                    }
+                    off += consumed;
+                    if !self.conns[idx as usize].reads_requests() {
+                        break;
+                    }
+                }
+                Ok(Parsed::Skip { consumed }) => off += consumed,
+                Ok(Parsed::Incomplete { .. }) => break,
+                Err(e) => {
+                    self.queue_bytes(idx, e.reply().as_bytes());
+                    self.stats()
+                        .resp_protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.drain(idx);
+                    break;
+                }
+            }
+        }
+        off
+    }
+
+    /// Whether a RESP client must authenticate before anything (Redis's
+    /// `requirepass`): when both tokens are set, nothing is open.
+    fn auth_required(&self) -> bool {
+        let c = &self.shared.config;
+        c.publish_token.is_some() && c.subscribe_token.is_some()
+    }
+
+    /// The connection's protocol.
+    pub(crate) fn resp_proto(&self, idx: u32) -> Protocol {
+        match &self.conns[idx as usize].wire {
+            Wire::Resp(r) => r.proto,
+            _ => Protocol::Resp2,
+        }
+    }
+
+    /// Encodes RESP elements into one frame and queues it.
+    pub(crate) fn resp_reply(&mut self, idx: u32, replies: &[Reply<'_>]) {
+        let len = replies.iter().map(|r| r.encoded_len()).sum();
+        let mut f = self.arena.alloc(&self.shared.pool, len);
+        // SAFETY: just allocated, no other reference exists.
+        let out = unsafe { f.bytes_mut() };
+        let mut at = 0;
+        for r in replies {
+            at += r.encode_to_slice(&mut out[at..]);
+        }
+        debug_assert_eq!(at, len);
+        self.queue(idx, f);
+    }
+
+    /// Encodes a pub/sub push in the connection's protocol and queues it.
+    pub(crate) fn resp_push(&mut self, idx: u32, push: &PubSubPush<'_>) {
+        let proto = self.resp_proto(idx);
+        let len = push.encoded_len(proto);
+        let mut f = self.arena.alloc(&self.shared.pool, len);
+        // SAFETY: just allocated, no other reference exists.
+        push.encode_to_slice(proto, unsafe { f.bytes_mut() });
+        self.queue(idx, f);
+    }
+
+    fn resp_error(&mut self, idx: u32, text: &[u8]) {
+        let line = ringcast_proto::resp::sanitize_error(text);
+        self.resp_reply(idx, &[Reply::Error(&line)]);
+    }
+
+    fn resp_ok(&mut self, idx: u32) {
+        self.resp_reply(idx, &[Reply::SimpleString(b"OK")]);
+    }
+
+    fn resp(&self, idx: u32) -> &crate::core::RespConn {
+        match &self.conns[idx as usize].wire {
+            Wire::Resp(r) => r,
+            _ => unreachable!("a RESP command on a connection of another front"),
+        }
+    }
+
+    fn resp_mut(&mut self, idx: u32) -> &mut crate::core::RespConn {
+        match &mut self.conns[idx as usize].wire {
+            Wire::Resp(r) => r,
+            _ => unreachable!("a RESP command on a connection of another front"),
+        }
+    }
+
+    /// Acts on one command. Returns false when it paused part-way (a
+    /// subscription waits for another core) and must be handled again,
+    /// from the argument it stopped at, when the connection resumes.
+    fn resp_command(&mut self, idx: u32, args: &Args<'_>) -> bool {
+        let name = args.name();
+        let Some(cmd) = commands::lookup(&name) else {
+            self.resp_error(idx, &commands::unknown_command(args));
+            return true;
+        };
+        if !cmd.arity_ok(args.len()) {
+            self.resp_error(idx, &commands::wrong_arity(cmd.name));
+            return true;
+        }
+        let r = self.resp(idx);
+        if self.auth_required() && !r.authenticated && !cmd.no_auth {
+            self.resp_error(idx, b"NOAUTH Authentication required.");
+            return true;
+        }
+        let right = match cmd.name {
+            "publish" | "spublish" => Some(Right::Publish),
+            "subscribe" | "psubscribe" | "ssubscribe" => Some(Right::Subscribe),
+            _ => None,
+        };
+        if let Some(right) = right {
+            if let Some(err) = self.resp_lacks(idx, right, cmd.name) {
+                self.resp_error(idx, err.as_bytes());
+                return true;
+            }
+        }
+        let r = self.resp(idx);
+        if r.proto == Protocol::Resp2 && r.subscribed() && !cmd.allowed_subscribed {
+            self.resp_error(idx, &commands::subscribed_context(cmd.name));
+            return true;
+        }
+        let arg = |i: usize| args.get(i).unwrap_or(Cow::Borrowed(&[]));
+        match cmd.name {
+            "subscribe" => return self.resp_subscribe(idx, args, Ns::Channel),
+            "ssubscribe" => return self.resp_subscribe(idx, args, Ns::Shard),
+            "psubscribe" => return self.resp_subscribe(idx, args, Ns::Pattern),
+            "unsubscribe" => self.resp_unsubscribe(idx, args, Ns::Channel),
+            "sunsubscribe" => self.resp_unsubscribe(idx, args, Ns::Shard),
+            "punsubscribe" => self.resp_unsubscribe(idx, args, Ns::Pattern),
+            "publish" => self.resp_publish(idx, &arg(1), &arg(2), Ns::Channel),
+            "spublish" => self.resp_publish(idx, &arg(1), &arg(2), Ns::Shard),
+            "pubsub" => self.resp_pubsub(idx, args),
+            "ping" => self.resp_ping(idx, args),
+            "echo" => self.resp_reply(idx, &[Reply::Bulk(&arg(1))]),
+            "quit" => {
+                self.resp_ok(idx);
+                self.drain(idx);
+            }
+            "hello" => self.resp_hello(idx, args),
+            "auth" => {
+                let (user, pass) = if args.len() == 3 {
+                    (Some(arg(1)), arg(2))
+                } else {
+                    (None, arg(1))
+                };
+                if args.len() > 3 {
+                    self.resp_error(idx, b"ERR syntax error");
+                } else if self.shared.config.publish_token.is_none()
+                    && self.shared.config.subscribe_token.is_none()
+                {
+                    self.resp_error(idx, commands::AUTH_NOT_CONFIGURED.as_bytes());
+                } else if self.resp_authenticate(idx, user.as_deref(), &pass) {
+                    self.resp_ok(idx);
+                } else {
+                    self.resp_error(idx, commands::WRONGPASS.as_bytes());
+                }
+            }
+            "client" => self.resp_client(idx, args),
+            "select" => match std::str::from_utf8(&arg(1))
+                .ok()
+                .and_then(|s| commands::parse_i64(s.as_bytes()))
+            {
+                Some(0) => self.resp_ok(idx),
+                Some(_) => self.resp_error(idx, b"ERR DB index is out of range"),
+                None => self.resp_error(idx, b"ERR value is not an integer or out of range"),
+            },
+            "reset" => self.resp_reset(idx),
+            "info" => {
+                let values = self.info_values();
+                let sections: Vec<Cow<'_, [u8]>> = args.iter().skip(1).collect();
+                let sections: Vec<&[u8]> = sections.iter().map(|s| &s[..]).collect();
+                let text = commands::info(&sections, &values);
+                let proto = self.resp_proto(idx);
+                self.resp_reply(idx, &[proto.verbatim(*b"txt", text.as_bytes())]);
+            }
+            "command" => {
+                let proto = self.resp_proto(idx);
+                let mut out = Vec::new();
+                commands::command(args, proto, &mut out);
+                self.queue_bytes(idx, &out);
+            }
+            _ => {
+                // In the table but not handled: a bug of this file.
+                debug_assert!(false, "command {} not dispatched", cmd.name);
+                self.resp_error(idx, &commands::unknown_command(args));
+            }
+        }
+        true
+    }
+
+    /// The error for a command that needs `right` the connection lacks.
+    fn resp_lacks(&self, idx: u32, right: Right, name: &str) -> Option<String> {
+        let cfg = &self.shared.config;
+        let c = &self.conns[idx as usize];
+        let (needed, granted) = match right {
+            Right::Publish => (cfg.publish_token.is_some(), c.auth_pub),
+            Right::Subscribe => (cfg.subscribe_token.is_some(), c.auth_sub),
+        };
+        if !needed || granted {
+            return None;
+        }
+        if !self.resp(idx).authenticated {
+            return Some("NOAUTH Authentication required.".into());
+        }
+        Some(format!(
+            "NOPERM this user has no permissions to run the '{name}' command"
+        ))
+    }
+
+    /// AUTH with a token (user `default`, or none): grants the rights of
+    /// each token it equals. False: wrong user or password.
+    fn resp_authenticate(&mut self, idx: u32, user: Option<&[u8]>, pass: &[u8]) -> bool {
+        if user.is_some_and(|u| u != b"default") {
+            return false;
+        }
+        let cfg = &self.shared.config;
+        let pub_ok = cfg.publish_token.as_deref().is_some_and(|t| ct_eq(t, pass));
+        let sub_ok = cfg
+            .subscribe_token
+            .as_deref()
+            .is_some_and(|t| ct_eq(t, pass));
+        if !pub_ok && !sub_ok {
+            return false;
+        }
+        let c = &mut self.conns[idx as usize];
+        c.auth_pub |= pub_ok;
+        c.auth_sub |= sub_ok;
+        if let Wire::Resp(r) = &mut c.wire {
+            r.authenticated = true;
+        }
+        true
+    }
+
+    /// (P|S)SUBSCRIBE name...: each name confirmed by a push with the
+    /// connection's count, in order.
+    fn resp_subscribe(&mut self, idx: u32, args: &Args<'_>, ns: Ns) -> bool {
+        let start = (self.resp(idx).resume_arg as usize).max(1);
+        self.resp_mut(idx).resume_arg = 0;
+        for (i, name) in args.iter().enumerate().skip(start) {
+            let max = if ns == Ns::Pattern {
+                MAX_PATTERN_LEN
+            } else {
+                MAX_TOPIC_LEN
+            };
+            if name.len() > max {
+                let what = if ns == Ns::Pattern {
+                    "pattern"
+                } else {
+                    "channel name"
+                };
+                let msg = format!(
+                    "ERR {what} of {} bytes is longer than ringcast's limit of {max} bytes",
+                    name.len()
+                );
+                self.resp_error(idx, msg.as_bytes());
+                continue;
+            }
+            if !self.subscribe(idx, ns, &name) {
+                self.resp_mut(idx).resume_arg = (i + 1) as u32;
+                // The rest, if any, once this one is confirmed.
+                return i + 1 == args.len();
+            }
+            if !self.conns[idx as usize].is_live() {
+                break;
+            }
+        }
+        true
+    }
+
+    /// (P|S)UNSUBSCRIBE [name...]: each name (every subscription of the
+    /// namespace when none is given) confirmed by a push, even one the
+    /// connection did not hold; with none at all, one push with a null.
+    fn resp_unsubscribe(&mut self, idx: u32, args: &Args<'_>, ns: Ns) {
+        let names: Vec<Box<[u8]>> = if args.len() > 1 {
+            args.iter().skip(1).map(|a| a.into_owned().into()).collect()
+        } else {
+            self.subscribed_names(idx, ns)
+        };
+        if names.is_empty() {
+            let count = self.resp_count(idx, ns);
+            let push = match ns {
+                Ns::Channel => PubSubPush::Unsubscribe {
+                    channel: None,
+                    count,
+                },
+                Ns::Pattern => PubSubPush::PUnsubscribe {
+                    pattern: None,
+                    count,
+                },
+                Ns::Shard => PubSubPush::SUnsubscribe {
+                    channel: None,
+                    count,
+                },
+            };
+            self.resp_push(idx, &push);
+            return;
+        }
+        for name in &names {
+            self.unsubscribe(idx, ns, name);
+            let count = self.resp_count(idx, ns);
+            let push = match ns {
+                Ns::Channel => PubSubPush::Unsubscribe {
+                    channel: Some(name),
+                    count,
+                },
+                Ns::Pattern => PubSubPush::PUnsubscribe {
+                    pattern: Some(name),
+                    count,
+                },
+                Ns::Shard => PubSubPush::SUnsubscribe {
+                    channel: Some(name),
+                    count,
+                },
+            };
+            self.resp_push(idx, &push);
+        }
+        // Subscriptions left to a teardown queue are not the client's.
+        self.maybe_finish(idx);
+    }
+
+    /// The count Redis puts in a (un)subscribe push of namespace `ns`.
+    fn resp_count(&self, idx: u32, ns: Ns) -> usize {
+        let r = self.resp(idx);
+        match ns {
+            Ns::Shard => r.shard_channels as usize,
+            _ => (r.channels + r.patterns) as usize,
+        }
+    }
+
+    /// (S)PUBLISH channel message: the receiver count now when this core
+    /// owns the channel, else once its owner tells (replies keep their order).
+    fn resp_publish(&mut self, idx: u32, channel: &[u8], payload: &[u8], ns: Ns) {
+        if channel.len() > MAX_TOPIC_LEN {
+            let msg = format!(
+                "ERR channel name of {} bytes is longer than ringcast's limit of {MAX_TOPIC_LEN} bytes",
+                channel.len()
+            );
+            self.resp_error(idx, msg.as_bytes());
+            return;
+        }
+        let max = self.shared.config.max_frame as usize;
+        // As a native PUBLISH frame's `len` (kind, flags, topic_len, topic, payload).
+        let frame = 4 + channel.len() + payload.len();
+        if frame > max {
+            let msg = format!(
+                "ERR message too large: {} bytes with its channel name, over ringcast's --max-frame of {max} bytes",
+                frame
+            );
+            self.resp_error(idx, msg.as_bytes());
+            return;
+        }
+        match self.publish(idx, ns, channel, payload, true) {
+            Some(n) => self.resp_reply(idx, &[Reply::Integer(n as i64)]),
+            None => {
+                let owner = owner_of(channel, self.cores) as u16;
+                self.resp_mut(idx).held.push_back(Held::Count { owner });
+            }
+        }
+    }
+
+    fn resp_pubsub(&mut self, idx: u32, args: &Args<'_>) {
+        let sub = args.get(1).unwrap_or(Cow::Borrowed(&[]));
+        let sub = sub.to_ascii_lowercase();
+        let rest =
+            || -> Vec<Box<[u8]>> { args.iter().skip(2).map(|a| a.into_owned().into()).collect() };
+        match &sub[..] {
+            b"channels" | b"shardchannels" => {
+                let ns = if sub == b"channels" {
+                    Ns::Channel
+                } else {
+                    Ns::Shard
+                };
+                let pattern = args.get(2).map(|p| p.into_owned().into());
+                self.query(idx, Query::Channels { ns, pattern });
+            }
+            b"numsub" | b"shardnumsub" => {
+                let ns = if sub == b"numsub" {
+                    Ns::Channel
+                } else {
+                    Ns::Shard
+                };
+                let names = rest();
+                if names.is_empty() {
+                    self.resp_reply(idx, &[Reply::Array(0)]);
+                } else {
+                    self.query(idx, Query::NumSub { ns, names });
+                }
+            }
+            b"numpat" => {
+                let n = self.patterns.ids.len() as i64;
+                self.resp_reply(idx, &[Reply::Integer(n)]);
+            }
+            _ => {
+                let proto = self.resp_proto(idx);
+                let mut out = Vec::new();
+                commands::pubsub_help(proto, &mut out);
+                self.queue_bytes(idx, &out);
+            }
+        }
+    }
+
+    fn resp_ping(&mut self, idx: u32, args: &Args<'_>) {
+        let r = self.resp(idx);
+        let msg = args.get(1);
+        if r.proto == Protocol::Resp2 && r.subscribed() {
+            let m = msg.unwrap_or(Cow::Borrowed(&[]));
+            self.resp_reply(
+                idx,
+                &[Reply::Array(2), Reply::Bulk(b"pong"), Reply::Bulk(&m)],
+            );
+        } else {
+            match msg {
+                Some(m) => self.resp_reply(idx, &[Reply::Bulk(&m)]),
+                None => self.resp_reply(idx, &[Reply::SimpleString(b"PONG")]),
+            }
+        }
+    }
+
+    /// HELLO [protover [AUTH user pass] [SETNAME name]].
+    fn resp_hello(&mut self, idx: u32, args: &Args<'_>) {
+        let all: Vec<Cow<'_, [u8]>> = args.iter().collect();
+        let mut proto = None;
+        if all.len() >= 2 {
+            match commands::parse_i64(&all[1]) {
+                None => {
+                    self.resp_error(
+                        idx,
+                        b"ERR Protocol version is not an integer or out of range",
+                    );
+                    return;
+                }
+                Some(v) => match Protocol::from_version(v) {
+                    Some(p) => proto = Some(p),
+                    None => {
+                        self.resp_error(idx, b"NOPROTO unsupported protocol version");
+                        return;
+                    }
+                },
+            }
+        }
+        let mut j = 2;
+        while j < all.len() {
+            let more = all.len() - 1 - j;
+            let opt = &all[j];
+            if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+                if !self.resp_authenticate(idx, Some(&all[j + 1]), &all[j + 2]) {
+                    self.resp_error(idx, commands::WRONGPASS.as_bytes());
+                    return;
+                }
+                j += 3;
+            } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+                if !self.resp_setname(idx, &all[j + 1]) {
+                    return;
+                }
+                j += 2;
+            } else {
+                let msg = [
+                    &b"ERR Syntax error in HELLO option '"[..],
+                    &commands::c_string(opt),
+                    b"'",
+                ]
+                .concat();
+                self.resp_error(idx, &msg);
+                return;
+            }
+        }
+        if self.auth_required() && !self.resp(idx).authenticated {
+            self.resp_error(idx, commands::HELLO_NOAUTH.as_bytes());
+            return;
+        }
+        if let Some(p) = proto {
+            self.resp_mut(idx).proto = p;
+        }
+        let r = self.resp(idx);
+        let mut out = Vec::new();
+        commands::hello_reply(r.proto, r.id as i64, &mut out);
+        self.queue_bytes(idx, &out);
+    }
+
+    /// CLIENT SETNAME's check and effect; false when it replied an error.
+    fn resp_setname(&mut self, idx: u32, name: &[u8]) -> bool {
+        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+            self.resp_error(
+                idx,
+                b"ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+            return false;
+        }
+        self.resp_mut(idx).name = (!name.is_empty()).then(|| name.into());
+        true
+    }
+
+    fn resp_client(&mut self, idx: u32, args: &Args<'_>) {
+        let sub = args
+            .get(1)
+            .unwrap_or(Cow::Borrowed(&[]))
+            .to_ascii_lowercase();
+        match &sub[..] {
+            b"id" => {
+                let id = self.resp(idx).id as i64;
+                self.resp_reply(idx, &[Reply::Integer(id)]);
+            }
+            b"getname" => {
+                let proto = self.resp_proto(idx);
+                match self.resp(idx).name.clone() {
+                    Some(n) => self.resp_reply(idx, &[Reply::Bulk(&n)]),
+                    None => self.resp_reply(idx, &[proto.null()]),
+                }
+            }
+            b"setname" => {
+                let name = args.get(2).unwrap_or(Cow::Borrowed(&[]));
+                if self.resp_setname(idx, &name) {
+                    self.resp_ok(idx);
+                }
+            }
+            b"setinfo" => {
+                let attr = args.get(2).unwrap_or(Cow::Borrowed(&[]));
+                let value = args.get(3).unwrap_or(Cow::Borrowed(&[]));
+                if !attr.eq_ignore_ascii_case(b"lib-name") && !attr.eq_ignore_ascii_case(b"lib-ver")
+                {
+                    let msg = [
+                        &b"ERR Unrecognized option '"[..],
+                        &commands::c_string(&attr),
+                        b"'",
+                    ]
+                    .concat();
+                    self.resp_error(idx, &msg);
+                } else if value.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                    self.resp_error(
+                        idx,
+                        b"ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
+                    );
+                } else {
+                    self.resp_ok(idx);
+                }
+            }
+            _ => {
+                let proto = self.resp_proto(idx);
+                let mut out = Vec::new();
+                commands::client_help(proto, &mut out);
+                self.queue_bytes(idx, &out);
+            }
+        }
+    }
+
+    /// RESET: back to a fresh connection (no subscriptions, RESP2, no
+    /// name, not authenticated), without unsubscribe pushes.
+    fn resp_reset(&mut self, idx: u32) {
+        for ns in [Ns::Channel, Ns::Pattern, Ns::Shard] {
+            for name in self.subscribed_names(idx, ns) {
+                self.unsubscribe(idx, ns, &name);
+            }
+        }
+        let tokens = self.shared.config.publish_token.is_some()
+            || self.shared.config.subscribe_token.is_some();
+        let c = &mut self.conns[idx as usize];
+        if tokens {
+            c.auth_pub = false;
+            c.auth_sub = false;
+        }
+        if let Wire::Resp(r) = &mut c.wire {
+            r.proto = Protocol::Resp2;
+            r.name = None;
+            r.authenticated = false;
+        }
+        self.resp_reply(idx, &[Reply::SimpleString(b"RESET")]);
+    }
+
+    /// What INFO reports, from the engine's counters.
+    fn info_values(&self) -> commands::InfoValues {
+        let s = &self.shared;
+        let stats: Vec<_> = s.stats.iter().collect();
+        let sum =
+            |f: &dyn Fn(&crate::stats::CoreStats) -> u64| stats.iter().map(|c| f(c)).sum::<u64>();
+        commands::InfoValues {
+            ringcast_version: env!("CARGO_PKG_VERSION"),
+            process_id: std::process::id(),
+            tcp_port: self.shared.config.resp_listen.map_or(0, |a| a.port()),
+            uptime_seconds: (self.realtime)().saturating_sub(s.epoch) / 1_000_000_000,
+            connected_clients: s.connections.load(Ordering::Relaxed) as u64,
+            total_connections_received: sum(&|c| c.accepted.load(Ordering::Relaxed)),
+            total_commands_processed: 0,
+            pubsub_channels: s.topics.load(Ordering::Relaxed) as u64,
+            pubsub_patterns: self.patterns.ids.len() as u64,
+            pubsub_shardchannels: 0,
+            executable: std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            reactors: self.cores as u32,
+        }
+    }
+}
