@@ -5,19 +5,22 @@
 #   scripts/bench-compare.sh [--quick] [--only NAME] [--dry-run]
 #
 #   --quick      small sizes (a smoke run of a minute or two, numbers not comparable)
-#   --only NAME  run only workload NAME (W0 W0bp W1 W2 W3 W4 W5 floor W1r) and/or only
-#                server NAME (ringcast ringcast-ws redis nats tokio); repeatable:
+#   --only NAME  run only workload NAME (W0 W0bp W1 W2 W3 W4 W5 W6 floor W1r) and/or only
+#                server NAME (ringcast ringcast-ws ringcast-resp redis nats tokio); repeatable:
 #                workloads and servers each narrow their own kind
 #                (--only W1 --only redis: W1 on Redis; --only W1: W1 on every server)
 #   --dry-run    print what would run (installs, builds, servers, generator runs), run nothing
 #
 # What it does, on a 2-CPU host:
 #   1. apt-get installs redis-server, nats-server and gnuplot-nox when missing;
-#      builds `ringcast`, `ringcast-bench` (release) and the examples.
+#      builds `ringcast`, `ringcast-bench` (release) and, when the selection runs the
+#      tokio baseline or the floor, the examples (in $CARGO_TARGET_DIR if set).
 #   2. One server at a time, pinned to CPU $SERVER_CPU (default 1) by scripts/pin.sh:
 #        ringcast  target/release/ringcast serve --cores 1 --cpus 1 --listen 127.0.0.1:7400
 #        ringcast-ws  the same daemon, subscribers over WebSocket (127.0.0.1:7401/ws),
 #                 publisher on native TCP: W1, W2, W3 only
+#        ringcast-resp  the same daemon with --resp-listen 127.0.0.1:7403, subscribers and
+#                 publisher on its Redis-compatible front (--proto resp): W1, W2, W3, W6 only
 #        redis     redis-server on 127.0.0.1:6390 (no persistence)
 #        nats      nats-server on 127.0.0.1:4223
 #        tokio     target/release/examples/tokio_baseline --listen 127.0.0.1:7402 --threads 1
@@ -28,6 +31,8 @@
 #        W2   10,000 subs, 1 topic, 64 B, 5, 20 and 100 msg/s, 5 s (fan-out; env W2_RATES="..." for others)
 #        W3   19,000 subs over 40 topics, 64 B, 400 msg/s, 5 s     (many channels)
 #        W4   100 subs, 1 topic, 256 KiB, 200 msg/s, 5 s           (large frames)
+#        W6   10,000 subs each PSUBSCRIBE one pattern (news.*), 64 B, 20 msg/s round-robin
+#             over 10 channels it matches, 5 s (pattern fan-out; RESP: ringcast-resp and redis only)
 #      then ringcast-only extras:
 #        W0bp W0 against `ringcast serve --busy-poll`
 #        W5   W2 against `ringcast serve --cores 2 --cpus 0,1` (the generator SHARES CPU 0)
@@ -49,15 +54,17 @@
 #   --only run they mix the new results with older ones of the same DATE.
 #
 # Environment: SERVER_CPU, GEN_CPU, DATE (default: today, UTC), OUT_DIR,
-#   W2_RATES (default "5 20 100"), W1_REPEATS (default 3).
+#   W2_RATES (default "5 20 100"), W1_REPEATS (default 3),
+#   CARGO_TARGET_DIR (where to build and find the binaries; default target/).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PIN="$ROOT/scripts/pin.sh"
-RC="$ROOT/target/release/ringcast"
-TOKIO="$ROOT/target/release/examples/tokio_baseline"
-FLOOR="$ROOT/target/release/examples/raw_uring_floor"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RC="$TARGET_DIR/release/ringcast"
+TOKIO="$TARGET_DIR/release/examples/tokio_baseline"
+FLOOR="$TARGET_DIR/release/examples/raw_uring_floor"
 SERVER_CPU=${SERVER_CPU:-1}
 GEN_CPU=${GEN_CPU:-0}
 DATE=${DATE:-$(date -u +%F)}
@@ -79,11 +86,11 @@ OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$DATE}
 if [[ $quick -eq 1 ]]; then
     W0_MSGS=1000;  W1_SUBS=1000;  W1_BURSTS=20;  W2_SUBS=1000; DUR=2
     W3_SUBS=1900;  W4_SUBS=10;    FLOOR_CONNS=1000; FLOOR_ROUNDS=20; WARM=0.5
-    W1R_BURSTS=10; W1R_ROUNDS=10
+    W1R_BURSTS=10; W1R_ROUNDS=10; W6_SUBS=1000
 else
     W0_MSGS=10000; W1_SUBS=10000; W1_BURSTS=200; W2_SUBS=10000; DUR=5
     W3_SUBS=19000; W4_SUBS=100;   FLOOR_CONNS=9000; FLOOR_ROUNDS=200; WARM=1
-    W1R_BURSTS=100; W1R_ROUNDS=100
+    W1R_BURSTS=100; W1R_ROUNDS=100; W6_SUBS=10000
 fi
 W1_REPEATS=${W1_REPEATS:-3}
 [[ "$W1_REPEATS" =~ ^[0-9]+$ ]] || { echo "W1_REPEATS must be a number, got '$W1_REPEATS'" >&2; exit 2; }
@@ -120,13 +127,19 @@ if [[ ${#need_pkgs[@]} -gt 0 ]]; then
             || { echo "bench-compare.sh: apt-get install failed" >&2; exit 1; }
     fi
 fi
+needs_examples() { # the tokio baseline or the raw io_uring floor is selected
+    local w
+    for w in W0 W1 W2 W3 W4 W1r; do selected "$w" tokio && return 0; done
+    selected floor ringcast || { [[ $W1_REPEATS -gt 0 ]] && selected W1r ringcast; }
+}
+# --bins: `ringcast bench` execs the ringcast-bench binary beside ringcast.
+build=(cargo build --release -p ringcast -p ringcast-bench --bins)
+needs_examples && build+=(--examples)
 if [[ $dry -eq 1 ]]; then
-    echo "cargo build --release --bins --examples"
+    show "${build[@]}"
 else
     log "building"
-    # --bins too: `ringcast bench` execs the ringcast-bench binary beside ringcast,
-    # and --examples alone builds neither.
-    cargo build --release --bins --examples -q || { echo "bench-compare.sh: build failed" >&2; exit 1; }
+    "${build[@]}" -q || { echo "bench-compare.sh: build failed" >&2; exit 1; }
     sync   # let the build's writeback finish before the first (latency) measurement
     mkdir -p "$OUT_DIR" "$ROOT/docs/img"
 fi
@@ -149,6 +162,8 @@ server_cmd() { # server_cmd NAME -> sets CMD array and PORT
     case "$1" in
         ringcast)    PORT=7400; CMD=("$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:$PORT) ;;
         ringcast-ws) PORT=7400; CMD=("$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:$PORT --ws-listen 127.0.0.1:7401) ;;
+        # PORT is the RESP front's: where the generator connects (and what start_server waits for).
+        ringcast-resp) PORT=7403; CMD=("$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:7400 --resp-listen 127.0.0.1:$PORT) ;;
         ringcast-bp) PORT=7400; CMD=("$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:$PORT --busy-poll) ;;
         ringcast-2c) PORT=7400; CMD=("$RC" serve --cores 2 --cpus "$GEN_CPU,$SERVER_CPU" --listen 127.0.0.1:$PORT) ;;
         # maxclients: 19,000 subscribers + the publisher must fit (fds needed: maxclients + 32 < 20,000)
@@ -173,7 +188,7 @@ start_server() { # start_server NAME
     log "server $1 did not come up (see $OUT_DIR/server-$1.log)"; stop_server; return 1
 }
 
-proto_of() { case "$1" in redis) echo resp ;; nats) echo nats ;; ringcast-ws) echo ringcast-ws ;; *) echo ringcast ;; esac; }
+proto_of() { case "$1" in redis|ringcast-resp) echo resp ;; nats) echo nats ;; ringcast-ws) echo ringcast-ws ;; *) echo ringcast ;; esac; }
 extra_of() { [[ "$1" == ringcast-ws ]] && echo --ws-port 7401; return 0; }
 
 RUNS=0; FAILS=0
@@ -191,11 +206,20 @@ bench() { # bench NAME SERVER ARGS... : one generator run into NAME.json
 }
 
 w2_args=(--workload steady --subs "$W2_SUBS" --topics 1 --size 64 --duration "$DUR" --warmup "$WARM")
-# The WebSocket rows cover the fan-out workloads (W1-W3).
-wants() { selected "$1" "$2" && { [[ "$2" != ringcast-ws ]] || [[ "$1" =~ ^W[123]$ ]]; }; }
+# The WebSocket rows cover the fan-out workloads (W1-W3), the RESP-front rows those
+# and W6; W6 (PSUBSCRIBE) runs on the RESP servers only.
+wants() {
+    selected "$1" "$2" || return 1
+    case "$2" in
+        ringcast-ws)   [[ "$1" =~ ^W[123]$ ]] ;;
+        ringcast-resp) [[ "$1" =~ ^W[1236]$ ]] ;;
+        redis)         true ;;
+        *)             [[ "$1" != W6 ]] ;;
+    esac
+}
 run_server_workloads() { # run_server_workloads SERVER
     local s=$1 any=0 w
-    for w in W0 W1 W2 W3 W4; do wants "$w" "$s" && any=1; done
+    for w in W0 W1 W2 W3 W4 W6; do wants "$w" "$s" && any=1; done
     [[ $any -eq 1 ]] || return 0
     start_server "$s" || { FAILS=$((FAILS+1)); return 0; }
     wants W0 "$s" && bench "W0-$s" "$s" --workload steady --subs 1 --topics 1 --size 64 --rate 1000 --messages "$W0_MSGS" --warmup "$WARM"
@@ -205,11 +229,12 @@ run_server_workloads() { # run_server_workloads SERVER
     fi
     wants W3 "$s" && bench "W3-$s" "$s" --workload steady --subs "$W3_SUBS" --topics 40 --size 64 --rate 400 --duration "$DUR" --warmup "$WARM"
     wants W4 "$s" && bench "W4-$s" "$s" --workload steady --subs "$W4_SUBS" --topics 1 --size 262144 --rate 200 --duration "$DUR" --warmup "$WARM"
+    wants W6 "$s" && bench "W6-$s" "$s" --workload steady --patterns --subs "$W6_SUBS" --topics 10 --size 64 --rate 20 --duration "$DUR" --warmup "$WARM"
     stop_server
 }
 
 T0=$(date +%s)
-for s in ringcast ringcast-ws redis nats tokio; do run_server_workloads "$s"; done
+for s in ringcast ringcast-ws ringcast-resp redis nats tokio; do run_server_workloads "$s"; done
 
 if selected W0bp ringcast; then
     start_server ringcast-bp && {
@@ -261,9 +286,9 @@ def us(v):
 
 desc = {"W0": "W0 1→1, 1,000 msg/s", "W0bp": "W0 1→1, --busy-poll", "W1": "W1 burst",
         "W2": "W2 fan-out", "W3": "W3 40 topics, 400 msg/s", "W4": "W4 256 KiB, 200 msg/s",
-        "W5": "W5 W2 on 2 reactors (gen. shares CPU 0)"}
-order = ["W0", "W0bp", "W1", "W2", "W3", "W4", "W5"]
-servers = ["ringcast", "ringcast-ws", "redis", "nats", "tokio"]
+        "W5": "W5 W2 on 2 reactors (gen. shares CPU 0)", "W6": "W6 PSUBSCRIBE news.*, 10 channels"}
+order = ["W0", "W0bp", "W1", "W2", "W3", "W4", "W5", "W6"]
+servers = ["ringcast", "ringcast-ws", "ringcast-resp", "redis", "nats", "tokio"]
 rows = []
 for name, r in res.items():
     if name.startswith("floor") or name.startswith("W1r"): continue
@@ -282,6 +307,8 @@ for _, w, _, rate, name, s, r in rows:
     ratio = d.get("ratio")
     cpu = r.get("server_cpu_us_per_delivery")
     subs = f"{p.get('subs'):,} × {p.get('topics')}"
+    if p.get("patterns"):   # one pattern each, matching every channel
+        subs = f"{p.get('subs'):,} × 1 pattern ({p.get('topics')} channels)"
     rr = f"{p.get('bursts')} bursts" if p.get("workload") == "burst" else f"{p.get('rate')} msg/s × {p.get('size'):,} B"
     ttls = f"{us(ttl.get('p50'))} / {us(ttl.get('p99'))}" if ttl else "–"
     cpus = f"{cpu:.2f}" if cpu is not None else "–"

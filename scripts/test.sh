@@ -9,14 +9,18 @@
 #   cargo test --release         unit, property and loopback integration tests,
 #                                including tests/browser.rs (headless Chromium
 #                                loads the live page, subscribes, and shows a
-#                                message published over native TCP)
+#                                message published over native TCP), the Redis
+#                                front against redis-server (byte for byte) and
+#                                against redis-py, ioredis and redis-cli
 #   cargo test -p ringcast ...   the engine's core tests again in a debug build,
 #                                where the frame pool counts every reference: an
 #                                engine that stops with one outstanding fails
 #   scripts/ws-interop.py        Python's `websockets` (an independent RFC 6455
 #                                implementation) against the real daemon
 # Needs: cargo, and (installed from Debian when missing, as root) chromium,
-# python3-websockets and redis-server.
+# python3-websockets, redis-server, redis-tools, python3-venv, nodejs and npm;
+# scripts/resp-clients-setup.sh puts redis-py in target/resp-clients/venv and
+# ioredis in tests/clients/node/node_modules (pinned versions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +29,7 @@ for a in "$@"; do
     case "$a" in
         --dry-run) dry=1 ;;
         --no-install) install=0 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $a (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -35,6 +39,11 @@ missing=()
 command -v chromium >/dev/null 2>&1 || [ -n "${RINGCAST_CHROMIUM:-}" ] || missing+=(chromium)
 { [ -x "$py" ] && "$py" -c 'import websockets' 2>/dev/null; } || missing+=(python3 python3-websockets)
 command -v redis-server >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_SERVER:-}" ] || missing+=(redis-server)
+# The Redis front against real Redis clients (crates/ringcast/tests/resp_clients.rs)
+command -v redis-cli >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_CLI:-}" ] || missing+=(redis-tools)
+"$py" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 run() {
     echo "+ $*" >&2
@@ -55,10 +64,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     run apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# redis-py (venv in target/resp-clients) and ioredis (tests/clients/node).
+run bash scripts/resp-clients-setup.sh
 run cargo test --release
 # The frame leak check counts every frame reference in debug builds only:
 # the engine's own tests once more, unoptimised, so a leak fails them.
 run cargo test -p ringcast --lib --test roundtrip --test multicore_order --test slow_consumer \
-    --test graceful_shutdown --test bad_input --test isolation_topics --test websocket
+    --test graceful_shutdown --test bad_input --test isolation_topics --test websocket \
+    --test resp_front --test resp_clients
 run cargo build --release --bin ringcast
 run "$py" scripts/ws-interop.py --binary target/release/ringcast

@@ -31,6 +31,11 @@ Workloads:
   burst   --subs N subscribers on one topic; publish one message, wait until the last
           subscriber has it, record the time to last, pause --gap; --bursts times.
 
+--patterns (resp only, either workload): every subscriber PSUBSCRIBEs one pattern,
+bench.<run>.news.*, instead of SUBSCRIBing to a topic; the publisher PUBLISHes
+round-robin to --topics channels bench.<run>.news.0, .1, ..., so each message reaches
+all --subs subscribers as a pmessage push, and sequence numbers run over all channels.
+
 Every payload carries its send time (CLOCK_REALTIME) and a sequence number: latency
 per delivery is receive time minus send time (HdrHistogram, 3 significant digits),
 the receive time being the kernel's stamp on the segment (--rx-clock), so the
@@ -40,7 +45,10 @@ One single-threaded epoll loop per process; its CPU use is reported. Server CPU 
 read from /proc (--server-pid, or the embedded engine's reactor threads).
 
 Without --port, a ringcast engine starts in this process (--server-cores reactors),
-so `ringcast bench` alone gives a result.
+so `ringcast bench` alone gives a result; the run drives the engine's front for
+--proto (resp: its Redis-compatible RESP listener, for the subscribers and the
+publisher). With --port it drives the server at --host:--port instead: a ringcast
+daemon's --listen (or --resp-listen, with --proto resp), a redis-server, a nats-server.
 
 --proto ringcast-ws drives ringcast's WebSocket front: each subscriber connects to
 --ws-port (embedded: the engine's WebSocket listener), upgrades (GET /ws, subprotocol
@@ -62,6 +70,8 @@ Examples:
   ringcast bench --port 7400 --workload burst --subs 5000 --bursts 50 --cpu 0 --server-pid 1234
   ringcast bench --port 7400 --ws-port 7401 --proto ringcast-ws --workload burst --subs 5000
   ringcast bench --port 6379 --proto resp --subs 10000 --topics 1 --rate 20 --json
+  ringcast bench --proto resp --patterns --subs 1000 --topics 10 --rate 20
+  ringcast bench --port 6380 --proto resp --patterns --subs 10000 --topics 10 --rate 20
   ringcast bench --port 4222 --proto nats --subs 19000 --topics 40 --rate 400";
 
 /// `ringcast bench [FLAGS]`: the flags, the hidden ones (for child processes) last.
@@ -87,7 +97,8 @@ pub struct Cli {
     )]
     workload: Workload,
 
-    /// Server protocol; resp and nats need --port
+    /// Server protocol; nats needs --port (without it, resp drives the embedded
+    /// engine's RESP front)
     #[arg(
         long,
         value_name = "NAME",
@@ -147,11 +158,24 @@ pub struct Cli {
         env = "RINGCAST_BENCH_TOPICS",
         value_parser = parse_count_usize,
         help = format!(
-            "Topics; subscriber i subscribes to topic i mod C. Default: {} (steady), 1 (burst)",
+            "Topics; subscriber i subscribes to topic i mod C (--patterns: the channels \
+             published to, all matched by every subscriber's pattern). \
+             Default: {} (steady), 1 (burst)",
             defaults().topics
         )
     )]
     topics: Option<usize>,
+
+    /// resp: every subscriber PSUBSCRIBEs bench.<run>.news.* and the publisher
+    /// PUBLISHes round-robin to --topics channels bench.<run>.news.<k>; deliveries
+    /// are pmessage pushes. Default: off (the variable: 1 or 0, true or false, ...)
+    #[arg(
+        long = bench::PATTERNS_FLAG.trim_start_matches('-'),
+        env = "RINGCAST_BENCH_PATTERNS",
+        action = ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new()
+    )]
+    patterns: bool,
 
     /// Steady: messages per second in total, round-robin over the topics
     #[arg(
@@ -464,6 +488,15 @@ impl Cli {
                 "--ws-port is for --proto ringcast-ws (the subscribers' WebSocket port)",
             ));
         }
+        if self.patterns && self.proto != Proto::Resp {
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--patterns is for --proto resp (PSUBSCRIBE), not --proto {}",
+                    self.proto.name()
+                ),
+            ));
+        }
         let default_topics = match self.workload {
             Workload::Steady => d.topics,
             Workload::Burst => 1,
@@ -475,6 +508,7 @@ impl Cli {
             ws_port: self.ws_port.unwrap_or(d.ws_port),
             subs: self.subs,
             topics: self.topics.unwrap_or(default_topics),
+            patterns: self.patterns,
             rate: self.rate,
             size: self.size,
             duration: self.duration.0,
@@ -726,6 +760,107 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_childs_command_line_keeps_its_patterns() {
+        let parent = Params {
+            proto: Proto::Resp,
+            patterns: true,
+            target: Some(SocketAddr::from(([127, 0, 0, 1], 6380))),
+            subs: 20_000,
+            topics: 40,
+            run_id: Some("abc".into()),
+            ..Params::default()
+        };
+        let c = parse_args(parent.child_args(0, 10_000, None)).params;
+        assert!(c.patterns);
+        assert_eq!(
+            (c.proto, c.topics, c.target),
+            (Proto::Resp, 40, parent.target)
+        );
+        assert_eq!(c.subscriptions(), 1);
+        let plain = Params {
+            patterns: false,
+            ..parent
+        };
+        assert!(
+            !parse_args(plain.child_args(0, 10_000, None))
+                .params
+                .patterns
+        );
+    }
+
+    #[test]
+    fn resp_without_a_port_and_patterns() {
+        // resp needs no --port: the embedded engine's RESP front is the target.
+        let r = parse(&["--proto", "resp"]).unwrap().params;
+        assert_eq!((r.proto, r.target, r.patterns), (Proto::Resp, None, false));
+        r.validate().unwrap();
+        // --patterns: one pattern over --topics channels, more channels than
+        // subscribers allowed; burst too (one channel).
+        let p = parse(&[
+            "--proto",
+            "resp",
+            "--patterns",
+            "--subs",
+            "5",
+            "--topics",
+            "40",
+        ])
+        .unwrap()
+        .params;
+        assert!(p.patterns);
+        assert_eq!((p.subs, p.topics, p.subscriptions()), (5, 40, 1));
+        p.validate().unwrap();
+        let b = parse(&["--proto=redis", "--patterns", "--workload", "burst"])
+            .unwrap()
+            .params;
+        assert_eq!(
+            (b.workload, b.topics, b.patterns),
+            (Workload::Burst, 1, true)
+        );
+        b.validate().unwrap();
+        let e = parse(&[
+            "--proto",
+            "resp",
+            "--patterns",
+            "--port",
+            "6379",
+            "--subs",
+            "10",
+            "--topics",
+            "20",
+        ])
+        .unwrap()
+        .params;
+        assert_eq!(e.target, Some(SocketAddr::from(([127, 0, 0, 1], 6379))));
+        e.validate().unwrap();
+        // Other protocols have no PSUBSCRIBE: bad usage, naming the flag.
+        for proto in ["ringcast", "ringcast-ws", "nats"] {
+            let e = parse(&["--proto", proto, "--port", "7400", "--patterns"]).unwrap_err();
+            assert_eq!(
+                (e.kind(), e.exit_code()),
+                (ErrorKind::ArgumentConflict, 2),
+                "{proto}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains("--patterns") && text.contains("--proto resp"),
+                "{text}"
+            );
+        }
+        let e = parse(&["--patterns"]).unwrap_err();
+        assert!(e.to_string().contains("not --proto ringcast"), "{e}");
+        usage_error(&["--proto", "resp", "--patterns=maybe"], "--patterns");
+    }
+
+    /// Bad usage: exit code 2, and the message names the flag.
+    fn usage_error(w: &[&str], flag: &str) {
+        let e = parse(w).expect_err("bad usage");
+        assert_eq!(e.exit_code(), 2, "{w:?}");
+        let text = e.to_string();
+        assert!(text.contains(flag), "{w:?}: {text}");
+    }
+
+    #[test]
     fn a_websocket_childs_command_line_keeps_both_ports() {
         let parent = Params {
             proto: Proto::RingcastWs,
@@ -758,13 +893,7 @@ mod tests {
         assert!(c.json);
         assert_eq!(parse(&["--proto=redis"]).unwrap().params.proto, Proto::Resp);
 
-        // Bad usage: exit code 2, and the message names the flag.
-        let usage = |w: &[&str], flag: &str| {
-            let e = parse(w).expect_err("bad usage");
-            assert_eq!(e.exit_code(), 2, "{w:?}");
-            let text = e.to_string();
-            assert!(text.contains(flag), "{w:?}: {text}");
-        };
+        let usage = usage_error;
         usage(&["--workload", "flood"], "--workload");
         usage(&["--proto", "mqtt"], "--proto");
         usage(&["--rate", "0"], "--rate");

@@ -90,6 +90,8 @@ struct ParamsJson<'a> {
     embedded: bool,
     subs: usize,
     topics: usize,
+    /// Subscribers PSUBSCRIBE one pattern; `topics` is the channels it matches.
+    patterns: bool,
     #[serde(serialize_with = "round3_opt")]
     rate: Option<f64>,
     size: usize,
@@ -145,6 +147,7 @@ impl<'a> From<&'a Report> for ReportJson<'a> {
                 embedded: r.embedded,
                 subs: p.subs,
                 topics: p.topics,
+                patterns: p.patterns,
                 rate: steady.then_some(p.rate),
                 size: p.size,
                 duration_s: (steady && p.messages.is_none()).then_some(p.duration.as_secs_f64()),

@@ -28,6 +28,24 @@
 //! last subscriber, waits `--gap`, and repeats `--bursts` K times (after 5
 //! unrecorded warm-up bursts, or `--warmup-messages`).
 //!
+//! **`--patterns`** (RESP only; either workload): every subscriber
+//! PSUBSCRIBEs the one pattern `bench.<run>.news.*` instead of SUBSCRIBing
+//! to a topic, and the publisher PUBLISHes round-robin to the `--topics` C
+//! channels `bench.<run>.news.0 .. C-1`, so every message goes to all N
+//! subscribers as a `pmessage` push (R × N deliveries per second). The
+//! sequence number is then one count over all channels (a subscriber sees
+//! them all, in publish order), and the accounting has one subscription.
+//!
+//! # Targets
+//!
+//! Without `--port` a ringcast engine starts in this process with all its
+//! fronts on ephemeral loopback ports, and the run drives the front of
+//! `--proto`: the native port for ringcast (and ringcast-ws's publisher),
+//! the WebSocket port for ringcast-ws's subscribers, the Redis-compatible
+//! (RESP) port for resp, subscribers and publisher alike. With `--port` the
+//! target is an external server: a daemon's `--listen`, `--resp-listen`, a
+//! redis-server, a nats-server.
+//!
 //! # What is measured
 //!
 //! Every payload carries the publisher's send time (CLOCK_REALTIME, taken
@@ -182,8 +200,12 @@ pub struct Params {
     pub ws_port: u16,
     /// Subscriber connections.
     pub subs: usize,
-    /// Topics (steady); burst uses 1.
+    /// Topics (steady); burst uses 1. With `patterns`, the channels
+    /// published to, which every subscriber's pattern matches.
     pub topics: usize,
+    /// RESP: subscribers PSUBSCRIBE one pattern matching every channel
+    /// (see [`Params::subscriptions`]) instead of SUBSCRIBing to a topic.
+    pub patterns: bool,
     /// Messages per second over all topics (steady).
     pub rate: f64,
     /// Payload bytes, at least [`PAYLOAD_HEADER`].
@@ -230,6 +252,7 @@ impl Default for Params {
             ws_port: DEFAULT_WS_PORT,
             subs: 1_000,
             topics: 10,
+            patterns: false,
             rate: 100.0,
             size: 64,
             duration: Duration::from_secs(5),
@@ -277,7 +300,17 @@ impl Params {
         if self.subs == 0 {
             return bad("--subs must be at least 1".into());
         }
-        if self.topics == 0 || self.topics > self.subs {
+        if self.patterns && self.proto != Proto::Resp {
+            return bad(format!(
+                "--patterns is for --proto resp (PSUBSCRIBE), not --proto {}",
+                self.proto.name()
+            ));
+        }
+        if self.patterns && self.topics == 0 {
+            return bad("--topics must be at least 1: the channels the publisher sends to".into());
+        }
+        // With --patterns every subscriber matches every channel.
+        if !self.patterns && (self.topics == 0 || self.topics > self.subs) {
             return bad(format!(
                 "--topics must be 1 to --subs ({}), got {}: every topic needs a subscriber",
                 self.subs, self.topics
@@ -304,9 +337,9 @@ impl Params {
         if self.messages == Some(0) || (self.messages.is_none() && self.duration.is_zero()) {
             return bad("nothing to measure: --duration and --messages are 0".into());
         }
-        if self.target.is_none() && !matches!(self.proto, Proto::Ringcast | Proto::RingcastWs) {
+        if self.target.is_none() && self.proto == Proto::Nats {
             return bad(format!(
-                "--proto {} needs a server: give --port (without --port the bench runs an embedded ringcast engine)",
+                "--proto {} needs a server: give --port (without --port the bench runs an embedded ringcast engine, which speaks ringcast, ringcast-ws and resp)",
                 self.proto.name()
             ));
         }
@@ -337,6 +370,17 @@ impl Params {
             addr.set_port(self.ws_port);
         }
         Some(addr)
+    }
+
+    /// Distinct subscriptions, the unit of the delivery accounting:
+    /// subscriber i holds subscription i mod this. `topics`, or 1 with
+    /// `patterns` (one pattern, matching every channel).
+    pub fn subscriptions(&self) -> usize {
+        if self.patterns {
+            1
+        } else {
+            self.topics
+        }
     }
 
     /// Processes that hold subscribers, given or automatic.
@@ -416,6 +460,9 @@ impl Params {
             a.push("--ws-port".into());
             a.push(self.ws_port.to_string());
         }
+        if self.patterns {
+            a.push(PATTERNS_FLAG.into());
+        }
         if let Some(id) = &self.run_id {
             a.push(RUN_ID_FLAG.into());
             a.push(id.clone());
@@ -432,6 +479,8 @@ impl Params {
 pub const CHILD_FLAG: &str = "--child";
 /// The hidden flag that passes the parent's topic prefix to a child.
 pub const RUN_ID_FLAG: &str = "--run-id";
+/// The flag of [`Params::patterns`].
+pub const PATTERNS_FLAG: &str = "--patterns";
 
 #[cfg(test)]
 mod tests {
@@ -555,5 +604,51 @@ mod tests {
             },
             "--source-ips",
         );
+        check(
+            Params {
+                patterns: true,
+                ..d()
+            },
+            "--patterns is for --proto resp",
+        );
+        check(
+            Params {
+                proto: Proto::Resp,
+                patterns: true,
+                topics: 0,
+                ..d()
+            },
+            "--topics",
+        );
+    }
+
+    #[test]
+    fn resp_runs_embedded_and_patterns_count_one_subscription() {
+        // No --port: the embedded engine's RESP front.
+        let resp = Params {
+            proto: Proto::Resp,
+            ..Params::default()
+        };
+        resp.validate().unwrap();
+        assert_eq!(resp.subscriptions(), resp.topics);
+        // One pattern matches every channel: more channels than subscribers is fine.
+        let p = Params {
+            patterns: true,
+            subs: 3,
+            topics: 40,
+            target: Some(SocketAddr::from(([127, 0, 0, 1], 6379))),
+            ..resp
+        };
+        p.validate().unwrap();
+        assert_eq!(p.subscriptions(), 1);
+        assert!(p.child_args(0, 3, None).iter().any(|a| a == PATTERNS_FLAG));
+        assert!(!Params {
+            patterns: false,
+            topics: 3,
+            ..p
+        }
+        .child_args(0, 3, None)
+        .iter()
+        .any(|a| a == PATTERNS_FLAG));
     }
 }

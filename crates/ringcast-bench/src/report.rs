@@ -93,12 +93,23 @@ impl Report {
         let mut line = |k: &str, v: String| {
             out.push_str(&format!("  {k:<16} {v}\n"));
         };
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let on = if p.patterns {
+            format!(
+                "on the pattern bench.<run>.news.* ({} channel{} published to)",
+                p.topics,
+                plural(p.topics)
+            )
+        } else {
+            match p.workload {
+                Workload::Steady => format!("over {} topic{}", p.topics, plural(p.topics)),
+                Workload::Burst => "on one topic".into(),
+            }
+        };
         let what = match p.workload {
             Workload::Steady => format!(
-                "{} subscribers over {} topic{}, {} msg/s, {} B payloads, {} measured after {} warm-up messages",
+                "{} subscribers {on}, {} msg/s, {} B payloads, {} measured after {} warm-up messages",
                 p.subs,
-                p.topics,
-                if p.topics == 1 { "" } else { "s" },
                 p.rate,
                 p.size,
                 match p.messages {
@@ -108,7 +119,7 @@ impl Report {
                 p.warmup_count()
             ),
             Workload::Burst => format!(
-                "{} subscribers on one topic, {} B payloads, {} bursts {:.0} ms apart after {} warm-up bursts",
+                "{} subscribers {on}, {} B payloads, {} bursts {:.0} ms apart after {} warm-up bursts",
                 p.subs,
                 p.size,
                 p.bursts,
@@ -387,6 +398,7 @@ mod tests {
                     "embedded",
                     "subs",
                     "topics",
+                    "patterns",
                     "rate",
                     "size",
                     "duration_s",

@@ -19,7 +19,7 @@ use super::publisher::Publisher;
 use super::report::{iso8601_utc, Report};
 use super::subs::{Note, SubSet};
 use super::sys::{self, Epoll, Timer};
-use super::{BenchError, Params, Workload};
+use super::{BenchError, Params, Proto, Workload};
 use super::{TOKEN_CHILD, TOKEN_CONTROL, TOKEN_KIND, TOKEN_PUB, TOKEN_SUB, TOKEN_TIMER};
 use ringcast::{Config, Engine};
 use std::io::Write;
@@ -99,10 +99,25 @@ impl Outcome {
     }
 }
 
-/// Topic names for a run: unique per run, so a long-lived server's earlier
-/// runs (and their sequence numbers) do not mix in.
-fn topic_names(run_id: &str, topics: usize) -> Vec<String> {
-    (0..topics).map(|t| format!("bench.{run_id}.{t}")).collect()
+/// The channels the publisher sends to: `bench.<run>.<t>`, or with
+/// --patterns `bench.<run>.news.<t>`. Unique per run, so a long-lived
+/// server's earlier runs (and their sequence numbers) do not mix in.
+fn channel_names(run_id: &str, p: &Params) -> Vec<String> {
+    let kind = if p.patterns { "news." } else { "" };
+    (0..p.topics)
+        .map(|t| format!("bench.{run_id}.{kind}{t}"))
+        .collect()
+}
+
+/// What the subscribers subscribe to, subscriber g to entry g mod len: the
+/// channels, or with --patterns the one pattern `bench.<run>.news.*` that
+/// matches them all (the run id has no glob characters).
+fn subscription_names(run_id: &str, p: &Params) -> Vec<String> {
+    if p.patterns {
+        vec![format!("bench.{run_id}.news.*")]
+    } else {
+        channel_names(run_id, p)
+    }
 }
 
 fn new_run_id() -> String {
@@ -122,7 +137,8 @@ struct Coordinator<'a> {
     publisher: Publisher,
     local: Option<SubSet>,
     children: Vec<ChildLink>,
-    topics: Vec<String>,
+    /// Where the publisher sends, message k to `channels[k % len]`.
+    channels: Vec<String>,
     server_cpu: ServerCpu,
     /// Groups of subscribers: the local set (if any) and each child.
     groups: usize,
@@ -138,6 +154,9 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
     sys::ignore_sigpipe();
     sys::raise_nofile_limit();
     let mut p = params.clone();
+    // Decided before an embedded engine's address becomes the target, which
+    // would make it look like an external server's (fewer fds per subscriber).
+    p.procs = Some(params.effective_procs());
     let engine = match p.target {
         Some(_) => None,
         None => {
@@ -152,7 +171,14 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
             };
             let engine = Engine::start(config)
                 .map_err(|e| BenchError::Failed(format!("embedded engine: {e}")))?;
-            p.target = Some(engine.local_addr());
+            // The front --proto speaks: RESP for resp (subscribers and
+            // publisher); the native port otherwise (ringcast-ws's publisher).
+            p.target = Some(match p.proto {
+                Proto::Resp => engine.resp_addr().ok_or_else(|| {
+                    BenchError::Failed("embedded engine: no RESP listener".into())
+                })?,
+                _ => engine.local_addr(),
+            });
             p.ws_port = engine
                 .ws_addr()
                 .ok_or_else(|| BenchError::Failed("embedded engine: no WebSocket listener".into()))?
@@ -180,10 +206,14 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
     };
     let mut target = match &engine {
         Some(e) => format!(
-            "embedded ringcast ({} reactor{}) at {}",
+            "embedded ringcast ({} reactor{}) at {}{}",
             p.server_cores,
             if p.server_cores == 1 { "" } else { "s" },
-            e.local_addr()
+            e.local_addr(),
+            match p.proto {
+                Proto::Resp => format!(", its RESP front at {}", p.target.expect("set above")),
+                _ => String::new(),
+            }
         ),
         None => format!("{} at {}", p.proto.name(), p.target.expect("set above")),
     };
@@ -213,11 +243,13 @@ impl<'a> Coordinator<'a> {
         let timer = Timer::new().map_err(|e| format!("timerfd: {e}"))?;
         ep.add(timer.raw_fd(), TOKEN_TIMER, sys::IN)
             .map_err(|e| format!("epoll: {e}"))?;
-        let topics = topic_names(p.run_id.as_deref().expect("set by run"), p.topics);
+        let run_id = p.run_id.as_deref().expect("set by run");
+        let channels = channel_names(run_id, p);
+        let subscriptions = subscription_names(run_id, p);
         let publisher = Publisher::connect(p.proto.publisher_proto(), addr, p.size, &ep)?;
         let procs = p.effective_procs();
         let (local, children) = if procs == 1 {
-            let set = SubSet::new(p, sub_addr, topics.clone(), 0, p.subs);
+            let set = SubSet::new(p, sub_addr, subscriptions, 0, p.subs);
             (Some(set), Vec::new())
         } else {
             let exe = std::env::current_exe()
@@ -250,7 +282,7 @@ impl<'a> Coordinator<'a> {
             publisher,
             local,
             children,
-            topics,
+            channels,
             server_cpu,
             groups,
             partial_bursts: Vec::new(),
@@ -357,7 +389,7 @@ impl<'a> Coordinator<'a> {
             self.p.workload.name()
         );
         let mut o = Outcome {
-            per_topic: vec![0; self.topics.len()],
+            per_topic: vec![0; self.p.subscriptions()],
             ..Default::default()
         };
         match self.p.workload {
@@ -408,7 +440,8 @@ impl<'a> Coordinator<'a> {
         let warm = self.p.warmup_count();
         let total = warm + self.p.measured_count();
         let interval = 1e9 / self.p.rate;
-        let topics = self.topics.len() as u64;
+        let topics = self.channels.len() as u64;
+        let patterns = self.p.patterns;
         let t0 = sys::now_ns();
         let mut k = 0u64;
         let mut in_a_row = 0;
@@ -421,10 +454,17 @@ impl<'a> Coordinator<'a> {
                 }
                 let topic = (k % topics) as usize;
                 let is_warm = k < warm;
+                // Sequences count per subscription: with --patterns one
+                // count over all channels, as every subscriber gets them all.
+                let (counted, seq) = if patterns {
+                    (0, k + 1)
+                } else {
+                    (topic, k / topics + 1)
+                };
                 self.publisher
-                    .publish(&self.ep, &self.topics[topic], k / topics + 1, is_warm)?;
+                    .publish(&self.ep, &self.channels[topic], seq, is_warm)?;
                 if !is_warm {
-                    o.per_topic[topic] += 1;
+                    o.per_topic[counted] += 1;
                     o.published_at(now);
                     o.max_lag_ns = o.max_lag_ns.max(now - due);
                 }
@@ -463,7 +503,7 @@ impl<'a> Coordinator<'a> {
             }
             let sent = sys::now_ns();
             self.publisher
-                .publish(&self.ep, &self.topics[0], seq, is_warm)?;
+                .publish(&self.ep, &self.channels[0], seq, is_warm)?;
             if !is_warm {
                 o.per_topic[0] += 1;
                 o.published_at(sent);
@@ -553,7 +593,7 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Expected deliveries, from the parent's own knowledge: subscriber g
-    /// is on topic g % topics.
+    /// holds subscription g % subscriptions.
     fn expected(&self, per_topic: &[u64]) -> u64 {
         let topics = per_topic.len();
         (0..topics)
@@ -681,7 +721,7 @@ pub fn run_child(p: &Params, first: usize, count: usize) -> Result<(), BenchErro
         .as_deref()
         .ok_or_else(|| BenchError::Invalid("a child needs --run-id".into()))?;
     let ep = Epoll::new().map_err(|e| failed(format!("epoll: {e}")))?;
-    let mut subs = SubSet::new(p, addr, topic_names(run_id, p.topics), first, count);
+    let mut subs = SubSet::new(p, addr, subscription_names(run_id, p), first, count);
     sys::set_nonblocking(0).map_err(|e| failed(format!("stdin: {e}")))?;
     ep.add(0, TOKEN_CONTROL, sys::IN)
         .map_err(|e| failed(format!("epoll on stdin: {e}")))?;
@@ -736,11 +776,11 @@ pub fn run_child(p: &Params, first: usize, count: usize) -> Result<(), BenchErro
             match ParentMsg::parse(&line).map_err(failed)? {
                 ParentMsg::Measure => measure_start = (sys::now_ns(), sys::thread_cpu_ns()),
                 ParentMsg::End { drain_ms, counts } => {
-                    if counts.len() != p.topics {
+                    if counts.len() != p.subscriptions() {
                         return Err(failed(format!(
-                            "the parent sent {} topic counts for {} topics",
+                            "the parent sent {} topic counts for {} subscriptions",
                             counts.len(),
-                            p.topics
+                            p.subscriptions()
                         )));
                     }
                     subs.set_expected(&counts);

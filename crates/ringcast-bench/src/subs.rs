@@ -122,6 +122,8 @@ pub struct SubSet {
     topics: Vec<String>,
     /// Global index of `subs[0]`: subscriber g subscribes to topic g % topics.
     first_global: usize,
+    /// RESP: the topics are patterns, subscribed with PSUBSCRIBE.
+    patterns: bool,
     /// Spread connections over 127.0.0.1 ..= 127.0.0.N (1: no bind).
     source_ips: usize,
     burst_mode: bool,
@@ -163,6 +165,7 @@ impl SubSet {
             addr,
             topics,
             first_global,
+            patterns: p.patterns,
             source_ips: p.effective_source_ips().clamp(1, 254),
             burst_mode: p.workload == Workload::Burst,
             kernel_stamps: p.rx_clock == RxClock::Kernel,
@@ -235,6 +238,9 @@ impl SubSet {
         if proto.is_websocket() {
             // The subscription follows the 101 (see `consume`).
             ws::upgrade_request(&self.addr.to_string(), global, &mut sub.out);
+        } else if self.patterns {
+            debug_assert_eq!(proto, Proto::Resp, "validated: --patterns needs resp");
+            super::resp::encode_psubscribe(topic, &mut sub.out);
         } else {
             proto.encode_hello(&mut sub.out);
             proto.encode_subscribe(topic, global + 1, &mut sub.out);

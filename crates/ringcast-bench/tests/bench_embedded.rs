@@ -1,7 +1,8 @@
 //! `ringcast bench` end to end: the real binary with no --port (an embedded
 //! engine), small numbers, --json; every delivery must arrive, in order, once,
 //! with a sane latency. Also the multi-process path (--procs 2: two child
-//! processes own the subscribers and report back to the parent).
+//! processes own the subscribers and report back to the parent), and the
+//! engine's Redis-compatible front (--proto resp, --patterns).
 
 use serde_json::Value;
 use std::process::Command;
@@ -110,4 +111,82 @@ fn child_processes_report_back_to_the_parent() {
     // 3 topics get 30 measured messages each; each subscriber is owed 30.
     assert_clean(&json, 60.0 * 30.0);
     assert_eq!(number(&json, "params.procs"), 2.0, "{json}");
+}
+
+/// --proto resp without --port: subscribers and publisher on the embedded
+/// engine's RESP listener (SUBSCRIBE, PUBLISH, `message` pushes).
+#[test]
+fn resp_embedded_delivers_everything() {
+    let json = bench(&[
+        "--proto",
+        "resp",
+        "--subs",
+        "40",
+        "--topics",
+        "2",
+        "--messages",
+        "200",
+        "--warmup-messages",
+        "20",
+        "--rate",
+        "2000",
+    ]);
+    // 2 topics of 20 subscribers get 100 measured messages each.
+    assert_clean(&json, 4_000.0);
+    assert_eq!(json["params"]["proto"], "resp", "{json}");
+    assert_eq!(json["params"]["embedded"], true, "{json}");
+    assert_eq!(json["params"]["patterns"], false, "{json}");
+    let target = json["params"]["target"].as_str().unwrap_or_default();
+    assert!(target.contains("its RESP front at 127.0.0.1:"), "{json}");
+}
+
+/// --patterns: every subscriber PSUBSCRIBEs one pattern and receives the
+/// messages of all channels as `pmessage` pushes, in publish order; also
+/// with the subscribers in two child processes, and in bursts.
+#[test]
+fn resp_patterns_embedded_deliver_every_channel_to_everyone() {
+    let steady = [
+        "--proto",
+        "resp",
+        "--patterns",
+        "--subs",
+        "30",
+        "--topics",
+        "5",
+        "--messages",
+        "150",
+        "--warmup-messages",
+        "10",
+        "--rate",
+        "2000",
+    ];
+    for procs in ["1", "2"] {
+        let mut args = steady.to_vec();
+        args.extend(["--procs", procs]);
+        let json = bench(&args);
+        // Each of the 30 subscribers is owed all 150 messages, whatever the channel.
+        assert_clean(&json, 30.0 * 150.0);
+        assert_eq!(json["params"]["patterns"], true, "{json}");
+        assert_eq!(number(&json, "params.topics"), 5.0, "{json}");
+        assert_eq!(
+            number(&json, "params.procs"),
+            procs.parse::<f64>().unwrap(),
+            "{json}"
+        );
+    }
+    let json = bench(&[
+        "--proto",
+        "resp",
+        "--patterns",
+        "--workload",
+        "burst",
+        "--subs",
+        "30",
+        "--bursts",
+        "10",
+        "--gap",
+        "1ms",
+    ]);
+    assert_clean(&json, 300.0);
+    assert_eq!(number(&json, "time_to_last_us.count"), 10.0, "{json}");
 }

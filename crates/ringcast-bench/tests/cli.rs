@@ -13,6 +13,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("--ws-port", "RINGCAST_BENCH_WS_PORT"),
     ("--subs", "RINGCAST_BENCH_SUBS"),
     ("--topics", "RINGCAST_BENCH_TOPICS"),
+    ("--patterns", "RINGCAST_BENCH_PATTERNS"),
     ("--rate", "RINGCAST_BENCH_RATE"),
     ("--size", "RINGCAST_BENCH_SIZE"),
     ("--duration", "RINGCAST_BENCH_DURATION"),
@@ -61,7 +62,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         let text = flat(&out.stdout);
         for (flag, var) in FLAGS {
             assert!(
-                text.contains(&format!("{flag} <")) || *flag == "--json",
+                text.contains(&format!("{flag} <")) || ["--json", "--patterns"].contains(flag),
                 "{help}: {flag}"
             );
             assert!(text.contains(&format!("[env: {var}]")), "{help}: {var}");
@@ -78,6 +79,9 @@ fn help_lists_every_flag_with_its_environment_variable() {
     let long = flat(&bench(&["--help"], &[]).stdout);
     assert!(long.contains("Possible values: - steady:"), "{long}");
     assert!(long.contains("2 on bad usage"), "{long}");
+    // The pattern workload and the embedded RESP front are explained.
+    assert!(long.contains("PSUBSCRIBEs one pattern"), "{long}");
+    assert!(long.contains("Redis-compatible RESP listener"), "{long}");
 }
 
 /// Exit code 2, and `needles` (the flag, the variable) in the message.
@@ -118,6 +122,31 @@ fn a_bad_value_exits_2_naming_the_flag() {
         &[],
         &[("RINGCAST_BENCH_JSON", "maybe")],
         &["--json", "RINGCAST_BENCH_JSON"],
+    );
+}
+
+#[test]
+fn patterns_are_for_resp_only() {
+    // PSUBSCRIBE is RESP's: on another protocol --patterns is bad usage.
+    for proto in ["ringcast", "ringcast-ws", "nats"] {
+        assert_usage(
+            &["--proto", proto, "--port", "7400", "--patterns"],
+            &[],
+            &["--patterns is for --proto resp", proto],
+        );
+    }
+    // From its variable too; "0" leaves it off, so the same line is fine up
+    // to the next check (a --size too small, so nothing runs).
+    assert_usage(&[], &[("RINGCAST_BENCH_PATTERNS", "1")], &["--patterns"]);
+    assert_usage(
+        &["--size", "8"],
+        &[("RINGCAST_BENCH_PATTERNS", "0")],
+        &["--size must be at least"],
+    );
+    assert_usage(
+        &["--proto", "resp", "--size", "8"],
+        &[("RINGCAST_BENCH_PATTERNS", "yes")],
+        &["--size must be at least"],
     );
 }
 

@@ -4,7 +4,8 @@
 //!
 //! The test starts its own `redis-server` (Debian package `redis-server`;
 //! `RINGCAST_REDIS_SERVER` names another binary) on a free port of 127.0.0.1,
-//! without persistence, and speaks RESP to it over a plain TCP stream. It asks
+//! without persistence (`support/redis_server.rs`), and speaks RESP to it
+//! over a plain TCP stream. It asks
 //! Redis in two ways, both running its `stringmatchlen`, case-sensitive:
 //!
 //! - `KEYS pattern` over a database holding every subject as a key;
@@ -16,13 +17,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
 
 use ringcast_proto::glob::matches;
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 /// Rounds of the `KEYS` test, each over fresh keys.
 const KEYS_ROUNDS: usize = 100;
@@ -47,7 +48,7 @@ const SUBJECT_BYTES: &[u8] = b"abc*?[]^-\\\x00\xff\xc3\xa9_`z";
 #[test]
 fn keys_matches_like_redis() {
     let server = RedisServer::start();
-    let mut redis = server.connect();
+    let mut redis = connect(&server);
     let mut rng = Rng::new(seed());
     let mut stats = Stats::default();
     let mut mismatches = Vec::new();
@@ -80,7 +81,7 @@ fn keys_matches_like_redis() {
 #[test]
 fn psubscribe_matches_like_redis() {
     let server = RedisServer::start();
-    let mut publisher = server.connect();
+    let mut publisher = connect(&server);
     let mut rng = Rng::new(seed() ^ 0x5053_5542);
     let mut stats = Stats::default();
     let mut mismatches = Vec::new();
@@ -174,7 +175,7 @@ fn pubsub_round(
     stats: &mut Stats,
     mismatches: &mut Vec<String>,
 ) {
-    let mut sub = server.connect();
+    let mut sub = connect(server);
     let mut cmd: Vec<&[u8]> = vec![b"PSUBSCRIBE"];
     cmd.extend(patterns.iter().map(Vec::as_slice));
     sub.send(&cmd);
@@ -502,114 +503,9 @@ impl Rng {
     }
 }
 
-/// A `redis-server` of our own, killed when dropped (a failing test too).
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn binary() -> PathBuf {
-        let candidates: Vec<PathBuf> = match std::env::var_os("RINGCAST_REDIS_SERVER") {
-            Some(path) => vec![PathBuf::from(path)],
-            None => std::env::var_os("PATH")
-                .map(|paths| {
-                    std::env::split_paths(&paths)
-                        .map(|d| d.join("redis-server"))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-                .into_iter()
-                .chain([PathBuf::from("/usr/bin/redis-server")])
-                .collect(),
-        };
-        candidates
-            .into_iter()
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| {
-                panic!(
-                    "redis-server not found (RINGCAST_REDIS_SERVER, else PATH and /usr/bin): this \
-                 test compares the glob matcher with a real Redis. Install it: \
-                 `apt-get install redis-server` (bash scripts/test.sh does it when run as root)"
-                )
-            })
-    }
-
-    fn start() -> Self {
-        let binary = Self::binary();
-        let mut last = String::new();
-        // A free port may be taken between asking and binding: try again.
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("no free port on 127.0.0.1")
-                .port();
-            let child = Command::new(&binary)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .args(["--loglevel", "warning", "--logfile", ""])
-                .current_dir(std::env::temp_dir())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-            let mut server = RedisServer { child, port };
-            match server.wait_ready(Duration::from_secs(10)) {
-                Ok(()) => return server,
-                Err(why) => last = why,
-            }
-        }
-        panic!("{} did not start: {last}", binary.display());
-    }
-
-    /// Polls with PING until the server answers PONG, it exits, or `limit` passes.
-    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                return Err(format!("it exited ({status}): {}", self.output()));
-            }
-            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let mut conn = Resp::new(stream);
-                conn.send(&[b"PING"]);
-                if conn.try_read().ok() == Some(Reply::Simple("PONG".into())) {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return Err(format!("no PONG within {limit:?}: {}", self.output()));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// What the exited (or killed) server printed.
-    fn output(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut text = String::new();
-        if let Some(out) = self.child.stdout.as_mut() {
-            let _ = out.read_to_string(&mut text);
-        }
-        if let Some(err) = self.child.stderr.as_mut() {
-            let _ = err.read_to_string(&mut text);
-        }
-        text
-    }
-
-    fn connect(&self) -> Resp {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis-server");
-        Resp::new(stream)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A connection to `server`.
+fn connect(server: &RedisServer) -> Resp {
+    Resp::new(server.stream())
 }
 
 /// A RESP2 reply.
@@ -632,10 +528,6 @@ struct Resp {
 
 impl Resp {
     fn new(stream: TcpStream) -> Self {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
         let writer = stream.try_clone().unwrap();
         Resp {
             reader: BufReader::new(stream),

@@ -394,8 +394,12 @@ stats_table! {
         ///
         /// Shed with the reserved-descriptor trick.
         counter fd_shed => "ringcast_connections_shed_total";
-        /// Subscribers cut off for passing the backlog limit.
-        counter slow_consumers => "ringcast_slow_consumers_total";
+        /// Subscribers cut off for passing the backlog limit, by transport
+        /// (resp: Redis's pubsub output-buffer limit).
+        ///
+        /// Index: [`Transport`] as usize.
+        counter slow_consumers[Transport::ALL.len()] by transport = Transport::label_at
+            => "ringcast_slow_consumers_total";
         /// Subscriptions held, all connections.
         gauge subscriptions => "ringcast_subscriptions";
         /// Topics created by a first subscriber.
@@ -525,6 +529,11 @@ pub struct CoreSnapshot {
 }
 
 impl Stats {
+    /// Slow consumers cut off, all transports.
+    pub fn slow_consumers_total(&self) -> u64 {
+        self.slow_consumers.iter().sum()
+    }
+
     pub(crate) fn sum(cores: &[CoreStats], heap_frames: u64, topics: u64) -> Stats {
         let mut s = Stats {
             heap_frames,

@@ -300,7 +300,7 @@ fn flood(publisher: &mut Client, topic: &str, mut enough: impl FnMut(&mut Client
 /// (one burst of a few MiB could be cut before anything was sent).
 fn cut_yet(engine: &Engine, publisher: &mut Client) -> bool {
     publisher.ping(b"sync").unwrap();
-    engine.stats().slow_consumers >= 1
+    engine.stats().slow_consumers_total() >= 1
 }
 
 fn cut_config() -> Config {
@@ -340,7 +340,7 @@ fn a_slow_reader_cut_for_its_backlog_reads_contiguous_frames_then_error_6_then_e
             let mut cut_at: Option<Instant> = None;
             sub.read_to_close(|| {
                 assert!(!failed.load(Ordering::Relaxed), "the test failed meanwhile");
-                if cut_at.is_none() && engine.stats().slow_consumers >= 1 {
+                if cut_at.is_none() && engine.stats().slow_consumers_total() >= 1 {
                     cut_at = Some(Instant::now());
                 }
                 cut_at.map_or(true, |t| t.elapsed() < Duration::from_millis(2500))
@@ -364,7 +364,8 @@ fn a_slow_reader_cut_for_its_backlog_reads_contiguous_frames_then_error_6_then_e
     let s = engine.stats();
     eprintln!(
         "engine: slow_consumers {}, cuts {:?} (backlog, linger, ...)",
-        s.slow_consumers, s.cuts
+        s.slow_consumers_total(),
+        s.cuts
     );
     sub.assert_told(6);
     assert!(!sub.reset, "the stream ends with FIN, not a reset");
@@ -377,7 +378,7 @@ fn a_slow_reader_cut_for_its_backlog_reads_contiguous_frames_then_error_6_then_e
         "after the slow subscriber left",
     );
     let s = engine.stats();
-    assert_eq!(s.slow_consumers, 1);
+    assert_eq!(s.slow_consumers_total(), 1);
     assert_eq!(s.errors[6], 1);
     assert_eq!(s.cuts[CutReason::Backlog as usize], 1);
     assert_eq!(
@@ -438,10 +439,10 @@ fn at_shutdown_a_slow_reader_still_gets_error_8_within_the_shutdown_timeout() {
         });
         let s0 = engine.stats();
         assert!(
-            s0.backlog_bytes > 4 << 20 && s0.slow_consumers == 0,
+            s0.backlog_bytes > 4 << 20 && s0.slow_consumers_total() == 0,
             "the slow subscriber's backlog is {} bytes, not cut ({} cut)",
             s0.backlog_bytes,
-            s0.slow_consumers
+            s0.slow_consumers_total()
         );
         eprintln!(
             "{published} frames published; backlog {} bytes",
@@ -546,7 +547,7 @@ fn a_subscriber_that_reads_nothing_is_cut_and_closed_within_seconds_and_a_lost_e
         stalled.assert_told(6);
     }
     let s = engine.stats();
-    assert_eq!(s.slow_consumers, 1);
+    assert_eq!(s.slow_consumers_total(), 1);
     assert_eq!(s.cuts[CutReason::Backlog as usize], 1);
     assert_eq!(
         s.cuts[CutReason::Linger as usize],

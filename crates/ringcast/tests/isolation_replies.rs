@@ -78,7 +78,7 @@ fn watch_until_cut(engine: &Engine, what: &str) -> u64 {
     let cut = wait_until(CUT_TIMEOUT, || {
         let s = engine.stats();
         most = most.max(s.backlog_bytes);
-        s.slow_consumers >= 1
+        s.slow_consumers_total() >= 1
     });
     assert!(
         cut,
@@ -106,7 +106,7 @@ fn assert_cut_accounted(engine: &Engine, live: usize, what: &str) {
     let s = engine.stats();
     assert_eq!(
         (
-            s.slow_consumers,
+            s.slow_consumers_total(),
             s.errors[6],
             s.cuts[CutReason::Backlog as usize]
         ),

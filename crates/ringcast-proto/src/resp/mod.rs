@@ -78,6 +78,7 @@
 
 mod args;
 mod command;
+pub mod commands;
 mod decode;
 mod error;
 mod inline;

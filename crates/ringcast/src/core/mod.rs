@@ -127,13 +127,18 @@ pub(crate) enum Msg {
     Answer { conn: ConnKey, answer: Box<Answer> },
 }
 
-/// What PUBSUB asks every core about the channels (or shard channels) it owns.
+/// What PUBSUB asks every core about its own subscribers (each core
+/// answers for its connections, so the answer reflects every subscription
+/// and unsubscription confirmed before the question, whichever core holds it).
 #[derive(Clone, Debug)]
 pub(crate) enum Query {
-    /// Names of the channels with subscribers, matching the pattern if any.
+    /// Names of the channels (or shard channels) with subscribers here,
+    /// matching the pattern if any.
     Channels { ns: Ns, pattern: Option<Box<[u8]>> },
-    /// Subscribers of each of these channels.
+    /// Subscribers here of each of these channels.
     NumSub { ns: Ns, names: Vec<Box<[u8]>> },
+    /// Patterns with subscribers here.
+    Patterns,
 }
 
 /// One core's part of the answer to a [`Query`].
@@ -886,10 +891,14 @@ impl Core {
         }
     }
 
-    /// Stops reading requests from a connection: what is queued is flushed
-    /// while the peer keeps taking it (at most `close_linger`, or until the
-    /// shutdown deadline), then the write side is shut.
+    /// Stops reading requests from a connection and ends its subscriptions:
+    /// what is queued is flushed while the peer keeps taking it (at most
+    /// `close_linger`, or until the shutdown deadline), then the write side
+    /// is shut.
     pub(crate) fn drain(&mut self, idx: u32) {
+        // It reads no more requests and gets no more frames: its
+        // subscriptions go (it is not freed before they are gone).
+        self.remove_all_subs(idx);
         let now = self.now;
         let end = if self.shutting_down {
             self.shutdown_deadline
@@ -980,7 +989,8 @@ impl Core {
             if c.life != Life::Overflowing {
                 continue;
             }
-            self.stats().slow_consumers.fetch_add(1, Ordering::Relaxed);
+            let transport = c.transport() as usize;
+            self.stats().slow_consumers[transport].fetch_add(1, Ordering::Relaxed);
             self.stats().count_cut(CutReason::Backlog);
             let limit = self.shared.config.max_backlog;
             let reason =

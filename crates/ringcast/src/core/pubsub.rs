@@ -344,7 +344,7 @@ impl Core {
                             g
                         });
                         let g = pool.share(g);
-                        enqueue(
+                        enqueue_push(
                             c,
                             key.index,
                             g,
@@ -360,7 +360,7 @@ impl Core {
                 }
                 _ => pool.share(&frame),
             };
-            enqueue(
+            enqueue_push(
                 c,
                 key.index,
                 f,
@@ -404,7 +404,7 @@ impl Core {
                     g
                 });
                 let g = pool.share(g);
-                enqueue(
+                enqueue_push(
                     c,
                     key.index,
                     g,
@@ -417,7 +417,7 @@ impl Core {
             } else {
                 pool.share(&push)
             };
-            enqueue(
+            enqueue_push(
                 c,
                 key.index,
                 f,
@@ -1104,7 +1104,8 @@ impl Core {
                 unreachable!()
             };
             r.held_bytes -= f.len();
-            enqueue(
+            // Straight to the send queue: what is still held stays behind it.
+            enqueue_now(
                 c,
                 idx,
                 f,
@@ -1144,14 +1145,14 @@ impl Core {
         c.life = Life::Paused;
     }
 
-    /// This core's part of a PUBSUB answer: the channels it owns.
+    /// This core's part of a PUBSUB answer: about its own subscribers.
     fn answer_query(&self, query: &Query) -> Answer {
         let mut a = Answer::default();
         match query {
             Query::Channels { ns, pattern } => {
                 for (_, t) in self.topics.iter() {
                     if t.ns == *ns
-                        && t.reg == Registration::Owner
+                        && !t.subs.is_empty()
                         && pattern.as_ref().map_or(true, |p| glob::matches(p, &t.name))
                     {
                         a.names.push(t.name.clone());
@@ -1160,14 +1161,19 @@ impl Core {
             }
             Query::NumSub { ns, names } => {
                 for name in names {
-                    let n = match self.topics.get(*ns, name) {
-                        Some(id) if self.topics.topic(id).reg == Registration::Owner => {
-                            let t = self.topics.topic(id);
-                            t.subs.len() as u64 + u64::from(t.remote_subs)
-                        }
-                        _ => 0,
-                    };
+                    let n = self
+                        .topics
+                        .get(*ns, name)
+                        .map_or(0, |id| self.topics.topic(id).subs.len() as u64);
                     a.counts.push(n);
+                }
+            }
+            Query::Patterns => {
+                for &id in &self.patterns.ids {
+                    let t = self.topics.topic(id);
+                    if !t.subs.is_empty() {
+                        a.names.push(t.name.clone());
+                    }
                 }
             }
         }
@@ -1202,8 +1208,19 @@ impl Core {
     /// Replies to a PUBSUB question from every core's part.
     fn reply_query(&mut self, idx: u32, query: &Query, parts: Vec<Answer>) {
         match query {
+            Query::Patterns => {
+                let names: std::collections::HashSet<Box<[u8]>> =
+                    parts.into_iter().flat_map(|a| a.names).collect();
+                self.resp_reply(idx, &[Reply::Integer(names.len() as i64)]);
+            }
             Query::Channels { .. } => {
-                let names: Vec<Box<[u8]>> = parts.into_iter().flat_map(|a| a.names).collect();
+                // A channel with subscribers on several cores is named by each.
+                let mut seen = std::collections::HashSet::new();
+                let names: Vec<Box<[u8]>> = parts
+                    .into_iter()
+                    .flat_map(|a| a.names)
+                    .filter(|n| seen.insert(n.clone()))
+                    .collect();
                 let mut replies = Vec::with_capacity(names.len() + 1);
                 replies.push(Reply::Array(names.len()));
                 replies.extend(names.iter().map(|n| Reply::Bulk(n)));
@@ -1216,9 +1233,9 @@ impl Core {
                         counts[i] += n;
                     }
                 }
-                let proto = self.resp_proto(idx);
+                // A flat array in both protocols, as Redis 7 sends it.
                 let mut replies = Vec::with_capacity(names.len() * 2 + 1);
-                replies.push(proto.map(names.len()));
+                replies.push(Reply::Array(names.len() * 2));
                 for (name, n) in names.iter().zip(&counts) {
                     replies.push(Reply::Bulk(name));
                     replies.push(Reply::Integer(*n as i64));
@@ -1252,6 +1269,39 @@ pub(crate) fn enqueue(
             return;
         }
     }
+    enqueue_now(c, idx, f, limit, owed, dirty, over_limit);
+}
+
+/// [`enqueue`] for a published message: a push is out of band, so a RESP
+/// connection waiting only for PUBLISH counts gets it at once (as Redis
+/// sends a subscriber its own publish before the count); behind a held
+/// reply it waits, so that it never comes before a confirmation.
+fn enqueue_push(
+    c: &mut Conn,
+    idx: u32,
+    f: FrameRef,
+    limit: usize,
+    owed: &mut usize,
+    dirty: &mut Vec<u32>,
+    over_limit: &mut Vec<u32>,
+) {
+    if matches!(&c.wire, Wire::Resp(r) if r.held_bytes == 0) {
+        enqueue_now(c, idx, f, limit, owed, dirty, over_limit);
+    } else {
+        enqueue(c, idx, f, limit, owed, dirty, over_limit);
+    }
+}
+
+/// [`enqueue`] to the send queue itself, whatever is held.
+fn enqueue_now(
+    c: &mut Conn,
+    idx: u32,
+    f: FrameRef,
+    limit: usize,
+    owed: &mut usize,
+    dirty: &mut Vec<u32>,
+    over_limit: &mut Vec<u32>,
+) {
     if c.push(f, owed) > limit && c.takes_frames() {
         c.life = Life::Overflowing;
         over_limit.push(idx);

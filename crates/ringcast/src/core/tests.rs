@@ -626,7 +626,7 @@ fn replies_count_toward_the_backlog_limit() {
     assert!(matches!(conn.life, Life::Draining { hurry: true, .. }));
     assert!(conn.queued < 4096, "owed frames were dropped for the ERROR");
     assert_eq!(
-        sim.cores[0].stats().slow_consumers.load(Ordering::Relaxed),
+        sim.cores[0].stats().slow_consumers[0].load(Ordering::Relaxed),
         1
     );
     sim.settle(0);

@@ -10,7 +10,6 @@
 
 pub(crate) mod native;
 mod resp;
-mod resp_shim;
 mod web;
 
 use crate::core::{Action, Core, Life, Wire};

@@ -12,11 +12,11 @@
 //! authentication, rights, the RESP2 subscribed-mode restriction. A protocol
 //! error (what the parser refuses) is answered, then the connection closes.
 
-use super::resp_shim as commands;
 use crate::core::{conn::Held, Core, Query, Wire};
 use crate::front::native::ct_eq;
 use crate::proto::MAX_TOPIC_LEN;
 use crate::topic::{owner_of, Ns};
+use ringcast_proto::resp::commands::{self, Command};
 use ringcast_proto::resp::{Args, Limits, Parsed, Protocol, PubSubPush, Reply};
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
@@ -117,6 +117,7 @@ impl Core {
         self.queue(idx, f);
     }
 
+    /// An error reply of `text` (its code first: `ERR ...`), made one line.
     fn resp_error(&mut self, idx: u32, text: &[u8]) {
         let line = ringcast_proto::resp::sanitize_error(text);
         self.resp_reply(idx, &[Reply::Error(&line)]);
@@ -144,38 +145,39 @@ impl Core {
     /// subscription waits for another core) and must be handled again,
     /// from the argument it stopped at, when the connection resumes.
     fn resp_command(&mut self, idx: u32, args: &Args<'_>) -> bool {
-        let name = args.name();
-        let Some(cmd) = commands::lookup(&name) else {
-            self.resp_error(idx, &commands::unknown_command(args));
-            return true;
+        let mut out = Vec::new();
+        let cmd: &'static Command = match commands::resolve(args) {
+            Ok(cmd) => cmd,
+            Err(rejection) => {
+                rejection.encode(args, &mut out);
+                self.queue_bytes(idx, &out);
+                return true;
+            }
         };
-        if !cmd.arity_ok(args.len()) {
-            self.resp_error(idx, &commands::wrong_arity(cmd.name));
+        if self.auth_required() && !self.resp(idx).authenticated && !cmd.no_auth() {
+            self.queue_bytes(idx, commands::NOAUTH);
             return true;
         }
-        let r = self.resp(idx);
-        if self.auth_required() && !r.authenticated && !cmd.no_auth {
-            self.resp_error(idx, b"NOAUTH Authentication required.");
-            return true;
-        }
-        let right = match cmd.name {
+        let right = match cmd.fullname {
             "publish" | "spublish" => Some(Right::Publish),
             "subscribe" | "psubscribe" | "ssubscribe" => Some(Right::Subscribe),
             _ => None,
         };
         if let Some(right) = right {
-            if let Some(err) = self.resp_lacks(idx, right, cmd.name) {
+            if let Some(err) = self.resp_lacks(idx, right, cmd.fullname) {
                 self.resp_error(idx, err.as_bytes());
                 return true;
             }
         }
         let r = self.resp(idx);
-        if r.proto == Protocol::Resp2 && r.subscribed() && !cmd.allowed_subscribed {
-            self.resp_error(idx, &commands::subscribed_context(cmd.name));
+        if r.proto == Protocol::Resp2 && r.subscribed() && !cmd.allowed_when_subscribed {
+            commands::subscribed_mode_error(cmd, &mut out);
+            self.queue_bytes(idx, &out);
             return true;
         }
+        let proto = r.proto;
         let arg = |i: usize| args.get(i).unwrap_or(Cow::Borrowed(&[]));
-        match cmd.name {
+        match cmd.fullname {
             "subscribe" => return self.resp_subscribe(idx, args, Ns::Channel),
             "ssubscribe" => return self.resp_subscribe(idx, args, Ns::Shard),
             "psubscribe" => return self.resp_subscribe(idx, args, Ns::Pattern),
@@ -184,7 +186,49 @@ impl Core {
             "punsubscribe" => self.resp_unsubscribe(idx, args, Ns::Pattern),
             "publish" => self.resp_publish(idx, &arg(1), &arg(2), Ns::Channel),
             "spublish" => self.resp_publish(idx, &arg(1), &arg(2), Ns::Shard),
-            "pubsub" => self.resp_pubsub(idx, args),
+            "pubsub|channels" | "pubsub|shardchannels" if args.len() > 3 => {
+                // Redis's addReplySubcommandSyntaxError.
+                let sub = arg(1);
+                let end = sub
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(sub.len())
+                    .min(128);
+                let msg = [
+                    &b"ERR unknown subcommand or wrong number of arguments for '"[..],
+                    &sub[..end],
+                    b"'. Try PUBSUB HELP.",
+                ]
+                .concat();
+                self.resp_error(idx, &msg);
+            }
+            "pubsub|channels" => {
+                let pattern = args.get(2).map(|p| p.into_owned().into());
+                self.query(
+                    idx,
+                    Query::Channels {
+                        ns: Ns::Channel,
+                        pattern,
+                    },
+                );
+            }
+            "pubsub|shardchannels" => {
+                let pattern = args.get(2).map(|p| p.into_owned().into());
+                self.query(
+                    idx,
+                    Query::Channels {
+                        ns: Ns::Shard,
+                        pattern,
+                    },
+                );
+            }
+            "pubsub|numsub" => self.resp_numsub(idx, args, Ns::Channel),
+            "pubsub|shardnumsub" => self.resp_numsub(idx, args, Ns::Shard),
+            "pubsub|numpat" => self.query(idx, Query::Patterns),
+            "pubsub|help" => {
+                commands::pubsub_help(&mut out);
+                self.queue_bytes(idx, &out);
+            }
             "ping" => self.resp_ping(idx, args),
             "echo" => self.resp_reply(idx, &[Reply::Bulk(&arg(1))]),
             "quit" => {
@@ -198,49 +242,113 @@ impl Core {
                 } else {
                     (None, arg(1))
                 };
-                if args.len() > 3 {
-                    self.resp_error(idx, b"ERR syntax error");
-                } else if self.shared.config.publish_token.is_none()
+                let reply = if args.len() > 3 {
+                    commands::SYNTAX_ERROR
+                } else if args.len() == 2
+                    && self.shared.config.publish_token.is_none()
                     && self.shared.config.subscribe_token.is_none()
                 {
-                    self.resp_error(idx, commands::AUTH_NOT_CONFIGURED.as_bytes());
+                    commands::AUTH_WITHOUT_PASSWORD
                 } else if self.resp_authenticate(idx, user.as_deref(), &pass) {
-                    self.resp_ok(idx);
+                    b"+OK\r\n"
                 } else {
-                    self.resp_error(idx, commands::WRONGPASS.as_bytes());
+                    commands::WRONGPASS
+                };
+                self.queue_bytes(idx, reply);
+            }
+            "client|id" => {
+                let id = self.resp(idx).id as i64;
+                self.resp_reply(idx, &[Reply::Integer(id)]);
+            }
+            "client|getname" => match self.resp(idx).name.clone() {
+                Some(n) => self.resp_reply(idx, &[Reply::Bulk(&n)]),
+                None => self.resp_reply(idx, &[proto.null()]),
+            },
+            "client|setname" => {
+                if self.resp_setname(idx, &arg(2)) {
+                    self.resp_ok(idx);
                 }
             }
-            "client" => self.resp_client(idx, args),
-            "select" => match std::str::from_utf8(&arg(1))
-                .ok()
-                .and_then(|s| commands::parse_i64(s.as_bytes()))
-            {
-                Some(0) => self.resp_ok(idx),
-                Some(_) => self.resp_error(idx, b"ERR DB index is out of range"),
-                None => self.resp_error(idx, b"ERR value is not an integer or out of range"),
+            "client|setinfo" => match commands::client_setinfo(&arg(2), &arg(3)) {
+                Ok(_) => self.resp_ok(idx),
+                Err(e) => self.queue_bytes(idx, &e),
+            },
+            "client|info" => {
+                let r = self.resp(idx);
+                let name = r.name.as_deref().map(String::from_utf8_lossy);
+                let info = commands::ClientInfo {
+                    id: r.id,
+                    fd: i64::from(self.conns[idx as usize].fd),
+                    name: name.as_deref().unwrap_or(""),
+                    pubsub: r.subscribed(),
+                    sub: u64::from(r.channels),
+                    psub: u64::from(r.patterns),
+                    ssub: u64::from(r.shard_channels),
+                    events: "r",
+                    cmd: "client|info",
+                    user: "default",
+                    resp: r.proto,
+                    ..Default::default()
+                };
+                commands::encode_client_info(proto, &info, &mut out);
+                self.queue_bytes(idx, &out);
+            }
+            "client|help" => {
+                commands::client_help(&mut out);
+                self.queue_bytes(idx, &out);
+            }
+            "select" => match commands::select_db(&arg(1), 1) {
+                Ok(_) => self.resp_ok(idx),
+                Err(e) => self.queue_bytes(idx, e),
             },
             "reset" => self.resp_reset(idx),
             "info" => {
-                let values = self.info_values();
-                let sections: Vec<Cow<'_, [u8]>> = args.iter().skip(1).collect();
-                let sections: Vec<&[u8]> = sections.iter().map(|s| &s[..]).collect();
-                let text = commands::info(&sections, &values);
-                let proto = self.resp_proto(idx);
-                self.resp_reply(idx, &[proto.verbatim(*b"txt", text.as_bytes())]);
-            }
-            "command" => {
-                let proto = self.resp_proto(idx);
-                let mut out = Vec::new();
-                commands::command(args, proto, &mut out);
+                let text = self.resp_info(args);
+                commands::encode_info(proto, &text, &mut out);
                 self.queue_bytes(idx, &out);
             }
-            _ => {
-                // In the table but not handled: a bug of this file.
-                debug_assert!(false, "command {} not dispatched", cmd.name);
-                self.resp_error(idx, &commands::unknown_command(args));
+            "command" => {
+                commands::command_all(proto, &mut out);
+                self.queue_bytes(idx, &out);
+            }
+            "command|count" => {
+                commands::command_count(&mut out);
+                self.queue_bytes(idx, &out);
+            }
+            "command|docs" => {
+                commands::command_docs(args.iter().skip(2), proto, &mut out);
+                self.queue_bytes(idx, &out);
+            }
+            "command|info" => {
+                commands::command_info(args.iter().skip(2), proto, &mut out);
+                self.queue_bytes(idx, &out);
+            }
+            "command|list" => {
+                commands::command_list(args.iter().skip(2), &mut out);
+                self.queue_bytes(idx, &out);
+            }
+            "command|help" => {
+                commands::command_help(&mut out);
+                self.queue_bytes(idx, &out);
+            }
+            other => {
+                // In the table but not handled here: a bug of this file.
+                debug_assert!(false, "command {other} not dispatched");
+                commands::unknown_command(&args.name(), args.iter().skip(1), &mut out);
+                self.queue_bytes(idx, &out);
             }
         }
         true
+    }
+
+    /// PUBSUB (SHARD)NUMSUB [name...].
+    fn resp_numsub(&mut self, idx: u32, args: &Args<'_>, ns: Ns) {
+        let names: Vec<Box<[u8]>> = args.iter().skip(2).map(|a| a.into_owned().into()).collect();
+        if names.is_empty() {
+            self.resp_reply(idx, &[Reply::Array(0)]);
+        } else {
+            self.query(idx, Query::NumSub { ns, names });
+        }
     }
 
     /// The error for a command that needs `right` the connection lacks.
@@ -263,18 +371,21 @@ impl Core {
     }
 
     /// AUTH with a token (user `default`, or none): grants the rights of
-    /// each token it equals. False: wrong user or password.
+    /// each token it equals. Without tokens every password is good for
+    /// `default`, as for Redis's password-less default user. False: wrong
+    /// user or password.
     fn resp_authenticate(&mut self, idx: u32, user: Option<&[u8]>, pass: &[u8]) -> bool {
         if user.is_some_and(|u| u != b"default") {
             return false;
         }
         let cfg = &self.shared.config;
+        let open = cfg.publish_token.is_none() && cfg.subscribe_token.is_none();
         let pub_ok = cfg.publish_token.as_deref().is_some_and(|t| ct_eq(t, pass));
         let sub_ok = cfg
             .subscribe_token
             .as_deref()
             .is_some_and(|t| ct_eq(t, pass));
-        if !pub_ok && !sub_ok {
+        if !open && !pub_ok && !sub_ok {
             return false;
         }
         let c = &mut self.conns[idx as usize];
@@ -311,9 +422,11 @@ impl Core {
                 continue;
             }
             if !self.subscribe(idx, ns, &name) {
-                self.resp_mut(idx).resume_arg = (i + 1) as u32;
-                // The rest, if any, once this one is confirmed.
-                return i + 1 == args.len();
+                // The rest, if any, once this one is confirmed: the command
+                // is handled again from there (consumed when it was the last).
+                let last = i + 1 == args.len();
+                self.resp_mut(idx).resume_arg = if last { 0 } else { (i + 1) as u32 };
+                return last;
             }
             if !self.conns[idx as usize].is_live() {
                 break;
@@ -413,48 +526,15 @@ impl Core {
         }
     }
 
-    fn resp_pubsub(&mut self, idx: u32, args: &Args<'_>) {
-        let sub = args.get(1).unwrap_or(Cow::Borrowed(&[]));
-        let sub = sub.to_ascii_lowercase();
-        let rest =
-            || -> Vec<Box<[u8]>> { args.iter().skip(2).map(|a| a.into_owned().into()).collect() };
-        match &sub[..] {
-            b"channels" | b"shardchannels" => {
-                let ns = if sub == b"channels" {
-                    Ns::Channel
-                } else {
-                    Ns::Shard
-                };
-                let pattern = args.get(2).map(|p| p.into_owned().into());
-                self.query(idx, Query::Channels { ns, pattern });
-            }
-            b"numsub" | b"shardnumsub" => {
-                let ns = if sub == b"numsub" {
-                    Ns::Channel
-                } else {
-                    Ns::Shard
-                };
-                let names = rest();
-                if names.is_empty() {
-                    self.resp_reply(idx, &[Reply::Array(0)]);
-                } else {
-                    self.query(idx, Query::NumSub { ns, names });
-                }
-            }
-            b"numpat" => {
-                let n = self.patterns.ids.len() as i64;
-                self.resp_reply(idx, &[Reply::Integer(n)]);
-            }
-            _ => {
-                let proto = self.resp_proto(idx);
-                let mut out = Vec::new();
-                commands::pubsub_help(proto, &mut out);
-                self.queue_bytes(idx, &out);
-            }
-        }
-    }
-
     fn resp_ping(&mut self, idx: u32, args: &Args<'_>) {
+        if args.len() > 2 {
+            // PING's arity is -1, but it takes at most one message.
+            let mut out = Vec::new();
+            let ping = commands::lookup(b"ping").expect("in the table");
+            commands::wrong_arity(ping, &mut out);
+            self.queue_bytes(idx, &out);
+            return;
+        }
         let r = self.resp(idx);
         let msg = args.get(1);
         if r.proto == Protocol::Resp2 && r.subscribed() {
@@ -476,30 +556,23 @@ impl Core {
         let all: Vec<Cow<'_, [u8]>> = args.iter().collect();
         let mut proto = None;
         if all.len() >= 2 {
-            match commands::parse_i64(&all[1]) {
-                None => {
-                    self.resp_error(
-                        idx,
-                        b"ERR Protocol version is not an integer or out of range",
-                    );
+            match commands::hello_protover(&all[1]) {
+                Ok(p) => proto = Some(p),
+                Err(e) => {
+                    self.queue_bytes(idx, e);
                     return;
                 }
-                Some(v) => match Protocol::from_version(v) {
-                    Some(p) => proto = Some(p),
-                    None => {
-                        self.resp_error(idx, b"NOPROTO unsupported protocol version");
-                        return;
-                    }
-                },
             }
         }
+        // Options are applied in order, as Redis does (an AUTH or SETNAME
+        // before a bad option stays done).
         let mut j = 2;
         while j < all.len() {
             let more = all.len() - 1 - j;
             let opt = &all[j];
             if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
                 if !self.resp_authenticate(idx, Some(&all[j + 1]), &all[j + 2]) {
-                    self.resp_error(idx, commands::WRONGPASS.as_bytes());
+                    self.queue_bytes(idx, commands::WRONGPASS);
                     return;
                 }
                 j += 3;
@@ -509,18 +582,14 @@ impl Core {
                 }
                 j += 2;
             } else {
-                let msg = [
-                    &b"ERR Syntax error in HELLO option '"[..],
-                    &commands::c_string(opt),
-                    b"'",
-                ]
-                .concat();
-                self.resp_error(idx, &msg);
+                let mut out = Vec::new();
+                commands::hello_option_error(opt, &mut out);
+                self.queue_bytes(idx, &out);
                 return;
             }
         }
         if self.auth_required() && !self.resp(idx).authenticated {
-            self.resp_error(idx, commands::HELLO_NOAUTH.as_bytes());
+            self.queue_bytes(idx, commands::HELLO_NOAUTH);
             return;
         }
         if let Some(p) = proto {
@@ -534,68 +603,12 @@ impl Core {
 
     /// CLIENT SETNAME's check and effect; false when it replied an error.
     fn resp_setname(&mut self, idx: u32, name: &[u8]) -> bool {
-        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-            self.resp_error(
-                idx,
-                b"ERR Client names cannot contain spaces, newlines or special characters.",
-            );
+        if let Err(e) = commands::validate_client_name(name) {
+            self.queue_bytes(idx, e);
             return false;
         }
         self.resp_mut(idx).name = (!name.is_empty()).then(|| name.into());
         true
-    }
-
-    fn resp_client(&mut self, idx: u32, args: &Args<'_>) {
-        let sub = args
-            .get(1)
-            .unwrap_or(Cow::Borrowed(&[]))
-            .to_ascii_lowercase();
-        match &sub[..] {
-            b"id" => {
-                let id = self.resp(idx).id as i64;
-                self.resp_reply(idx, &[Reply::Integer(id)]);
-            }
-            b"getname" => {
-                let proto = self.resp_proto(idx);
-                match self.resp(idx).name.clone() {
-                    Some(n) => self.resp_reply(idx, &[Reply::Bulk(&n)]),
-                    None => self.resp_reply(idx, &[proto.null()]),
-                }
-            }
-            b"setname" => {
-                let name = args.get(2).unwrap_or(Cow::Borrowed(&[]));
-                if self.resp_setname(idx, &name) {
-                    self.resp_ok(idx);
-                }
-            }
-            b"setinfo" => {
-                let attr = args.get(2).unwrap_or(Cow::Borrowed(&[]));
-                let value = args.get(3).unwrap_or(Cow::Borrowed(&[]));
-                if !attr.eq_ignore_ascii_case(b"lib-name") && !attr.eq_ignore_ascii_case(b"lib-ver")
-                {
-                    let msg = [
-                        &b"ERR Unrecognized option '"[..],
-                        &commands::c_string(&attr),
-                        b"'",
-                    ]
-                    .concat();
-                    self.resp_error(idx, &msg);
-                } else if value.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-                    self.resp_error(
-                        idx,
-                        b"ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
-                    );
-                } else {
-                    self.resp_ok(idx);
-                }
-            }
-            _ => {
-                let proto = self.resp_proto(idx);
-                let mut out = Vec::new();
-                commands::client_help(proto, &mut out);
-                self.queue_bytes(idx, &out);
-            }
-        }
     }
 
     /// RESET: back to a fresh connection (no subscriptions, RESP2, no
@@ -621,27 +634,34 @@ impl Core {
         self.resp_reply(idx, &[Reply::SimpleString(b"RESET")]);
     }
 
-    /// What INFO reports, from the engine's counters.
-    fn info_values(&self) -> commands::InfoValues {
+    /// INFO's text, from the engine's counters.
+    fn resp_info(&self, args: &Args<'_>) -> String {
         let s = &self.shared;
-        let stats: Vec<_> = s.stats.iter().collect();
-        let sum =
-            |f: &dyn Fn(&crate::stats::CoreStats) -> u64| stats.iter().map(|c| f(c)).sum::<u64>();
-        commands::InfoValues {
+        let sum = |f: fn(&crate::stats::CoreStats) -> u64| s.stats.iter().map(f).sum::<u64>();
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let now = (self.realtime)();
+        let values = commands::InfoValues {
             ringcast_version: env!("CARGO_PKG_VERSION"),
+            os: std::env::consts::OS,
+            arch_bits: usize::BITS,
+            multiplexing_api: "io_uring",
             process_id: std::process::id(),
-            tcp_port: self.shared.config.resp_listen.map_or(0, |a| a.port()),
-            uptime_seconds: (self.realtime)().saturating_sub(s.epoch) / 1_000_000_000,
+            tcp_port: s.config.resp_listen.map_or(0, |a| a.port()),
+            server_time_usec: now / 1000,
+            uptime_in_seconds: now.saturating_sub(s.epoch) / 1_000_000_000,
+            executable: &exe,
             connected_clients: s.connections.load(Ordering::Relaxed) as u64,
-            total_connections_received: sum(&|c| c.accepted.load(Ordering::Relaxed)),
-            total_commands_processed: 0,
+            maxclients: s.config.max_connections as u64,
+            total_connections_received: sum(|c| c.accepted.load(Ordering::Relaxed)),
+            total_net_output_bytes: sum(|c| c.bytes_out.load(Ordering::Relaxed)),
+            rejected_connections: sum(|c| c.refused.load(Ordering::Relaxed)),
             pubsub_channels: s.topics.load(Ordering::Relaxed) as u64,
             pubsub_patterns: self.patterns.ids.len() as u64,
-            pubsub_shardchannels: 0,
-            executable: std::env::current_exe()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            reactors: self.cores as u32,
-        }
+            mem_allocator: "libc",
+            ..Default::default()
+        };
+        commands::info(args.iter().skip(1), &values)
     }
 }

@@ -573,7 +573,9 @@ pub fn run_daemon(config: Config) -> Result<(), Error> {
     engine.wait()?;
     eprintln!(
         "ringcast: stopped cleanly ({} publishes, {} deliveries, {} slow consumers cut off)",
-        stats.publishes, stats.deliveries, stats.slow_consumers
+        stats.publishes,
+        stats.deliveries,
+        stats.slow_consumers.iter().sum::<u64>()
     );
     Ok(())
 }
