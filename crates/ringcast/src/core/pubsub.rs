@@ -214,12 +214,13 @@ impl Core {
             Some(id) if self.topics.topic(id).reg == Registration::Owner => Some(id),
             _ => None,
         };
-        let pats: Rc<[TopicId]> = if ns == Ns::Channel && !self.patterns.ids.is_empty() {
-            let name: Box<[u8]> = data_topic(&frame).into();
-            self.matching_patterns(&name)
+        // No allocation when no pattern exists (the common case).
+        let pats: Option<Rc<[TopicId]>> = if ns == Ns::Channel && !self.patterns.ids.is_empty() {
+            Some(self.matching_patterns(data_topic(&frame)))
         } else {
-            Rc::from([])
+            None
         };
+        let pats: &[TopicId] = pats.as_deref().unwrap_or(&[]);
         if id.is_none() && pats.is_empty() {
             self.shared.pool.release(frame);
             return 0;
@@ -242,7 +243,7 @@ impl Core {
             }
         }
         let mut pmessages: Vec<(TopicId, FrameRef)> = Vec::with_capacity(pats.len());
-        for &p in pats.iter() {
+        for &p in pats {
             let t = self.topics.topic(p);
             cores |= t.remote_cores;
             receivers += t.subs.len() as u64 + u64::from(t.remote_subs);
