@@ -328,6 +328,12 @@ impl Conn {
         left
     }
 
+    /// Whether it holds replies back behind PUBLISH counts still to come
+    /// (it is not done before they are sent).
+    pub fn holds(&self) -> bool {
+        matches!(&self.wire, Wire::Resp(r) if !r.held.is_empty())
+    }
+
     /// Drops what a RESP connection holds back behind pending counts.
     pub fn drop_held(&mut self, pool: &Pool, arena: &mut Arena) {
         if let Wire::Resp(r) = &mut self.wire {

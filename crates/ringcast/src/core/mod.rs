@@ -639,7 +639,7 @@ impl Core {
                 c.dirty = true;
                 self.dirty.push(idx);
             }
-        } else if let Life::Draining { .. } = c.life {
+        } else if matches!(c.life, Life::Draining { .. }) && !c.holds() {
             self.begin_closing(idx);
         }
         self.maybe_finish(idx);
@@ -918,7 +918,7 @@ impl Core {
             index: idx,
             gen: c.gen,
         });
-        if !c.sending && c.outq.is_empty() {
+        if !c.sending && c.outq.is_empty() && !c.holds() {
             self.begin_closing(idx);
         }
     }

@@ -1099,7 +1099,15 @@ impl Core {
             let Wire::Resp(r) = &mut c.wire else { return };
             match r.held.front() {
                 Some(Held::Frame(_)) => {}
-                _ => return,
+                Some(Held::Count { .. }) => return,
+                None => {
+                    // A connection that drained while it held replies
+                    // closes once they are all sent.
+                    if matches!(c.life, Life::Draining { .. }) && !c.sending && c.outq.is_empty() {
+                        self.begin_closing(idx);
+                    }
+                    return;
+                }
             }
             let Some(Held::Frame(f)) = r.held.pop_front() else {
                 unreachable!()
