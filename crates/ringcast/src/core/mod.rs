@@ -816,12 +816,18 @@ impl Core {
         );
     }
 
+    /// Encodes a frame of `len` bytes into frame memory with `write`
+    /// (which fills the whole slice it is given) and queues it.
+    pub(crate) fn queue_encoded(&mut self, idx: u32, len: usize, write: impl FnOnce(&mut [u8])) {
+        let mut f = self.arena.alloc(&self.shared.pool, len);
+        // SAFETY: just allocated, no other reference exists.
+        write(unsafe { f.bytes_mut() });
+        self.queue(idx, f);
+    }
+
     /// Copies `bytes` into frame memory and queues them.
     pub(crate) fn queue_bytes(&mut self, idx: u32, bytes: &[u8]) {
-        let mut f = self.arena.alloc(&self.shared.pool, bytes.len());
-        // SAFETY: just allocated, no other reference exists.
-        unsafe { f.bytes_mut() }.copy_from_slice(bytes);
-        self.queue(idx, f);
+        self.queue_encoded(idx, bytes.len(), |out| out.copy_from_slice(bytes));
     }
 
     /// Ends a connection with an ERROR frame. With `drop_backlog`, frames

@@ -96,25 +96,21 @@ impl Core {
     /// Encodes RESP elements into one frame and queues it.
     pub(crate) fn resp_reply(&mut self, idx: u32, replies: &[Reply<'_>]) {
         let len = replies.iter().map(|r| r.encoded_len()).sum();
-        let mut f = self.arena.alloc(&self.shared.pool, len);
-        // SAFETY: just allocated, no other reference exists.
-        let out = unsafe { f.bytes_mut() };
-        let mut at = 0;
-        for r in replies {
-            at += r.encode_to_slice(&mut out[at..]);
-        }
-        debug_assert_eq!(at, len);
-        self.queue(idx, f);
+        self.queue_encoded(idx, len, |out| {
+            let mut at = 0;
+            for r in replies {
+                at += r.encode_to_slice(&mut out[at..]);
+            }
+            debug_assert_eq!(at, out.len());
+        });
     }
 
     /// Encodes a pub/sub push in the connection's protocol and queues it.
     pub(crate) fn resp_push(&mut self, idx: u32, push: &PubSubPush<'_>) {
         let proto = self.resp_proto(idx);
-        let len = push.encoded_len(proto);
-        let mut f = self.arena.alloc(&self.shared.pool, len);
-        // SAFETY: just allocated, no other reference exists.
-        push.encode_to_slice(proto, unsafe { f.bytes_mut() });
-        self.queue(idx, f);
+        self.queue_encoded(idx, push.encoded_len(proto), |out| {
+            push.encode_to_slice(proto, out);
+        });
     }
 
     /// An error reply of `text` (its code first: `ERR ...`), made one line.
