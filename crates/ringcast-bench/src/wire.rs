@@ -248,7 +248,12 @@ pub(super) fn parse_ringcast(buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, S
         ServerFrame::Error { code, message, .. } => {
             Event::ServerError(format!("ERROR {code}: {message}"))
         }
-        ServerFrame::UnsubAck { .. } | ServerFrame::AuthOk => Event::Other,
+        // A relaying server's warning that frames from other nodes may be
+        // lost: nothing to answer, and a loss shows in the delivery counts
+        // (the generator knows how many messages it published).
+        ServerFrame::UnsubAck { .. } | ServerFrame::AuthOk | ServerFrame::Gap { .. } => {
+            Event::Other
+        }
     };
     Ok(Some((event, used)))
 }
@@ -336,6 +341,11 @@ mod tests {
             payload: b"0123456789abcdefXY",
         }
         .encode(&mut out);
+        ServerFrame::Gap {
+            topic: "t",
+            message: "relay reconnected",
+        }
+        .encode(&mut out);
         ServerFrame::Error {
             code: 6,
             topic: None,
@@ -354,9 +364,11 @@ mod tests {
                 payload: b"0123456789abcdefXY"
             }
         );
-        let (e3, n3) = p.parse(&out[n1 + n2..]).unwrap().unwrap();
+        let (gap, n_gap) = p.parse(&out[n1 + n2..]).unwrap().unwrap();
+        assert_eq!(gap, Event::Other);
+        let (e3, n3) = p.parse(&out[n1 + n2 + n_gap..]).unwrap().unwrap();
         assert_eq!(e3, Event::ServerError("ERROR 6: slow consumer".into()));
-        assert_eq!(n1 + n2 + n3, out.len());
+        assert_eq!(n1 + n2 + n_gap + n3, out.len());
         for end in 0..n1 {
             assert_eq!(p.parse(&out[..end]), Ok(None));
         }

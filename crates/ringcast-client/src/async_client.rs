@@ -30,8 +30,13 @@
 //!     // Read in one task, publish and subscribe from another.
 //!     let (mut reader, writer) = sub.into_split();
 //!     let reading = tokio::spawn(async move {
-//!         while let Ok(msg) = reader.next_message().await {
-//!             println!("{} #{}: {} bytes", msg.topic, msg.seq, msg.payload.len());
+//!         loop {
+//!             match reader.next_message().await {
+//!                 Ok(msg) => println!("{} #{}: {} bytes", msg.topic, msg.seq, msg.payload.len()),
+//!                 // Frames from other nodes may be missing: recoverable, read on.
+//!                 Err(ClientError::Gap { topic, reason }) => eprintln!("{topic}: gap ({reason})"),
+//!                 Err(_) => break,
+//!             }
 //!         }
 //!     });
 //!     writer.subscribe("prices.usdjpy").await?; // its SUBACK is read by the reader task
@@ -71,6 +76,12 @@
 //! any other code, end of stream or a broken protocol, the frames received
 //! before it can still be read until [`ClientError::Closed`], and every
 //! request (waiting or new) fails with that error.
+//!
+//! A GAP frame (frames of a topic published on other nodes may have been
+//! lost; see [Gaps](crate#gaps)) is [`ClientError::Gap`] from `next_message`,
+//! in its place among the messages, and [`AsyncFrame::Gap`] from
+//! `next_frame`. It is recoverable: the connection stays usable, the next
+//! call goes on, and requests are not affected.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -128,6 +139,10 @@ pub enum AsyncFrame {
     Pong { payload: Bytes },
     /// AUTH accepted.
     AuthOk,
+    /// GAP: frames of `topic` published on other nodes may have been lost
+    /// before the next DATA of `topic`; `reason` is the server's text for
+    /// people (see [Gaps](crate#gaps)).
+    Gap { topic: String, reason: String },
     /// ERROR: `code` is raw (see [`ErrorCode::from_u16`]); `topic` is the refused topic for code 7.
     Error {
         code: u16,
@@ -138,12 +153,31 @@ pub enum AsyncFrame {
 
 impl AsyncFrame {
     /// Whether this frame answers a request (SUBACK, UNSUBACK, PONG, AUTH_OK,
-    /// or ERROR 7), as opposed to DATA or an ERROR that ends the connection.
+    /// or ERROR 7), as opposed to DATA, GAP or an ERROR that ends the connection.
     fn is_reply(&self) -> bool {
         match self {
-            AsyncFrame::Data(_) => false,
+            AsyncFrame::Data(_) | AsyncFrame::Gap { .. } => false,
             AsyncFrame::Error { code, .. } => !is_fatal(*code),
-            _ => true,
+            AsyncFrame::SubAck { .. }
+            | AsyncFrame::UnsubAck { .. }
+            | AsyncFrame::Pong { .. }
+            | AsyncFrame::AuthOk => true,
+        }
+    }
+
+    /// What `next_message` makes of a frame: the message, an error (ERROR,
+    /// GAP), or `None` for a reply nobody waits for, which it skips.
+    fn into_message(self) -> Option<Result<AsyncMessage, ClientError>> {
+        match self {
+            AsyncFrame::Data(msg) => Some(Ok(msg)),
+            AsyncFrame::Gap { topic, reason } => Some(Err(ClientError::Gap { topic, reason })),
+            AsyncFrame::Error { code, message, .. } => {
+                Some(Err(ClientError::Server { code, message }))
+            }
+            AsyncFrame::SubAck { .. }
+            | AsyncFrame::UnsubAck { .. }
+            | AsyncFrame::Pong { .. }
+            | AsyncFrame::AuthOk => None,
         }
     }
 
@@ -354,23 +388,21 @@ impl AsyncClient {
     }
 
     /// The next DATA frame. An ERROR frame becomes [`ClientError::Server`],
-    /// end of stream [`ClientError::Closed`]. Replies no request is waiting
-    /// for (left by a request whose future was dropped) are skipped; use
-    /// [`AsyncClient::next_frame`] to see them.
+    /// end of stream [`ClientError::Closed`]. A GAP frame becomes
+    /// [`ClientError::Gap`], in its place among the messages: recoverable, the
+    /// next call returns the messages that follow it (see [Gaps](crate#gaps)).
+    /// Replies no request is waiting for (left by a request whose future was
+    /// dropped) are skipped; use [`AsyncClient::next_frame`] to see them.
     pub async fn next_message(&mut self) -> Result<AsyncMessage, ClientError> {
         loop {
-            match self.next_frame().await? {
-                AsyncFrame::Data(msg) => return Ok(msg),
-                AsyncFrame::Error { code, message, .. } => {
-                    return Err(ClientError::Server { code, message })
-                }
-                _ => continue,
+            if let Some(message) = self.next_frame().await?.into_message() {
+                return message;
             }
         }
     }
 
     /// The next frame of any kind, as received: queued frames first, then the
-    /// socket. An ERROR frame is returned as a frame here, not as an error.
+    /// socket. ERROR and GAP frames are returned as frames here, not as errors.
     pub async fn next_frame(&mut self) -> Result<AsyncFrame, ClientError> {
         if self.reader.pending.is_empty() {
             // Finish a frame whose write was cut short, so that its reply (or
@@ -463,22 +495,21 @@ impl AsyncReader {
 
     /// The next DATA frame, passing replies on to the [`AsyncWriter`] calls
     /// waiting for them. An ERROR frame becomes [`ClientError::Server`], end
-    /// of stream [`ClientError::Closed`]. Replies no call waits for are
-    /// skipped; [`AsyncReader::next_frame`] shows them.
+    /// of stream [`ClientError::Closed`]. A GAP frame becomes
+    /// [`ClientError::Gap`], in its place among the messages: recoverable, the
+    /// next call returns the messages that follow it (see [Gaps](crate#gaps)).
+    /// Replies no call waits for are skipped; [`AsyncReader::next_frame`]
+    /// shows them.
     pub async fn next_message(&mut self) -> Result<AsyncMessage, ClientError> {
         loop {
-            match self.next_frame().await? {
-                AsyncFrame::Data(msg) => return Ok(msg),
-                AsyncFrame::Error { code, message, .. } => {
-                    return Err(ClientError::Server { code, message })
-                }
-                _ => continue,
+            if let Some(message) = self.next_frame().await?.into_message() {
+                return message;
             }
         }
     }
 
-    /// The next frame that no [`AsyncWriter`] call is waiting for: DATA, an
-    /// ERROR (as a frame), or a reply whose caller stopped waiting.
+    /// The next frame that no [`AsyncWriter`] call is waiting for: DATA, a
+    /// GAP or an ERROR (as a frame), or a reply whose caller stopped waiting.
     pub async fn next_frame(&mut self) -> Result<AsyncFrame, ClientError> {
         if let Some(frame) = self.pending.pop_front() {
             return Ok(frame);
@@ -866,6 +897,13 @@ fn decode(rbuf: &mut BytesMut, max_frame: u32) -> Result<Step, ClientError> {
                         0,
                     ),
                     ServerFrame::AuthOk => (Head::Whole(AsyncFrame::AuthOk), 0),
+                    ServerFrame::Gap { topic, message } => (
+                        Head::Whole(AsyncFrame::Gap {
+                            topic: topic.to_owned(),
+                            reason: message.to_owned(),
+                        }),
+                        0,
+                    ),
                     ServerFrame::Error {
                         code,
                         topic,
@@ -986,6 +1024,7 @@ fn unexpected_reply(frame: &AsyncFrame) -> ClientError {
         AsyncFrame::AuthOk => "unexpected AUTH_OK",
         AsyncFrame::Error { .. } => "unexpected ERROR 7 (no SUBSCRIBE waiting)",
         AsyncFrame::Data(_) => "unexpected DATA",
+        AsyncFrame::Gap { .. } => "unexpected GAP",
     };
     ClientError::Protocol(ProtoError::new(ErrorCode::Malformed, reason))
 }
@@ -1014,6 +1053,10 @@ fn duplicate(e: &ClientError) -> ClientError {
             message: message.clone(),
         },
         ClientError::BadTopic(e) => ClientError::BadTopic(*e),
+        ClientError::Gap { topic, reason } => ClientError::Gap {
+            topic: topic.clone(),
+            reason: reason.clone(),
+        },
     }
 }
 
@@ -1256,6 +1299,96 @@ mod tests {
             t(client.ping(b"late")).await,
             Err(ClientError::Server { code: 6, .. })
         ));
+    }
+
+    fn gap(stream: &mut std::net::TcpStream, topic: &str, message: &str) {
+        send(stream, ServerFrame::Gap { topic, message });
+    }
+
+    #[tokio::test]
+    async fn a_gap_is_a_recoverable_error_in_its_place_among_messages() {
+        let (mut client, server) = fake_server(|s| {
+            data(s, 1, "t", b"one");
+            gap(s, "t", "relay link to NATS was down");
+            data(s, 2, "t", b"two");
+            // A GAP that comes while a request waits is kept, in order.
+            let (kind, _, payload) = read_request(s);
+            assert_eq!(kind, 0x04);
+            gap(s, "u", "");
+            send(s, ServerFrame::Pong { payload: &payload });
+        })
+        .await;
+        assert_eq!(t(client.next_message()).await.unwrap().seq, 1);
+        let err = t(client.next_message()).await.unwrap_err();
+        match &err {
+            ClientError::Gap { topic, reason } => assert_eq!(
+                (topic.as_str(), reason.as_str()),
+                ("t", "relay link to NATS was down")
+            ),
+            other => panic!("expected a GAP, got {other:?}"),
+        }
+        assert!(err.is_recoverable());
+        assert!(err.to_string().contains("topic t"), "{err}");
+        let next = t(client.next_message()).await.unwrap();
+        assert_eq!((next.seq, &next.payload[..]), (2, &b"two"[..]));
+        assert_eq!(t(client.ping(b"p")).await.unwrap(), &b"p"[..]);
+        assert_eq!(
+            t(client.next_frame()).await.unwrap(),
+            AsyncFrame::Gap {
+                topic: "u".into(),
+                reason: String::new()
+            }
+        );
+        join(server).await;
+        assert!(matches!(
+            t(client.next_message()).await,
+            Err(ClientError::Closed)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_split_reader_hands_out_a_gap_and_the_writer_still_gets_its_reply() {
+        let (client, server) = fake_server(|s| {
+            assert_eq!(read_request(s), (0x02, "a".into(), vec![]));
+            data(s, 3, "a", b"before");
+            // Not a reply: the SUBSCRIBE still waits for its SUBACK.
+            gap(s, "a", "relay queue overflowed");
+            send(
+                s,
+                ServerFrame::SubAck {
+                    next_seq: 4,
+                    epoch: 2,
+                    topic: "a",
+                },
+            );
+            data(s, 4, "a", b"after");
+        })
+        .await;
+        let (mut reader, writer) = client.into_split();
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                got.push(t(reader.next_message()).await);
+            }
+            got
+        });
+        assert_eq!(
+            t(writer.subscribe("a")).await.unwrap(),
+            SubAck {
+                next_seq: 4,
+                epoch: 2
+            }
+        );
+        let got = t(reading).await.unwrap();
+        assert!(matches!(&got[0], Ok(m) if m.seq == 3), "{:?}", got[0]);
+        assert!(
+            matches!(&got[1], Err(ClientError::Gap { topic, reason })
+                if topic == "a" && reason == "relay queue overflowed"),
+            "{:?}",
+            got[1]
+        );
+        assert!(matches!(&got[2], Ok(m) if m.seq == 4), "{:?}", got[2]);
+        join(server).await;
     }
 
     #[tokio::test]

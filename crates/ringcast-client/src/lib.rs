@@ -46,6 +46,34 @@
 //! (too many subscriptions) leaves the connection open; after any other code
 //! the server closes it, and the frames received before the error can still be
 //! read until [`ClientError::Closed`].
+//!
+//! # Gaps
+//! A server that relays between nodes (`ringcast serve --nats`) may lose
+//! frames of a topic published on other nodes (its relay link dropped, or
+//! fell behind). The topic's seq stays contiguous (lost frames never got
+//! one), so the server says so with a GAP frame (docs/PROTOCOL.md, revision
+//! 3): frames may be missing before the next DATA of that topic.
+//! [`Client::next_message`] returns it as [`ClientError::Gap`], which
+//! [`ClientError::is_recoverable`] reports as recoverable: the connection stays
+//! usable and the next call goes on with the frames that follow. A reader that
+//! must not miss anything re-reads its source of truth for the topic then.
+//! Frames published on the subscriber's own node are never lost this way.
+//!
+//! ```no_run
+//! # use ringcast_client::{Client, ClientError};
+//! # fn main() -> Result<(), ClientError> {
+//! # let mut sub = Client::connect("127.0.0.1:7400")?;
+//! loop {
+//!     match sub.next_message() {
+//!         Ok(msg) => println!("{} #{}", msg.topic, msg.seq),
+//!         Err(ClientError::Gap { topic, reason }) => {
+//!             eprintln!("{topic}: frames may be missing ({reason}); reloading it");
+//!         }
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # }
+//! ```
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -118,6 +146,10 @@ pub enum OwnedServerFrame {
     Pong { payload: Vec<u8> },
     /// AUTH accepted.
     AuthOk,
+    /// GAP: frames of `topic` published on other nodes may have been lost
+    /// before the next DATA of `topic`; `reason` is the server's text for
+    /// people (see [Gaps](crate#gaps)).
+    Gap { topic: String, reason: String },
     /// ERROR: `code` is raw (see [`ErrorCode::from_u16`]); `topic` is the refused topic for code 7.
     Error {
         code: u16,
@@ -156,6 +188,10 @@ impl From<ServerFrame<'_>> for OwnedServerFrame {
                 payload: payload.to_vec(),
             },
             ServerFrame::AuthOk => OwnedServerFrame::AuthOk,
+            ServerFrame::Gap { topic, message } => OwnedServerFrame::Gap {
+                topic: topic.to_owned(),
+                reason: message.to_owned(),
+            },
             ServerFrame::Error {
                 code,
                 topic,
@@ -171,12 +207,15 @@ impl From<ServerFrame<'_>> for OwnedServerFrame {
 
 impl OwnedServerFrame {
     /// Whether this frame answers a request (SUBACK, UNSUBACK, PONG, AUTH_OK,
-    /// or ERROR 7), as opposed to DATA or an ERROR that ends the connection.
+    /// or ERROR 7), as opposed to DATA, GAP or an ERROR that ends the connection.
     fn is_reply(&self) -> bool {
         match self {
-            OwnedServerFrame::Data(_) => false,
+            OwnedServerFrame::Data(_) | OwnedServerFrame::Gap { .. } => false,
             OwnedServerFrame::Error { code, .. } => !is_fatal(*code),
-            _ => true,
+            OwnedServerFrame::SubAck { .. }
+            | OwnedServerFrame::UnsubAck { .. }
+            | OwnedServerFrame::Pong { .. }
+            | OwnedServerFrame::AuthOk => true,
         }
     }
 }
@@ -211,6 +250,13 @@ pub enum ClientError {
     Server { code: u16, message: String },
     /// The topic was refused locally, before anything was sent.
     BadTopic(ProtoError),
+    /// The server sent a GAP frame: frames of `topic` published on other
+    /// nodes may have been lost before the next message of `topic`, with no
+    /// jump in its seq. `reason` is the server's text for people. Recoverable:
+    /// the connection stays usable, and the next call returns what follows.
+    /// A reader that must not miss anything re-reads its source of truth for
+    /// the topic (see [Gaps](crate#gaps)).
+    Gap { topic: String, reason: String },
 }
 
 impl ClientError {
@@ -223,7 +269,7 @@ impl ClientError {
     }
 
     /// Whether the connection can still be used after this error (a read
-    /// timeout, ERROR 7, or a locally refused topic).
+    /// timeout, ERROR 7, a locally refused topic, or a GAP).
     pub fn is_recoverable(&self) -> bool {
         match self {
             ClientError::Io(e) => matches!(
@@ -231,7 +277,7 @@ impl ClientError {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
             ),
             ClientError::Server { code, .. } => !is_fatal(*code),
-            ClientError::BadTopic(_) => true,
+            ClientError::BadTopic(_) | ClientError::Gap { .. } => true,
             ClientError::Closed | ClientError::Protocol(_) => false,
         }
     }
@@ -291,6 +337,17 @@ impl fmt::Display for ClientError {
                  or control characters)",
                 e.reason
             ),
+            ClientError::Gap { topic, reason } => {
+                write!(
+                    f,
+                    "messages of topic {topic} published on other server nodes may have \
+                     been lost before its next message"
+                )?;
+                if !reason.is_empty() {
+                    write!(f, " ({reason})")?;
+                }
+                write!(f, "; the connection is still usable")
+            }
         }
     }
 }
@@ -300,7 +357,7 @@ impl std::error::Error for ClientError {
         match self {
             ClientError::Io(e) => Some(e),
             ClientError::Protocol(e) | ClientError::BadTopic(e) => Some(e),
-            ClientError::Closed | ClientError::Server { .. } => None,
+            ClientError::Closed | ClientError::Server { .. } | ClientError::Gap { .. } => None,
         }
     }
 }
@@ -460,23 +517,31 @@ impl Client {
     }
 
     /// The next DATA frame. An ERROR frame becomes [`ClientError::Server`],
-    /// end of stream [`ClientError::Closed`]. Replies no request is waiting
-    /// for (left by a timed-out request) are skipped; use
-    /// [`Client::next_frame`] to see them.
+    /// end of stream [`ClientError::Closed`]. A GAP frame becomes
+    /// [`ClientError::Gap`], in its place among the messages: recoverable, the
+    /// next call returns the messages that follow it (see [Gaps](crate#gaps)).
+    /// Replies no request is waiting for (left by a timed-out request) are
+    /// skipped; use [`Client::next_frame`] to see them.
     pub fn next_message(&mut self) -> Result<Message, ClientError> {
         loop {
             match self.next_frame()? {
                 OwnedServerFrame::Data(msg) => return Ok(msg),
+                OwnedServerFrame::Gap { topic, reason } => {
+                    return Err(ClientError::Gap { topic, reason })
+                }
                 OwnedServerFrame::Error { code, message, .. } => {
                     return Err(ClientError::Server { code, message })
                 }
-                _ => continue,
+                OwnedServerFrame::SubAck { .. }
+                | OwnedServerFrame::UnsubAck { .. }
+                | OwnedServerFrame::Pong { .. }
+                | OwnedServerFrame::AuthOk => continue,
             }
         }
     }
 
     /// The next frame of any kind, as received: queued frames first, then the
-    /// socket. An ERROR frame is returned as a frame here, not as an error.
+    /// socket. ERROR and GAP frames are returned as frames here, not as errors.
     pub fn next_frame(&mut self) -> Result<OwnedServerFrame, ClientError> {
         if let Some(frame) = self.pending.pop_front() {
             return Ok(frame);
@@ -512,7 +577,7 @@ impl Client {
     }
 
     /// Reads until the reply to the request just sent (the last one owed).
-    /// DATA, and replies to earlier requests that timed out, are queued; an
+    /// DATA, GAP, and replies to earlier requests that timed out, are queued; an
     /// ERROR that ends the connection is returned at once as [`ClientError::Server`].
     fn wait_reply(&mut self) -> Result<OwnedServerFrame, ClientError> {
         debug_assert!(self.owed >= 1, "waiting for a reply nothing asked for");
@@ -629,6 +694,7 @@ fn unexpected_reply(frame: &OwnedServerFrame) -> ClientError {
         OwnedServerFrame::AuthOk => "unexpected AUTH_OK",
         OwnedServerFrame::Error { .. } => "unexpected ERROR 7 (no SUBSCRIBE waiting)",
         OwnedServerFrame::Data(_) => "unexpected DATA",
+        OwnedServerFrame::Gap { .. } => "unexpected GAP",
     };
     ClientError::Protocol(ProtoError::new(ErrorCode::Malformed, reason))
 }
@@ -777,6 +843,103 @@ mod tests {
         assert!(err.to_string().contains("slow consumer"), "{err}");
         server.join().unwrap();
         assert!(matches!(client.next_message(), Err(ClientError::Closed)));
+    }
+
+    #[test]
+    fn gap_is_a_recoverable_error_in_its_place_among_messages() {
+        let (mut client, server) = fake_server(|s| {
+            send(s, data(1, "t", b"one"));
+            send(
+                s,
+                ServerFrame::Gap {
+                    topic: "t",
+                    message: "relay link to NATS was down",
+                },
+            );
+            send(s, data(2, "t", b"two"));
+        });
+        assert_eq!(client.next_message().unwrap().seq, 1);
+        let err = client.next_message().unwrap_err();
+        match &err {
+            ClientError::Gap { topic, reason } => {
+                assert_eq!(
+                    (topic.as_str(), reason.as_str()),
+                    ("t", "relay link to NATS was down")
+                )
+            }
+            other => panic!("expected a GAP, got {other:?}"),
+        }
+        assert!(err.is_recoverable());
+        assert_eq!(err.error_code(), None);
+        let shown = err.to_string();
+        assert!(
+            shown.contains("topic t") && shown.contains("(relay link to NATS was down)"),
+            "{shown}"
+        );
+        // The connection goes on: the seq did not jump, the GAP said it all.
+        let next = client.next_message().unwrap();
+        assert_eq!((next.seq, next.payload.as_slice()), (2, &b"two"[..]));
+        server.join().unwrap();
+        assert!(matches!(client.next_message(), Err(ClientError::Closed)));
+    }
+
+    #[test]
+    fn gap_before_a_reply_is_kept_in_order_and_next_frame_shows_it() {
+        let (mut client, server) = fake_server(|s| {
+            assert_eq!(read_request(s), (0x02, "a".into(), vec![]));
+            send(s, data(4, "a", b"old"));
+            // Not a reply: the SUBSCRIBE still waits for its SUBACK.
+            send(
+                s,
+                ServerFrame::Gap {
+                    topic: "a",
+                    message: "",
+                },
+            );
+            send(
+                s,
+                ServerFrame::SubAck {
+                    next_seq: 5,
+                    epoch: 1,
+                    topic: "a",
+                },
+            );
+            send(s, data(5, "a", b"new"));
+            assert_eq!(read_request(s).0, 0x04);
+            send(s, ServerFrame::Pong { payload: b"" });
+        });
+        assert_eq!(
+            client.subscribe("a").unwrap(),
+            SubAck {
+                next_seq: 5,
+                epoch: 1
+            }
+        );
+        assert_eq!(
+            client.next_frame().unwrap(),
+            OwnedServerFrame::Data(Message {
+                topic: "a".into(),
+                seq: 4,
+                ts_ns: 1_004,
+                payload: b"old".to_vec(),
+            })
+        );
+        assert_eq!(
+            client.next_frame().unwrap(),
+            OwnedServerFrame::Gap {
+                topic: "a".into(),
+                reason: String::new()
+            }
+        );
+        assert_eq!(client.next_message().unwrap().seq, 5);
+        // Nothing is owed any more: a PING gets its own PONG.
+        assert_eq!(client.ping(b"").unwrap(), b"");
+        server.join().unwrap();
+        let err = ClientError::Gap {
+            topic: "a".into(),
+            reason: String::new(),
+        };
+        assert!(!err.to_string().contains("()"), "{err}");
     }
 
     #[test]

@@ -122,6 +122,7 @@ enum OwnedServer {
     UnsubAck(String),
     Pong(Vec<u8>),
     AuthOk,
+    Gap(String, String),
     Error(u16, Option<String>, String),
 }
 
@@ -142,6 +143,10 @@ impl OwnedServer {
             OwnedServer::UnsubAck(t) => ServerFrame::UnsubAck { topic: t },
             OwnedServer::Pong(p) => ServerFrame::Pong { payload: p },
             OwnedServer::AuthOk => ServerFrame::AuthOk,
+            OwnedServer::Gap(t, m) => ServerFrame::Gap {
+                topic: t,
+                message: m,
+            },
             OwnedServer::Error(code, t, m) => ServerFrame::Error {
                 code: *code,
                 topic: t.as_deref(),
@@ -159,6 +164,7 @@ fn server_frame() -> impl Strategy<Value = OwnedServer> {
         topic().prop_map(OwnedServer::UnsubAck),
         payload(MAX_PING_PAYLOAD).prop_map(OwnedServer::Pong),
         Just(OwnedServer::AuthOk),
+        (topic(), ".{0,80}").prop_map(|(t, m)| OwnedServer::Gap(t, m)),
         (any::<u16>(), proptest::option::of(topic()), ".{0,80}")
             .prop_map(|(c, t, m)| OwnedServer::Error(c, t, m)),
     ]
@@ -177,6 +183,7 @@ fn frame_like_bytes() -> impl Strategy<Value = Vec<u8>> {
         Just(0x13),
         Just(0x14),
         Just(0x15),
+        Just(0x16),
         Just(0x1F),
         any::<u8>(),
     ];
@@ -507,6 +514,14 @@ fn wire_layout_is_little_endian() {
         message: "no",
     });
     assert_eq!(err, [9, 0, 0, 0, 0x1F, 0, 1, 0, 7, 0, b't', b'n', b'o']);
+    let gap = encode_server(&ServerFrame::Gap {
+        topic: "ab",
+        message: "why",
+    });
+    assert_eq!(
+        gap,
+        [9, 0, 0, 0, 0x16, 0, 2, 0, b'a', b'b', b'w', b'h', b'y']
+    );
 }
 
 #[test]
@@ -575,14 +590,15 @@ fn reserved_kinds_are_unknown() {
             }
         }
     }
-    for kind in [0x00, 0x06, 0x11, 0x16, 0x1E, 0x20, 0xFF] {
+    for kind in [0x00, 0x06, 0x11, 0x17, 0x1E, 0x20, 0xFF] {
         assert_eq!(Kind::from_u8(kind), None);
     }
+    assert_eq!(Kind::from_u8(0x16), Some(Kind::Gap));
 }
 
 #[test]
 fn server_kinds_sent_by_a_client_are_unknown() {
-    for kind in [0x10u8, 0x12, 0x13, 0x14, 0x15, 0x1F] {
+    for kind in [0x10u8, 0x12, 0x13, 0x14, 0x15, 0x16, 0x1F] {
         let e = client_err(&raw(4, kind, 0, 0, &[]));
         assert_eq!(e.code, ErrorCode::UnknownKind, "{kind:#x}");
     }
@@ -663,6 +679,11 @@ fn empty_topic_is_bad_topic() {
     );
     assert_eq!(
         server_err(&frame(0x10, &[0; 16], b"", b"m")).code,
+        ErrorCode::BadTopic
+    );
+    // A GAP, whose message would otherwise be read as the topic.
+    assert_eq!(
+        server_err(&frame(0x16, &[], b"", b"why")).code,
         ErrorCode::BadTopic
     );
     assert_eq!(validate_topic(b"").unwrap_err().code, ErrorCode::BadTopic);
@@ -792,6 +813,54 @@ fn error_message_must_be_utf8() {
             },
             consumed: bytes.len()
         })
+    );
+}
+
+#[test]
+fn gap_topic_is_required_and_checked_and_its_message_must_be_utf8() {
+    // The smallest GAP: a 1-byte topic, no message.
+    let bytes = frame(0x16, &[], b"t", b"");
+    assert_eq!(
+        decode_server(&bytes, MAX),
+        Ok(Decoded::Frame {
+            frame: ServerFrame::Gap {
+                topic: "t",
+                message: ""
+            },
+            consumed: 9
+        })
+    );
+    // A bad topic is found before the message arrives.
+    let bytes = frame(0x16, &[], b"a b", b"relay reconnected");
+    assert_eq!(server_err(&bytes[..11]).code, ErrorCode::BadTopic);
+    let long = vec![b'a'; MAX_TOPIC_LEN + 1];
+    assert_eq!(
+        server_err(&frame(0x16, &[], &long, b"x")).code,
+        ErrorCode::BadTopic
+    );
+    assert_eq!(
+        server_err(&frame(0x16, &[], b"\xff", b"x")).code,
+        ErrorCode::BadTopic
+    );
+    // topic_len past the end, known from the header.
+    assert_eq!(
+        server_err(&raw(4 + 2, 0x16, 0, 3, b"ab")).code,
+        ErrorCode::Malformed
+    );
+    // The message is text for people: UTF-8, else malformed.
+    let e = server_err(&frame(0x16, &[], b"t", b"lost \xff"));
+    assert_eq!(e.code, ErrorCode::Malformed);
+    assert_eq!(e.reason, "GAP message is not valid UTF-8");
+    // Not UTF-8 is decided on the whole frame only: a prefix is incomplete.
+    let bytes = frame(0x16, &[], b"t", b"lost \xff and more");
+    assert_eq!(
+        decode_server(&bytes[..bytes.len() - 1], MAX),
+        Ok(Decoded::Incomplete { need: bytes.len() })
+    );
+    // Sent by a client, GAP is an unknown kind, whatever follows.
+    assert_eq!(
+        client_err(&frame(0x16, &[], b"t", b"x")).code,
+        ErrorCode::UnknownKind
     );
 }
 

@@ -64,6 +64,23 @@ pub struct Config {
     /// close) may take to read it, as long as it keeps reading; one that
     /// reads nothing for 2 s is closed sooner (default 10 s).
     pub close_linger: Duration,
+    /// NATS servers to relay through (scale-out, docs/SCALING.md); empty:
+    /// no relay, nothing of it runs (default).
+    pub nats: Vec<String>,
+    /// NATS credentials: a `.creds` file, user and password, or a token.
+    pub nats_creds: Option<std::path::PathBuf>,
+    pub nats_user: Option<String>,
+    pub nats_password: Option<String>,
+    pub nats_token: Option<String>,
+    /// This node's name in relayed messages (default: host name and the
+    /// native port).
+    pub node_name: Option<String>,
+    /// First token of every NATS subject ringcast uses (default `ringcast`).
+    pub nats_prefix: String,
+    /// Publishes and relayed messages waiting between a reactor and the
+    /// relay, per reactor and direction; past it they are dropped, counted
+    /// and reported as a gap (default 65,536).
+    pub relay_queue: usize,
 }
 
 impl Default for Config {
@@ -92,6 +109,14 @@ impl Default for Config {
             max_incomplete: 256 << 20,
             http_reserve: 64,
             close_linger: Duration::from_secs(10),
+            nats: Vec::new(),
+            nats_creds: None,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            node_name: None,
+            nats_prefix: "ringcast".into(),
+            relay_queue: 65_536,
         }
     }
 }

@@ -5,6 +5,8 @@ pub mod http;
 mod mailbox;
 mod pool;
 mod reactor;
+/// The NATS relay (scale-out): subject mapping, and the relay thread.
+pub mod relay;
 pub mod server;
 pub mod stats;
 /// Raw syscall helpers (sockets, clocks, affinity), shared with the load

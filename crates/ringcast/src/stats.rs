@@ -420,6 +420,19 @@ stats_table! {
         /// Index: [`RESP_PUSH_KINDS`].
         counter resp_encodes[RESP_PUSH_KINDS.len()] by kind = resp_kind_at
             => "ringcast_resp_encodes_total";
+        /// Publishes made on this node and handed to the NATS relay (one per
+        /// publish: the relay sends each to NATS once).
+        counter relay_out => "ringcast_relay_out_total";
+        /// Publishes from other nodes received through NATS.
+        counter relay_in => "ringcast_relay_in_total";
+        /// Relayed messages dropped because a queue between a reactor and
+        /// the relay was full (reported to subscribers as GAP).
+        counter relay_dropped => "ringcast_relay_dropped_total";
+        /// Times the NATS connection came back after it was lost.
+        counter relay_reconnects => "ringcast_relay_reconnects_total";
+        /// GAP frames sent to subscribers (frames from other nodes may have
+        /// been lost).
+        counter relay_gaps => "ringcast_relay_gaps_total";
         /// RESP requests refused by the parser (the connection is closed after
         /// Redis's error reply).
         counter resp_protocol_errors => "ringcast_resp_protocol_errors_total";

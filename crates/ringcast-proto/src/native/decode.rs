@@ -43,7 +43,9 @@ pub fn decode_client(buf: &[u8], max_frame: u32) -> Result<Decoded<ClientFrame<'
 ///
 /// Same contract as [`decode_client`]; client kinds are error 3 here. An
 /// ERROR's message must be UTF-8 (else error 1); its topic is `None` when
-/// `topic_len` is 0 and is validated otherwise, whatever the code.
+/// `topic_len` is 0 and is validated otherwise, whatever the code. A GAP's
+/// topic is required and validated like DATA's, and its message must be
+/// UTF-8 (else error 1).
 pub fn decode_server(buf: &[u8], max_frame: u32) -> Result<Decoded<ServerFrame<'_>>, ProtoError> {
     let parts = match split(buf, max_frame, Direction::ServerToClient)? {
         Split::Frame(parts) => parts,
@@ -72,6 +74,11 @@ pub fn decode_server(buf: &[u8], max_frame: u32) -> Result<Decoded<ServerFrame<'
             payload: parts.body,
         },
         Kind::AuthOk => ServerFrame::AuthOk,
+        Kind::Gap => ServerFrame::Gap {
+            topic: required(parts.topic),
+            message: std::str::from_utf8(parts.body)
+                .map_err(|_| ProtoError::malformed("GAP message is not valid UTF-8"))?,
+        },
         Kind::Error => ServerFrame::Error {
             code: u16::from_le_bytes([fixed[0], fixed[1]]),
             topic: parts.topic,
@@ -272,5 +279,45 @@ mod tests {
                 message: "bye"
             }
         );
+    }
+
+    #[test]
+    fn gap_needs_a_valid_topic_and_a_utf8_message() {
+        let mut buf = Vec::new();
+        let gap = ServerFrame::Gap {
+            topic: "news/x",
+            message: "relay reconnected",
+        };
+        gap.encode(&mut buf);
+        assert_eq!(buf[4], Kind::Gap as u8);
+        assert_eq!(
+            decode_server(&buf, DEFAULT_MAX_FRAME),
+            Ok(Decoded::Frame {
+                frame: gap,
+                consumed: buf.len()
+            })
+        );
+        // No fixed fields: the topic starts right after the header.
+        assert_eq!(&buf[HEADER_LEN..HEADER_LEN + 6], b"news/x");
+        // Sent by a client, it is an unknown kind.
+        assert_eq!(
+            decode_client(&buf, DEFAULT_MAX_FRAME).unwrap_err().code,
+            ErrorCode::UnknownKind
+        );
+        // A topic is required, and checked.
+        let mut no_topic = Vec::new();
+        no_topic.extend_from_slice(&4u32.to_le_bytes());
+        no_topic.extend_from_slice(&[Kind::Gap as u8, 0, 0, 0]);
+        assert_eq!(
+            decode_server(&no_topic, DEFAULT_MAX_FRAME)
+                .unwrap_err()
+                .code,
+            ErrorCode::BadTopic
+        );
+        // The message must be UTF-8.
+        let mut bad = buf.clone();
+        *bad.last_mut().unwrap() = 0xFF;
+        let e = decode_server(&bad, DEFAULT_MAX_FRAME).unwrap_err();
+        assert_eq!(e, ProtoError::malformed("GAP message is not valid UTF-8"));
     }
 }

@@ -150,6 +150,7 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::UnsubAck { .. } => Kind::UnsubAck,
             ServerFrame::Pong { .. } => Kind::Pong,
             ServerFrame::AuthOk => Kind::AuthOk,
+            ServerFrame::Gap { .. } => Kind::Gap,
             ServerFrame::Error { .. } => Kind::Error,
         }
     }
@@ -182,6 +183,7 @@ impl<'a> ServerFrame<'a> {
                 (0, &[], payload)
             }
             ServerFrame::AuthOk => (0, &[], &[]),
+            ServerFrame::Gap { topic, message } => (0, topic.as_bytes(), message.as_bytes()),
             ServerFrame::Error {
                 code,
                 topic,

@@ -25,6 +25,9 @@ pub enum Kind {
     Pong = 0x14,
     /// Server: AUTH accepted.
     AuthOk = 0x15,
+    /// Server: frames of a topic published on other nodes may have been lost
+    /// (revision 3; sent only when the server relays between nodes).
+    Gap = 0x16,
     /// Server: an error, with its code.
     Error = 0x1F,
 }
@@ -43,6 +46,7 @@ impl Kind {
             0x13 => Kind::UnsubAck,
             0x14 => Kind::Pong,
             0x15 => Kind::AuthOk,
+            0x16 => Kind::Gap,
             0x1F => Kind::Error,
             _ => return None,
         })
@@ -67,6 +71,7 @@ impl Kind {
             Kind::UnsubAck => (0, Required, Empty),
             Kind::Pong => (0, Absent, PingBytes),
             Kind::AuthOk => (0, Absent, Empty),
+            Kind::Gap => (0, Required, Any),
             Kind::Error => (2, Optional, Any),
         };
         Shape { fixed, topic, body }

@@ -33,7 +33,7 @@
 //!    and payload rules is checked (error 1), and a `topic_len` of 0 or over
 //!    255 on a kind that needs a topic is error 4.
 //! 3. Through the topic: the topic's bytes are checked (error 4).
-//! 4. Whole frame: the rest (an ERROR's message must be UTF-8).
+//! 4. Whole frame: the rest (an ERROR's or a GAP's message must be UTF-8).
 
 mod decode;
 mod encode;
@@ -100,6 +100,12 @@ pub enum ServerFrame<'a> {
     Pong { payload: &'a [u8] },
     /// AUTH accepted.
     AuthOk,
+    /// GAP (revision 3): frames of `topic` published on other nodes may have
+    /// been lost before the next DATA of `topic` on this connection. The
+    /// topic's seq stays contiguous (lost frames never got one), so this frame
+    /// is the only sign of the loss. `message` says why, for people. Frames
+    /// published on the subscriber's own node are never lost this way.
+    Gap { topic: &'a str, message: &'a str },
     /// An error; `code` is kept raw so that codes from a later version still decode
     /// (see [`ErrorCode::from_u16`]). `topic` is the refused topic for code 7.
     Error {

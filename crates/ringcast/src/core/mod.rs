@@ -125,6 +125,43 @@ pub(crate) enum Msg {
     },
     /// The answer to a [`Msg::Query`] (one per other core).
     Answer { conn: ConnKey, answer: Box<Answer> },
+    /// From the NATS relay to a topic's owner: a publish from another node.
+    Relayed {
+        ns: Ns,
+        topic: Box<[u8]>,
+        payload: bytes::Bytes,
+        ts_ns: u64,
+    },
+    /// From the NATS relay to every core: frames from other nodes may have
+    /// been lost (`reason`): tell the subscribers of every topic this core owns.
+    RelayGap { reason: &'static str },
+    /// From a topic's owner: tell this core's subscribers of `topic` that
+    /// frames from other nodes may have been lost.
+    Gap {
+        ns: Ns,
+        topic: Box<[u8]>,
+        reason: &'static str,
+    },
+}
+
+/// What a core hands the NATS relay.
+pub(crate) enum RelayOut {
+    /// A publish made on this node (the DATA frame, seq set when the topic
+    /// has subscribers here), to send to NATS once.
+    Publish { ns: Ns, frame: FrameRef },
+    /// This node has (`on`) or no longer has subscribers of `topic`.
+    Interest { ns: Ns, topic: Box<[u8]>, on: bool },
+    /// This node has (or no longer has) pattern subscriptions: every topic's
+    /// traffic is wanted.
+    Patterns(bool),
+}
+
+impl RelayOut {
+    pub(crate) fn release(self, pool: &Pool) {
+        if let RelayOut::Publish { frame, .. } = self {
+            pool.release(frame);
+        }
+    }
 }
 
 /// What PUBSUB asks every core about its own subscribers (each core
@@ -191,7 +228,22 @@ pub(crate) struct Shared {
     pub topics: AtomicUsize,
     /// The last CLIENT ID given to a RESP connection.
     pub client_ids: std::sync::atomic::AtomicU64,
+    /// The NATS relay: about to wait (a core that hands it work wakes it
+    /// through `relay_wake`), its state for /healthz, and a flag a core sets
+    /// when its queue to the relay overflowed (frames other nodes miss).
+    pub relay_parked: AtomicBool,
+    pub relay_state: std::sync::atomic::AtomicU8,
+    pub relay_overflowed: AtomicBool,
+    pub relay_wake: Option<std::os::unix::net::UnixDatagram>,
+    /// Set by the engine once every reactor stopped: the relay ends.
+    pub relay_stop: AtomicBool,
 }
+
+/// `Shared::relay_state` values.
+pub(crate) const RELAY_OFF: u8 = 0;
+pub(crate) const RELAY_CONNECTING: u8 = 1;
+pub(crate) const RELAY_CONNECTED: u8 = 2;
+pub(crate) const RELAY_DISCONNECTED: u8 = 3;
 
 impl Shared {
     pub(crate) fn new(config: Config, pool: Pool, epoch: u64) -> Shared {
@@ -207,6 +259,11 @@ impl Shared {
             http_connections: AtomicUsize::new(0),
             topics: AtomicUsize::new(0),
             client_ids: std::sync::atomic::AtomicU64::new(0),
+            relay_parked: AtomicBool::new(false),
+            relay_state: std::sync::atomic::AtomicU8::new(RELAY_OFF),
+            relay_overflowed: AtomicBool::new(false),
+            relay_wake: None,
+            relay_stop: AtomicBool::new(false),
             config,
         }
     }
@@ -295,6 +352,18 @@ pub(crate) struct Core {
     next_gen: u32,
     pub(crate) topics: TopicTable,
     pub(crate) patterns: pubsub::Patterns,
+    /// Subscriber count changes not yet told to the topics' owners (or, for
+    /// patterns, to every core): (all, RESP) per topic, sent once per batch.
+    count_deltas: std::collections::HashMap<
+        crate::topic::TopicId,
+        (i32, i32),
+        std::hash::BuildHasherDefault<crate::topic::Fnv>,
+    >,
+    /// Work for the NATS relay (`poll_relay`); stays empty without one.
+    relay_out: VecDeque<RelayOut>,
+    pub(crate) relay_on: bool,
+    /// Core 0 tells the relay whether the node has pattern subscriptions.
+    relay_patterns: bool,
     /// The last epoch given to a topic this core created.
     pub(crate) last_epoch: u64,
     /// Connections whose subscriptions are being removed, a bounded number
@@ -350,6 +419,7 @@ impl Core {
         realtime: fn() -> u64,
     ) -> Core {
         let cores = shared.config.cores;
+        let relay_on = !shared.config.nats.is_empty();
         let idle_scan_ns = idle_scan_period(&shared.config);
         Core {
             id,
@@ -361,6 +431,10 @@ impl Core {
             next_gen: 1,
             topics: TopicTable::default(),
             patterns: pubsub::Patterns::default(),
+            count_deltas: Default::default(),
+            relay_out: VecDeque::new(),
+            relay_on,
+            relay_patterns: false,
             teardown: VecDeque::new(),
             incomplete: 0,
             outbox: VecDeque::new(),
@@ -404,6 +478,11 @@ impl Core {
     /// The next message for another core: (target core, message).
     pub(crate) fn poll_msg(&mut self) -> Option<(usize, Msg)> {
         self.outbox.pop_front()
+    }
+
+    /// The next piece of work for the NATS relay.
+    pub(crate) fn poll_relay(&mut self) -> Option<RelayOut> {
+        self.relay_out.pop_front()
     }
 
     /// The next socket action, with the generation of its connection (an
@@ -667,17 +746,20 @@ impl Core {
     /// passed the limit during it, and takes the next teardown step.
     pub(crate) fn end_batch(&mut self) {
         self.cut_slow_consumers();
+        self.flush_counts(false);
     }
 
     /// Once per loop turn: the time, and a bounded step of teardown.
     pub(crate) fn turn(&mut self, now: u64) {
         self.now = now;
         self.teardown_step();
+        self.flush_counts(false);
     }
 
     /// The periodic tick: shutdown flag, deadlines, scans, retries.
     pub(crate) fn handle_tick(&mut self, now: u64) {
         self.now = now;
+        self.flush_counts(true);
         if !self.shutting_down && self.shared.shutdown.load(Ordering::Relaxed) {
             self.begin_shutdown();
         }

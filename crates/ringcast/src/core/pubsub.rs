@@ -17,7 +17,7 @@
 //! frame: it is encoded for RESP2 (`*3...`), and a RESP3 subscriber is sent
 //! a one-byte `>` frame, then the same frame from its second byte on.
 
-use super::{Action, Answer, Conn, Core, Life, Msg, Query, Wire};
+use super::{Action, Answer, Conn, Core, Life, Msg, Query, RelayOut, Wire};
 use crate::core::conn::Held;
 use crate::pool::FrameRef;
 use crate::proto::{self, DataView, ErrorCode, ServerFrame};
@@ -111,7 +111,7 @@ impl Core {
         // publisher wants the receiver count.
         let owner = owner_of(topic, self.cores);
         if owner == self.id {
-            Some(self.fan_out(f, ns))
+            Some(self.fan_out(f, ns, true))
         } else {
             let reply = want_count.then(|| (self.id, self.key(idx)));
             self.send_msg(
@@ -158,6 +158,14 @@ impl Core {
         let epoch = (self.last_epoch + 1).max((self.realtime)());
         self.last_epoch = epoch;
         self.stats().topics_created.fetch_add(1, Ordering::Relaxed);
+        if self.relay_on {
+            // Its traffic from other nodes is wanted now.
+            self.relay_out.push_back(RelayOut::Interest {
+                ns,
+                topic: name.into(),
+                on: true,
+            });
+        }
         Some(self.topics.insert(ns, name, Registration::Owner, epoch))
     }
 
@@ -209,11 +217,28 @@ impl Core {
     /// pattern that matches it. A topic nobody subscribes to does not
     /// exist: its frame goes nowhere and takes no seq. Returns the number
     /// of subscribers it goes to (PUBLISH's reply in Redis).
-    fn fan_out(&mut self, mut frame: FrameRef, ns: Ns) -> u64 {
+    ///
+    /// A publish made on this node (`local`) also goes to the NATS relay,
+    /// once, in the order this owner gives it (whether or not it has
+    /// subscribers here: other nodes may have some).
+    fn fan_out(&mut self, mut frame: FrameRef, ns: Ns, local: bool) -> u64 {
         let id = match self.topics.get(ns, data_topic(&frame)) {
             Some(id) if self.topics.topic(id).reg == Registration::Owner => Some(id),
             _ => None,
         };
+        if local && self.relay_on {
+            if let Some(id) = id {
+                let t = self.topics.topic_mut(id);
+                t.seq += 1;
+                let seq = t.seq;
+                // SAFETY: no send and no other core refers to the frame yet.
+                proto::patch_data_seq(unsafe { frame.bytes_mut() }, seq);
+            }
+            let copy = self.shared.pool.share(&frame);
+            self.relay_out
+                .push_back(RelayOut::Publish { ns, frame: copy });
+            self.stats().relay_out.fetch_add(1, Ordering::Relaxed);
+        }
         // No allocation when no pattern exists (the common case).
         let pats: Option<Rc<[TopicId]>> = if ns == Ns::Channel && !self.patterns.ids.is_empty() {
             Some(self.matching_patterns(data_topic(&frame)))
@@ -230,14 +255,18 @@ impl Core {
         let mut resp = None;
         if let Some(id) = id {
             let t = self.topics.topic_mut(id);
-            t.seq += 1;
-            let seq = t.seq;
+            if !(local && self.relay_on) {
+                // (Already numbered above when it went to the relay too.)
+                t.seq += 1;
+                let seq = t.seq;
+                // SAFETY: no send and no other core refers to the frame yet:
+                // it was encoded by a publisher (or from a relayed message)
+                // and handed to this owner alone.
+                proto::patch_data_seq(unsafe { frame.bytes_mut() }, seq);
+            }
             cores |= t.remote_cores;
             receivers += t.subs.len() as u64 + u64::from(t.remote_subs);
             let resp_wanted = t.resp_subs + t.remote_resp > 0;
-            // SAFETY: no send and no other core refers to the frame yet: it
-            // was encoded by a publisher and handed to this owner alone.
-            proto::patch_data_seq(unsafe { frame.bytes_mut() }, seq);
             if resp_wanted {
                 resp = Some(self.encode_resp_message(&frame, ns));
             }
@@ -518,6 +547,7 @@ impl Core {
                 );
                 self.patterns.ids.insert(id);
                 self.patterns.changed();
+                self.pattern_interest();
                 id
             }
         };
@@ -621,17 +651,61 @@ impl Core {
     /// Tells the topic's owner (every other core, for a pattern) that this
     /// core has `delta` more subscribers to topic `id` (of which RESP ones
     /// when `resp`).
+    /// (Deltas are summed per topic and sent once per batch by
+    /// [`Core::flush_counts`], so a teardown of thousands of subscriptions
+    /// costs one message per topic, not one per subscription.)
     fn count_changed(&mut self, id: TopicId, delta: i32, resp: bool) {
+        match self.topics.topic(id).reg {
+            Registration::Owner | Registration::Pending(_) => return,
+            Registration::Pattern | Registration::PatternPending { .. } if self.cores == 1 => {
+                return
+            }
+            _ => {}
+        }
+        let d = self.count_deltas.entry(id).or_insert((0, 0));
+        d.0 += delta;
+        if resp {
+            d.1 += delta;
+        }
+    }
+
+    /// Sends the summed count changes: with `all`, every one (each tick);
+    /// otherwise only the topics that gained subscribers (at the end of
+    /// each batch, so a new subscriber is counted at once). Losses wait for
+    /// the tick (or for the topic to be left, which sends them first): a
+    /// teardown of many connections then costs one message per topic and
+    /// tick, not one per topic and loop turn.
+    pub(crate) fn flush_counts(&mut self, all: bool) {
+        if self.count_deltas.is_empty() {
+            return;
+        }
+        let ids: Vec<TopicId> = self
+            .count_deltas
+            .iter()
+            .filter(|(_, &(subs, resp))| all || subs > 0 || resp > 0)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.flush_count(id);
+        }
+    }
+
+    /// Sends topic `id`'s summed count change (before the topic is
+    /// forgotten, so that its owner's count never keeps a stale part).
+    fn flush_count(&mut self, id: TopicId) {
+        let Some((subs, resp)) = self.count_deltas.remove(&id) else {
+            return;
+        };
+        if subs == 0 && resp == 0 {
+            return;
+        }
         let t = self.topics.topic(id);
         let targets: u64 = match t.reg {
-            Registration::Owner | Registration::Pending(_) => return,
             Registration::Active => 1 << owner_of(&t.name, self.cores),
             Registration::Pattern | Registration::PatternPending { .. } => {
-                if self.cores == 1 {
-                    return;
-                }
                 ((1u64 << self.cores) - 1) & !(1 << self.id)
             }
+            _ => return,
         };
         let (ns, name) = (t.ns, t.name.clone());
         let mut left = targets;
@@ -643,8 +717,8 @@ impl Core {
                 Msg::Count {
                     ns,
                     topic: name.clone(),
-                    subs: delta,
-                    resp: if resp { delta } else { 0 },
+                    subs,
+                    resp,
                 },
             );
         }
@@ -746,6 +820,7 @@ impl Core {
         match t.reg {
             Registration::Active if t.unused() => {
                 let (ns, name) = (t.ns, t.name.clone());
+                self.flush_count(id);
                 let owner = owner_of(&name, self.cores);
                 self.topics.remove(id);
                 self.send_msg(
@@ -758,6 +833,13 @@ impl Core {
                 );
             }
             Registration::Owner if t.unused() => {
+                if self.relay_on {
+                    self.relay_out.push_back(RelayOut::Interest {
+                        ns: t.ns,
+                        topic: t.name.clone(),
+                        on: false,
+                    });
+                }
                 self.topics.remove(id);
                 self.shared.topics.fetch_sub(1, Ordering::Relaxed);
                 self.stats()
@@ -767,6 +849,7 @@ impl Core {
             Registration::Pattern if t.subs.is_empty() => {
                 let name = t.name.clone();
                 let announced = t.announced;
+                self.flush_count(id);
                 if announced {
                     self.topics.topic_mut(id).announced = false;
                     let me = self.id;
@@ -790,9 +873,11 @@ impl Core {
     fn forget_pattern_if_unused(&mut self, id: TopicId) {
         let t = self.topics.topic(id);
         if t.reg == Registration::Pattern && t.unused() {
+            self.flush_count(id);
             self.topics.remove(id);
             self.patterns.ids.remove(&id);
             self.patterns.changed();
+            self.pattern_interest();
         }
     }
 
@@ -827,7 +912,7 @@ impl Core {
     pub(crate) fn handle_msg(&mut self, msg: Msg) {
         match msg {
             Msg::Publish { frame, ns, reply } => {
-                let receivers = self.fan_out(frame, ns);
+                let receivers = self.fan_out(frame, ns, true);
                 if let Some((core, conn)) = reply {
                     self.send_msg(
                         core,
@@ -915,6 +1000,7 @@ impl Core {
                                 .insert(Ns::Pattern, &pattern, Registration::Pattern, 0);
                         self.patterns.ids.insert(id);
                         self.patterns.changed();
+                        self.pattern_interest();
                         id
                     }
                 };
@@ -945,6 +1031,100 @@ impl Core {
                 );
             }
             Msg::Answer { conn, answer } => self.query_answered(conn, *answer),
+            Msg::Relayed {
+                ns,
+                topic,
+                payload,
+                ts_ns,
+            } => self.relayed(ns, &topic, &payload, ts_ns),
+            Msg::RelayGap { reason } => self.relay_gap(reason),
+            Msg::Gap { ns, topic, reason } => {
+                if let Some(id) = self.topics.get(ns, &topic) {
+                    self.gap_local(id, reason);
+                }
+            }
+        }
+    }
+
+    /// A publish from another node, through NATS, for a topic this core
+    /// owns: numbered and fanned out like a local one, with its original
+    /// time, and not relayed again.
+    fn relayed(&mut self, ns: Ns, topic: &[u8], payload: &[u8], ts_ns: u64) {
+        self.stats().relay_in.fetch_add(1, Ordering::Relaxed);
+        if topic.len() > proto::MAX_TOPIC_LEN {
+            return;
+        }
+        let len = proto::data_frame_len(topic.len(), payload.len());
+        let mut f = self.arena.alloc(&self.shared.pool, len);
+        // SAFETY: just allocated, no other reference exists.
+        proto::encode_data(unsafe { f.bytes_mut() }, 0, ts_ns, topic, payload);
+        write_ws_header(&mut f);
+        self.stats().encodes.fetch_add(1, Ordering::Relaxed);
+        self.fan_out(f, ns, false);
+    }
+
+    /// Frames from other nodes may have been lost: every subscriber of
+    /// every topic this core owns is told (those on other cores through the
+    /// same queue as the topic's frames, so the notice comes before the
+    /// frames that follow it).
+    fn relay_gap(&mut self, reason: &'static str) {
+        let owned: Vec<TopicId> = self
+            .topics
+            .iter()
+            .filter(|(_, t)| t.reg == Registration::Owner && t.ns != Ns::Pattern)
+            .map(|(id, _)| id)
+            .collect();
+        for id in owned {
+            let t = self.topics.topic(id);
+            let (ns, name, mut remote) = (t.ns, t.name.clone(), t.remote_cores);
+            while remote != 0 {
+                let core = remote.trailing_zeros() as usize;
+                remote &= remote - 1;
+                self.send_msg(
+                    core,
+                    Msg::Gap {
+                        ns,
+                        topic: name.clone(),
+                        reason,
+                    },
+                );
+            }
+            self.gap_local(id, reason);
+        }
+    }
+
+    /// Sends GAP to the native and WebSocket subscribers of topic `id` on
+    /// this core (a Redis subscriber has no such notice: docs/SCALING.md).
+    fn gap_local(&mut self, id: TopicId, reason: &'static str) {
+        let t = self.topics.topic(id);
+        let Ok(topic) = std::str::from_utf8(&t.name) else {
+            return; // not a name a native client can subscribe to
+        };
+        let topic = topic.to_owned();
+        let subs: Vec<ConnKey> = t.subs.clone();
+        for key in subs {
+            let c = &self.conns[key.index as usize];
+            if c.is_resp() || !c.takes_frames() {
+                continue;
+            }
+            self.stats().relay_gaps.fetch_add(1, Ordering::Relaxed);
+            self.reply(
+                key.index,
+                &ServerFrame::Gap {
+                    topic: &topic,
+                    message: reason,
+                },
+            );
+        }
+    }
+
+    /// Core 0 tells the relay when the node starts or stops having pattern
+    /// subscriptions (every core knows every pattern).
+    fn pattern_interest(&mut self) {
+        let any = !self.patterns.ids.is_empty();
+        if self.relay_on && self.id == 0 && any != self.relay_patterns {
+            self.relay_patterns = any;
+            self.relay_out.push_back(RelayOut::Patterns(any));
         }
     }
 

@@ -196,6 +196,9 @@ impl Sim {
                 Msg::Counted { receivers, .. } => format!("Counted {receivers}"),
                 Msg::Query { .. } => "Query".to_string(),
                 Msg::Answer { .. } => "Answer".to_string(),
+                Msg::Relayed { .. } | Msg::RelayGap { .. } | Msg::Gap { .. } => {
+                    unreachable!("no relay runs in these schedules")
+                }
             };
             eprintln!("  deliver {from}->{to}: {what}");
         }
@@ -241,6 +244,7 @@ impl Sim {
                 ServerFrame::UnsubAck { topic } => Got::UnsubAck(topic.into()),
                 ServerFrame::Pong { payload } => Got::Pong(payload.to_vec()),
                 ServerFrame::AuthOk => panic!("no AUTH was sent"),
+                ServerFrame::Gap { .. } => panic!("no relay runs in these schedules"),
                 ServerFrame::Error { code, .. } => Got::Error(code),
             });
         }

@@ -91,6 +91,15 @@ impl Core {
                 } else {
                     (200, format!("ok: {cores} reactors running\n"))
                 };
+                // The relay's state is reported, not judged: a node serves
+                // its own subscribers while NATS is away.
+                let body = match self.shared.relay_state.load(Ordering::Relaxed) {
+                    crate::core::RELAY_OFF => body,
+                    crate::core::RELAY_CONNECTED => body + "relay: connected to NATS\n",
+                    crate::core::RELAY_CONNECTING => body + "relay: connecting to NATS\n",
+                    _ => body
+                        + "relay: disconnected from NATS (serving local traffic, reconnecting)\n",
+                };
                 let resp = request::response(
                     status,
                     "text/plain; charset=utf-8",

@@ -246,6 +246,11 @@ mod tests {
             connections: [3, 1, 1, 2],
             resp_encodes: [5, 6, 7],
             resp_protocol_errors: 3,
+            relay_out: 21,
+            relay_in: 22,
+            relay_dropped: 23,
+            relay_reconnects: 24,
+            relay_gaps: 25,
             subscriptions: 12,
             topics: 5,
             backlog_bytes: 100,
@@ -296,6 +301,11 @@ mod tests {
             "ringcast_resp_encodes_total{kind=\"pmessage\"} 6",
             "ringcast_resp_encodes_total{kind=\"smessage\"} 7",
             "ringcast_resp_protocol_errors_total 3",
+            "ringcast_relay_out_total 21",
+            "ringcast_relay_in_total 22",
+            "ringcast_relay_dropped_total 23",
+            "ringcast_relay_reconnects_total 24",
+            "ringcast_relay_gaps_total 25",
             "# TYPE ringcast_connections_accepted_total counter",
             "ringcast_connections_accepted_total 7",
             "ringcast_connections_closed_total 2",
@@ -392,7 +402,7 @@ mod tests {
                 assert!(v.is_finite() && v >= 0.0, "{line}");
             }
         }
-        assert_eq!(typed.len(), 32);
+        assert_eq!(typed.len(), 37);
     }
 
     #[test]

@@ -40,6 +40,10 @@ mod tests {
             "id=\"status\"",
             "id=\"events\"",
             "ringcast_publish_to_send_seconds_bucket",
+            // Every server-to-client kind of revision 3, GAP included.
+            "DATA: 0x10",
+            "GAP: 0x16",
+            "0x16: 0,",
         ] {
             assert!(INDEX_HTML.contains(needle), "page lacks {needle:?}");
         }

@@ -26,9 +26,10 @@
 //! copied aside (not handled) and handled by the next `reap`.
 
 mod ring;
+pub(crate) use ring::Waker;
 
 use crate::core::MAX_IOV;
-use crate::core::{Action, Core, Front, Msg, Shared, TICK_NS};
+use crate::core::{Action, Core, Front, Msg, RelayOut, Shared, TICK_NS};
 use crate::mailbox::{Consumer, Producer};
 use crate::stats::CoreStats;
 use crate::sys;
@@ -175,6 +176,7 @@ pub(crate) struct Reactor {
     outboxes: Vec<Option<Producer<Msg>>>,
     overflow: Vec<VecDeque<Msg>>,
     inboxes: Vec<Option<Consumer<Msg>>>,
+    relay: Option<(Producer<RelayOut>, Consumer<Msg>)>,
     ring_fds: Vec<RawFd>,
     wake: Vec<bool>,
     /// Completions taken off a full CQ while submitting, not yet handled.
@@ -205,6 +207,8 @@ pub(crate) struct ReactorParts {
     pub listeners: Vec<(OwnedFd, Front)>,
     pub outboxes: Vec<Option<Producer<Msg>>>,
     pub inboxes: Vec<Option<Consumer<Msg>>>,
+    /// With a NATS relay: the queue to it and the queue from it.
+    pub relay: Option<(Producer<RelayOut>, Consumer<Msg>)>,
 }
 
 impl Reactor {
@@ -242,6 +246,7 @@ impl Reactor {
             outboxes: parts.outboxes,
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
             inboxes: parts.inboxes,
+            relay: parts.relay,
             ring_fds: Vec::new(),
             wake: vec![false; cores],
             deferred: Vec::new(),
@@ -318,6 +323,12 @@ impl Reactor {
                 msg.release(&self.shared.pool);
             }
         }
+        while let Some(msg) = self.relay.as_mut().and_then(|(_, c)| c.pop()) {
+            msg.release(&self.shared.pool);
+        }
+        while let Some(item) = self.core.poll_relay() {
+            item.release(&self.shared.pool);
+        }
         self.listeners.clear();
         result.map(|()| Stopped {
             ring: self.ring,
@@ -332,7 +343,8 @@ impl Reactor {
         // Messages held back by a full queue must be retried without a
         // wake-up from the consumer: do not sleep while any are waiting.
         let idle = self.inboxes.iter().flatten().all(|c| c.is_empty())
-            && self.overflow.iter().all(|q| q.is_empty());
+            && self.overflow.iter().all(|q| q.is_empty())
+            && self.relay.as_ref().map_or(true, |(_, c)| c.is_empty());
         if !idle {
             self.shared.parked[self.id]
                 .0
@@ -455,6 +467,9 @@ impl Reactor {
                 self.core.handle_msg(msg);
             }
         }
+        while let Some(msg) = self.relay.as_mut().and_then(|(_, c)| c.pop()) {
+            self.core.handle_msg(msg);
+        }
         self.core.end_batch();
     }
 
@@ -467,6 +482,7 @@ impl Reactor {
         while let Some((to, msg)) = self.core.poll_msg() {
             self.send_msg(to, msg);
         }
+        self.hand_to_relay();
         while let Some((a, gen)) = self.core.poll_action() {
             let (Action::Read(idx)
             | Action::StopReading(idx)
@@ -543,6 +559,28 @@ impl Reactor {
         }
         self.io[idx as usize] = None; // closes the socket
         self.core.release(idx);
+    }
+
+    /// Hands the relay what the core has for it, and wakes it. A full queue
+    /// drops the publish: counted, and announced to the other nodes.
+    fn hand_to_relay(&mut self) {
+        let Some((out, _)) = self.relay.as_mut() else {
+            return;
+        };
+        let mut any = false;
+        while let Some(item) = self.core.poll_relay() {
+            if let Err(item) = out.push(item) {
+                item.release(&self.shared.pool);
+                self.shared.stats[self.id]
+                    .relay_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.relay_overflowed.store(true, Ordering::Relaxed);
+            }
+            any = true;
+        }
+        if any {
+            crate::relay::wake(&self.shared);
+        }
     }
 
     /// Sends `msg` to core `to`, keeping FIFO order when its queue is full.

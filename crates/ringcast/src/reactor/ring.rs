@@ -190,3 +190,31 @@ impl BufRing {
         self.publish();
     }
 }
+
+/// A ring of its own for a thread that is not a reactor (the NATS relay), to
+/// wake a parked reactor with MSG_RING as the reactors wake each other.
+pub(crate) struct Waker {
+    ring: IoUring,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Waker> {
+        Ok(Waker {
+            ring: IoUring::new(8)?,
+        })
+    }
+
+    /// Posts a MSG_RING to the ring `fd` (a reactor's) and submits it.
+    pub fn wake(&mut self, fd: std::os::fd::RawFd) {
+        let sqe = opcode::MsgRingData::new(types::Fd(fd), 0, 0, None)
+            .build()
+            .user_data(0);
+        // SAFETY: the entry holds no pointer (MSG_RING carries two integers),
+        // so nothing it refers to can go away before the kernel reads it.
+        if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+            let _ = self.ring.submit();
+        }
+        // Our own completions are not needed: drop them so the CQ never fills.
+        for _ in self.ring.completion() {}
+    }
+}

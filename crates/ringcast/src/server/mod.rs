@@ -12,7 +12,7 @@
 //! connection is owed, flushes for up to `shutdown_timeout`, closes, and
 //! returns its ring. Rings are closed only once every reactor has stopped.
 
-use crate::core::{Front, Shared};
+use crate::core::{Front, Msg, Shared};
 use crate::mailbox;
 use crate::pool::Pool;
 use crate::reactor::{Reactor, ReactorParts, RingFeatures, Stopped};
@@ -78,6 +78,8 @@ impl std::error::Error for Error {}
 
 /// A running engine: reactor threads serving the native protocol.
 pub struct Engine {
+    /// The NATS relay's thread, when `--nats` is set.
+    relay: Option<JoinHandle<()>>,
     addr: SocketAddr,
     ws_addr: Option<SocketAddr>,
     resp_addr: Option<SocketAddr>,
@@ -199,7 +201,46 @@ impl Engine {
         // Largest DATA frame: a PUBLISH of max_frame bytes plus seq and ts.
         let max_data = config.max_frame as usize + 4 + 16;
         let pool = Pool::new(config.pool_bytes, cores, max_data).map_err(Error::Pool)?;
-        let shared = Arc::new(Shared::new(config, pool, sys::realtime_ns()));
+        let relay_on = !config.nats.is_empty();
+        let node = config.node_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("{host}:{}", addr.port())
+        });
+        let relay_queue = config.relay_queue;
+        let mut shared = Shared::new(config, pool, sys::realtime_ns());
+        // How reactors wake the relay: a datagram on a socket pair (the
+        // relay's end is read by its tokio runtime).
+        let relay_wake = if relay_on {
+            let (tx, rx) = std::os::unix::net::UnixDatagram::pair()
+                .and_then(|(tx, rx)| {
+                    tx.set_nonblocking(true)?;
+                    rx.set_nonblocking(true)?;
+                    Ok((tx, rx))
+                })
+                .map_err(|e| Error::Reactor(0, e))?;
+            shared.relay_wake = Some(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        let shared = Arc::new(shared);
+        // Queues between each reactor and the relay, both ways.
+        let mut relay_ends = Vec::new();
+        let mut reactor_relay: Vec<Option<(mailbox::Producer<_>, mailbox::Consumer<Msg>)>> =
+            Vec::new();
+        for _ in 0..cores {
+            if relay_on {
+                let (to_relay, from_core) = mailbox::channel(relay_queue);
+                let (to_core, from_relay) = mailbox::channel(relay_queue);
+                relay_ends.push((from_core, to_core));
+                reactor_relay.push(Some((to_relay, from_relay)));
+            } else {
+                reactor_relay.push(None);
+            }
+        }
+        let mut reactor_relay = reactor_relay.into_iter();
 
         // queues[from][to]
         let mut producers: Vec<Vec<Option<mailbox::Producer<_>>>> =
@@ -243,6 +284,7 @@ impl Engine {
                 listeners: fronts,
                 outboxes,
                 inboxes,
+                relay: reactor_relay.next().flatten(),
             };
             let ready = ready_tx.clone();
             let running = running_tx.clone();
@@ -304,6 +346,27 @@ impl Engine {
             }
             return Err(e);
         }
+        // The relay starts once the reactors' rings exist (it wakes them).
+        let relay = match relay_wake {
+            Some(wake) => {
+                let (from_cores, to_cores) = relay_ends.into_iter().unzip();
+                let parts = crate::relay::RelayParts {
+                    shared: shared.clone(),
+                    from_cores,
+                    to_cores,
+                    ring_fds: fds.clone(),
+                    wake,
+                    node,
+                };
+                Some(
+                    std::thread::Builder::new()
+                        .name("ringcast-relay".into())
+                        .spawn(move || crate::relay::run(parts))
+                        .map_err(|e| Error::Reactor(0, e))?,
+                )
+            }
+            None => None,
+        };
         for tx in go_txs {
             let _ = tx.send(Some(fds.clone()));
         }
@@ -313,6 +376,7 @@ impl Engine {
         for _ in 0..cores {
             if running_rx.recv().is_err() {
                 let mut engine = Engine {
+                    relay,
                     addr,
                     ws_addr,
                     resp_addr,
@@ -326,6 +390,7 @@ impl Engine {
             }
         }
         Ok(Engine {
+            relay,
             addr,
             ws_addr,
             resp_addr,
@@ -398,6 +463,15 @@ impl Engine {
                     }
                 }
             }
+        }
+        // Every reactor has stopped: the relay ends too (it gives back what
+        // was still queued to it).
+        self.shared.relay_stop.store(true, Ordering::SeqCst);
+        if let Some(tx) = &self.shared.relay_wake {
+            let _ = tx.send(&[1]);
+        }
+        if let Some(t) = self.relay.take() {
+            let _ = t.join();
         }
         // Every reactor has stopped: frames still in a queue between cores
         // will never be delivered.

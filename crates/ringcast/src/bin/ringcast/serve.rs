@@ -193,6 +193,58 @@ pub struct ServeArgs {
           value_parser = values::duration,
           default_value = format_duration(defaults().close_linger))]
     close_linger: Duration,
+
+    /// NATS servers to relay through, comma-separated (nats://host:port);
+    /// nodes started with the same servers and prefix share their topics
+    /// (default: none, a single node).
+    #[arg(
+        long,
+        env = "RINGCAST_NATS",
+        value_name = "URL[,URL...]",
+        value_delimiter = ','
+    )]
+    nats: Vec<String>,
+
+    /// NATS credentials file (.creds: JWT and NKey seed; default: none).
+    #[arg(long, env = "RINGCAST_NATS_CREDS", value_name = "FILE")]
+    nats_creds: Option<std::path::PathBuf>,
+
+    /// NATS user, with --nats-password (default: none).
+    #[arg(
+        long,
+        env = "RINGCAST_NATS_USER",
+        value_name = "USER",
+        requires = "nats_password"
+    )]
+    nats_user: Option<String>,
+
+    /// NATS password, with --nats-user (default: none).
+    #[arg(
+        long,
+        env = "RINGCAST_NATS_PASSWORD",
+        value_name = "PASSWORD",
+        requires = "nats_user"
+    )]
+    nats_password: Option<String>,
+
+    /// NATS authentication token (default: none).
+    #[arg(long, env = "RINGCAST_NATS_TOKEN", value_name = "TOKEN")]
+    nats_token: Option<String>,
+
+    /// This node's name in relayed messages (default: HOSTNAME:PORT of --listen).
+    #[arg(long, env = "RINGCAST_NODE_NAME", value_name = "NAME")]
+    node_name: Option<String>,
+
+    /// First token of every NATS subject ringcast uses.
+    #[arg(long, env = "RINGCAST_NATS_PREFIX", value_name = "TOKEN",
+          default_value = defaults().nats_prefix.clone())]
+    nats_prefix: String,
+
+    /// Messages waiting between a reactor and the NATS relay, per reactor and
+    /// direction; past it they are dropped, counted and reported as a GAP.
+    #[arg(long, env = "RINGCAST_RELAY_QUEUE", value_name = "N",
+          value_parser = values::positive, default_value_t = defaults().relay_queue)]
+    relay_queue: usize,
 }
 
 impl ServeArgs {
@@ -223,6 +275,14 @@ impl ServeArgs {
             max_incomplete,
             http_reserve,
             close_linger,
+            nats,
+            nats_creds,
+            nats_user,
+            nats_password,
+            nats_token,
+            node_name,
+            nats_prefix,
+            relay_queue,
         } = self;
         Config {
             listen,
@@ -248,6 +308,14 @@ impl ServeArgs {
             max_incomplete,
             http_reserve,
             close_linger,
+            nats,
+            nats_creds,
+            nats_user,
+            nats_password,
+            nats_token,
+            node_name,
+            nats_prefix,
+            relay_queue,
         }
     }
 }

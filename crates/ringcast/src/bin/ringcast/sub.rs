@@ -59,6 +59,11 @@ meaningful on the same host or with synced clocks). The payload is shown as
 UTF-8 with \\n, \\t, \\\\, \\u{{..}} and \\xNN escapes for what is not printable,
 cut at {MAX_SHOWN_CHARS} characters with a note of its full size.
 
+A server that relays between nodes (serve --nats) may lose messages of a
+topic published on other nodes, with no jump in seq. It then says so, and
+this prints one line to stderr, in its place among the messages, and reads on:
+  gap in TOPIC: messages published on other nodes may be missing here (WHY)
+
 Exits 0 after --count messages, 1 when the server sends an ERROR or closes,
 2 on bad usage. A flag beats its environment variable, which beats the
 default; an empty variable counts as unset."
@@ -89,6 +94,12 @@ pub fn run(args: SubArgs) -> Result<(), Failure> {
     while count.map_or(true, |n| printed < n) {
         let msg = match client.next_message() {
             Ok(msg) => msg,
+            // Not a message: said on stderr, in its place (stdout is flushed
+            // after every line), and not counted by --count.
+            Err(ClientError::Gap { topic, reason }) => {
+                eprintln!("{}", format_gap(&topic, &reason));
+                continue;
+            }
             Err(ClientError::Closed) => {
                 return Err(Failure::Failed(format!(
                     "the server closed the connection after {printed} messages"
@@ -125,6 +136,17 @@ fn format_line(msg: &Message, now_ns: i128) -> String {
         "{} seq={} latency={latency}{sep}{payload}",
         msg.topic, msg.seq
     )
+}
+
+/// `gap in TOPIC: messages published on other nodes may be missing here (WHY)`.
+fn format_gap(topic: &str, reason: &str) -> String {
+    let mut line = format!("gap in {topic}: messages published on other nodes may be missing here");
+    if !reason.is_empty() {
+        line.push_str(" (");
+        line.push_str(&format_payload(reason.as_bytes(), MAX_SHOWN_CHARS));
+        line.push(')');
+    }
+    line
 }
 
 /// Nanoseconds as `850ns`, `12.3us`, `4.56ms` or `1.20s` (negative when the
@@ -211,6 +233,24 @@ mod tests {
         assert!(shown.starts_with(&"x".repeat(200)));
         assert!(shown.ends_with("... [cut at 200 characters; 300 bytes in all]"));
         assert_eq!(format_payload(&[b'y'; 200], 200), "y".repeat(200));
+    }
+
+    #[test]
+    fn gap_line() {
+        assert_eq!(
+            format_gap("t", "relay link to NATS was down"),
+            "gap in t: messages published on other nodes may be missing here \
+             (relay link to NATS was down)"
+        );
+        assert_eq!(
+            format_gap("a/b", ""),
+            "gap in a/b: messages published on other nodes may be missing here"
+        );
+        // The server's text is escaped like a payload: one line, whatever it holds.
+        assert_eq!(
+            format_gap("t", "two\nlines"),
+            "gap in t: messages published on other nodes may be missing here (two\\nlines)"
+        );
     }
 
     #[test]

@@ -1,0 +1,428 @@
+//! The NATS relay (scale-out, docs/SCALING.md): a thread of its own with a
+//! single-threaded tokio runtime and the `async-nats` client, between this
+//! node's reactors and NATS. It never runs on a reactor thread, and no
+//! reactor ever waits for it:
+//!
+//! - reactors hand it work through one bounded SPSC queue each
+//!   ([`RelayOut`]: publishes made on this node, interest in topics) and
+//!   wake it through an eventfd when it is parked; a full queue drops the
+//!   publish (counted, and announced to the other nodes as a gap);
+//! - it hands each reactor what came from NATS through another bounded SPSC
+//!   queue ([`Msg::Relayed`] to the topic's owner core, [`Msg::RelayGap`]),
+//!   waking a parked reactor with MSG_RING from a small ring of its own.
+//!
+//! Subjects: `<prefix>.t.<topic>` for channels and `<prefix>.s.<topic>` for
+//! shard channels, the topic's bytes in base64url without padding (any
+//! bytes map to one valid subject token, and back). `<prefix>.ctl.gap`
+//! carries a node's notice that publishes of its own never reached NATS.
+//! Headers: `Ringcast-Node` (the origin node), `Ringcast-Ts` (the
+//! publish's ts_ns) and `Ringcast-Seq` (the origin's seq, 0 when the topic
+//! had no subscriber there).
+
+use crate::core::{Msg, RelayOut, Shared, RELAY_CONNECTED, RELAY_CONNECTING, RELAY_DISCONNECTED};
+use crate::mailbox::{Consumer, Producer};
+use crate::proto::DataView;
+use crate::reactor::Waker;
+use crate::sys;
+use crate::topic::{owner_of, Ns};
+use async_nats::{ConnectOptions, Event, HeaderMap};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::{StreamExt, StreamMap};
+
+/// Work taken from one reactor's queue before looking at NATS again.
+const BATCH: usize = 1024;
+/// How often the relay looks at the stop flag when nothing else happens.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The NATS subject of a topic.
+pub fn subject(prefix: &str, ns: Ns, topic: &[u8]) -> String {
+    let kind = if ns == Ns::Shard { "s" } else { "t" };
+    format!("{prefix}.{kind}.{}", URL_SAFE_NO_PAD.encode(topic))
+}
+
+/// The namespace and topic a subject names, or None for another subject.
+pub fn topic_of(prefix: &str, subject: &str) -> Option<(Ns, Vec<u8>)> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
+    let (ns, enc) = if let Some(e) = rest.strip_prefix("t.") {
+        (Ns::Channel, e)
+    } else {
+        (Ns::Shard, rest.strip_prefix("s.")?)
+    };
+    URL_SAFE_NO_PAD.decode(enc).ok().map(|t| (ns, t))
+}
+
+/// What the relay thread needs.
+pub(crate) struct RelayParts {
+    pub shared: Arc<Shared>,
+    /// From each reactor, in reactor order.
+    pub from_cores: Vec<Consumer<RelayOut>>,
+    /// To each reactor, in reactor order.
+    pub to_cores: Vec<Producer<Msg>>,
+    /// The reactors' ring descriptors (for MSG_RING wake-ups).
+    pub ring_fds: Vec<RawFd>,
+    /// The relay's end of the socket pair reactors wake it through
+    /// (`Shared::relay_wake` is the other end).
+    pub wake: std::os::unix::net::UnixDatagram,
+    pub node: String,
+}
+
+/// Runs the relay until `Shared::relay_stop`; then gives back every frame
+/// still queued to it.
+pub(crate) fn run(mut parts: RelayParts) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ringcast: the NATS relay cannot start its runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(relay(&mut parts));
+    // Reactors have stopped: what is left will never be sent.
+    for q in &mut parts.from_cores {
+        while let Some(out) = q.pop() {
+            out.release(&parts.shared.pool);
+        }
+    }
+}
+
+struct Relay<'a> {
+    parts: &'a mut RelayParts,
+    waker: Option<Waker>,
+    /// Wake-ups owed to reactors, by index.
+    wake: Vec<bool>,
+    /// A gap notice each reactor is owed but whose queue was full.
+    owed_gap: Vec<Option<&'static str>>,
+}
+
+impl Relay<'_> {
+    fn shared(&self) -> &Shared {
+        &self.parts.shared
+    }
+
+    /// Queues `msg` for reactor `core`; false when its queue is full.
+    fn push(&mut self, core: usize, msg: Msg) -> bool {
+        match self.parts.to_cores[core].push(msg) {
+            Ok(()) => {
+                if self.parts.shared.parked[core]
+                    .0
+                    .swap(false, Ordering::SeqCst)
+                {
+                    self.wake[core] = true;
+                }
+                true
+            }
+            Err(msg) => {
+                msg.release(&self.parts.shared.pool);
+                false
+            }
+        }
+    }
+
+    /// Every reactor is told that frames from other nodes may be lost.
+    fn gap(&mut self, reason: &'static str) {
+        for core in 0..self.parts.to_cores.len() {
+            if !self.push(core, Msg::RelayGap { reason }) {
+                self.owed_gap[core] = Some(reason);
+            }
+        }
+    }
+
+    fn flush_wakes(&mut self) {
+        for core in 0..self.wake.len() {
+            if std::mem::take(&mut self.wake[core]) {
+                if let Some(w) = self.waker.as_mut() {
+                    w.wake(self.parts.ring_fds[core]);
+                }
+            }
+        }
+    }
+
+    /// Hands a message from NATS to the topic's owner core.
+    fn inbound(&mut self, prefix: &str, msg: async_nats::Message) {
+        if msg.subject.as_str() == format!("{prefix}.ctl.gap") {
+            self.gap("another node dropped publishes before they reached NATS");
+            return;
+        }
+        let Some((ns, topic)) = topic_of(prefix, msg.subject.as_str()) else {
+            return;
+        };
+        let ts_ns = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Ringcast-Ts"))
+            .and_then(|v| v.as_str().parse().ok())
+            .unwrap_or_else(sys::realtime_ns);
+        let owner = owner_of(&topic, self.parts.to_cores.len());
+        let relayed = Msg::Relayed {
+            ns,
+            topic: topic.into(),
+            payload: msg.payload,
+            ts_ns,
+        };
+        if !self.push(owner, relayed) {
+            self.shared()
+                .stats
+                .first()
+                .map(|s| s.relay_dropped.fetch_add(1, Ordering::Relaxed));
+            self.gap("this node's relay queue was full: messages from other nodes were dropped");
+        }
+    }
+}
+
+async fn relay(parts: &mut RelayParts) {
+    let shared = parts.shared.clone();
+    let cfg = &shared.config;
+    let prefix = cfg.nats_prefix.clone();
+    let cores = parts.to_cores.len();
+    let wake = match parts
+        .wake
+        .try_clone()
+        .and_then(tokio::net::UnixDatagram::from_std)
+    {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("ringcast: the NATS relay cannot watch its wake-up socket: {e}");
+            return;
+        }
+    };
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let mut opts = ConnectOptions::new()
+        .no_echo()
+        .name(format!("ringcast {}", parts.node))
+        .retry_on_initial_connect()
+        .event_callback(move |e| {
+            let tx = ev_tx.clone();
+            async move {
+                let _ = tx.send(e);
+            }
+        });
+    if let Some(path) = &cfg.nats_creds {
+        opts = match opts.credentials_file(path).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!(
+                    "ringcast: cannot read NATS credentials {}: {e}",
+                    path.display()
+                );
+                return;
+            }
+        };
+    }
+    if let (Some(u), Some(p)) = (&cfg.nats_user, &cfg.nats_password) {
+        opts = opts.user_and_password(u.clone(), p.clone());
+    }
+    if let Some(t) = &cfg.nats_token {
+        opts = opts.token(t.clone());
+    }
+    shared
+        .relay_state
+        .store(RELAY_CONNECTING, Ordering::Relaxed);
+    let client = match opts.connect(cfg.nats.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringcast: NATS relay: {e}");
+            return;
+        }
+    };
+    let mut r = Relay {
+        waker: Waker::new().ok(),
+        wake: vec![false; cores],
+        owed_gap: vec![None; cores],
+        parts,
+    };
+    let mut streams: StreamMap<String, async_nats::Subscriber> = StreamMap::new();
+    if let Ok(s) = client.subscribe(format!("{prefix}.ctl.gap")).await {
+        streams.insert(format!("{prefix}.ctl.gap"), s);
+    }
+    // Interest: how many reasons (topics, patterns) want each subject.
+    let mut wanted: HashMap<String, u32> = HashMap::new();
+    let all = format!("{prefix}.t.*");
+    let mut lost = false;
+    let headers_node = r.parts.node.clone();
+    loop {
+        // Owed notices go first.
+        for core in 0..cores {
+            if let Some(reason) = r.owed_gap[core] {
+                if r.push(core, Msg::RelayGap { reason }) {
+                    r.owed_gap[core] = None;
+                }
+            }
+        }
+        // Work from the reactors.
+        let mut did = 0;
+        for core in 0..cores {
+            for _ in 0..BATCH {
+                let Some(out) = r.parts.from_cores[core].pop() else {
+                    break;
+                };
+                did += 1;
+                match out {
+                    RelayOut::Publish { ns, frame } => {
+                        let (subject, payload, ts, seq) = {
+                            let d = DataView::new(frame.bytes()).expect("a DATA frame");
+                            (
+                                subject(&prefix, ns, d.topic()),
+                                Bytes::copy_from_slice(d.payload()),
+                                d.ts_ns(),
+                                d.seq(),
+                            )
+                        };
+                        r.parts.shared.pool.release(frame);
+                        let mut h = HeaderMap::new();
+                        h.insert("Ringcast-Node", headers_node.as_str());
+                        h.insert("Ringcast-Ts", ts.to_string().as_str());
+                        h.insert("Ringcast-Seq", seq.to_string().as_str());
+                        let _ = client.publish_with_headers(subject, h, payload).await;
+                    }
+                    RelayOut::Interest { ns, topic, on } => {
+                        let s = subject(&prefix, ns, &topic);
+                        change_interest(&client, &mut streams, &mut wanted, s, on).await;
+                    }
+                    RelayOut::Patterns(on) => {
+                        change_interest(&client, &mut streams, &mut wanted, all.clone(), on).await;
+                    }
+                }
+            }
+        }
+        if r.parts
+            .shared
+            .relay_overflowed
+            .swap(false, Ordering::Relaxed)
+        {
+            let mut h = HeaderMap::new();
+            h.insert("Ringcast-Node", headers_node.as_str());
+            let _ = client
+                .publish_with_headers(format!("{prefix}.ctl.gap"), h, Bytes::new())
+                .await;
+        }
+        r.flush_wakes();
+        if r.parts.shared.relay_stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if did > 0 {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        // Park: a reactor that queues work from now on wakes us.
+        r.parts.shared.relay_parked.store(true, Ordering::SeqCst);
+        if r.parts.from_cores.iter().any(|q| !q.is_empty()) {
+            r.parts.shared.relay_parked.store(false, Ordering::SeqCst);
+            continue;
+        }
+        tokio::select! {
+            _ = wake.readable() => {
+                let mut buf = [0u8; 64];
+                while wake.try_recv(&mut buf).is_ok() {}
+            }
+            Some((_, msg)) = streams.next(), if !streams.is_empty() => {
+                r.inbound(&prefix, msg);
+                // Take what else is ready before parking again.
+                for _ in 0..BATCH {
+                    match tokio::time::timeout(Duration::ZERO, streams.next()).await {
+                        Ok(Some((_, m))) => r.inbound(&prefix, m),
+                        _ => break,
+                    }
+                }
+            }
+            Some(e) = ev_rx.recv() => {
+                match e {
+                    Event::Connected => {
+                        r.parts.shared.relay_state.store(RELAY_CONNECTED, Ordering::Relaxed);
+                        if lost {
+                            lost = false;
+                            if let Some(s) = r.parts.shared.stats.first() {
+                                s.relay_reconnects.fetch_add(1, Ordering::Relaxed);
+                            }
+                            r.gap("the connection to NATS was lost and restored");
+                        }
+                    }
+                    Event::Disconnected => {
+                        r.parts.shared.relay_state.store(RELAY_DISCONNECTED, Ordering::Relaxed);
+                        lost = true;
+                    }
+                    Event::SlowConsumer(_) => {
+                        r.gap("NATS reported this node a slow consumer: messages were dropped");
+                    }
+                    _ => {}
+                }
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        r.parts.shared.relay_parked.store(false, Ordering::SeqCst);
+        r.flush_wakes();
+    }
+    let _ = client.flush().await;
+}
+
+/// Subscribes to `subject` when the first reason wants it, unsubscribes
+/// when the last one goes.
+async fn change_interest(
+    client: &async_nats::Client,
+    streams: &mut StreamMap<String, async_nats::Subscriber>,
+    wanted: &mut HashMap<String, u32>,
+    subject: String,
+    on: bool,
+) {
+    if on {
+        let n = wanted.entry(subject.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            if let Ok(s) = client.subscribe(subject.clone()).await {
+                streams.insert(subject, s);
+            }
+        }
+    } else if let Some(n) = wanted.get_mut(&subject) {
+        *n -= 1;
+        if *n == 0 {
+            wanted.remove(&subject);
+            // Dropping the subscriber unsubscribes.
+            streams.remove(&subject);
+        }
+    }
+}
+
+/// Wakes the relay if it is parked (called by a reactor after queueing work).
+pub(crate) fn wake(shared: &Shared) {
+    if shared.relay_parked.swap(false, Ordering::SeqCst) {
+        if let Some(tx) = &shared.relay_wake {
+            // Never blocks; a full socket means a wake-up is pending anyway.
+            let _ = tx.send(&[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_map_any_topic_and_back() {
+        for topic in [
+            &b"prices.eur"[..],
+            b"a b",
+            b"\xff\x00",
+            b"",
+            b"*>",
+            &[b'x'; 255],
+        ] {
+            for ns in [Ns::Channel, Ns::Shard] {
+                let s = subject("ringcast", ns, topic);
+                assert!(!s.contains(' ') && !s[9..].contains(['*', '>']), "{s}");
+                assert_eq!(s.matches('.').count(), 2, "one token for the topic: {s}");
+                assert_eq!(topic_of("ringcast", &s), Some((ns, topic.to_vec())));
+            }
+        }
+        assert_eq!(topic_of("ringcast", "other.t.YQ"), None);
+        assert_eq!(topic_of("ringcast", "ringcast.ctl.gap"), None);
+    }
+}
