@@ -425,10 +425,11 @@ fn a_slow_resp_subscriber_is_cut_off_while_the_others_keep_receiving() {
     let st = engine.stats();
     assert_eq!(st.slow_consumers[3], 1, "counted for the resp transport");
     // The others go on: one more message to the healthy subscriber alone.
-    assert_eq!(
-        publisher.call(&[b"PUBLISH", b"firehose", b"after"]),
-        R::Int(1)
-    );
+    // (Its count may still include the cut one when the cut happened on the
+    // reactor that does not own the channel and its report is on its way:
+    // docs/REDIS.md, Receiver counts.)
+    let n = publisher.call(&[b"PUBLISH", b"firehose", b"after"]);
+    assert!(matches!(n, R::Int(1 | 2)), "{n:?}");
     assert_eq!(healthy.read("after the cut"), message("firehose", b"after"));
     // The slow one reads what the kernel had, then the end of the stream.
     slow.buf.clear();

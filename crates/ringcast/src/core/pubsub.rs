@@ -30,6 +30,9 @@ use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+/// Topics whose count changes are always sent at the end of a batch.
+const FEW_COUNTS: usize = 64;
+
 /// Channels whose matching patterns a core remembers at most; the cache is
 /// emptied when it grows past this (and whenever the set of patterns changes).
 const PATTERN_CACHE_MAX: usize = 65_536;
@@ -669,16 +672,17 @@ impl Core {
         }
     }
 
-    /// Sends the summed count changes: with `all`, every one (each tick);
-    /// otherwise only the topics that gained subscribers (at the end of
-    /// each batch, so a new subscriber is counted at once). Losses wait for
-    /// the tick (or for the topic to be left, which sends them first): a
-    /// teardown of many connections then costs one message per topic and
-    /// tick, not one per topic and loop turn.
+    /// Sends the summed count changes: with `all` (each tick), or when few
+    /// topics changed, every one; otherwise only the topics that gained
+    /// subscribers (at the end of each batch, so a new subscriber is counted
+    /// at once). Losses over many topics at once (a mass disconnect) wait
+    /// for the tick (or for the topic to be left, which sends them first):
+    /// one message per topic and tick, not per topic and loop turn.
     pub(crate) fn flush_counts(&mut self, all: bool) {
         if self.count_deltas.is_empty() {
             return;
         }
+        let all = all || self.count_deltas.len() <= FEW_COUNTS;
         let ids: Vec<TopicId> = self
             .count_deltas
             .iter()
