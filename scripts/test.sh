@@ -11,14 +11,16 @@
 #                                loads the live page, subscribes, and shows a
 #                                message published over native TCP), the Redis
 #                                front against redis-server (byte for byte) and
-#                                against redis-py, ioredis and redis-cli
+#                                against redis-py, ioredis and redis-cli, and
+#                                three nodes relaying through a real nats-server
 #   cargo test -p ringcast ...   the engine's core tests again in a debug build,
 #                                where the frame pool counts every reference: an
 #                                engine that stops with one outstanding fails
 #   scripts/ws-interop.py        Python's `websockets` (an independent RFC 6455
 #                                implementation) against the real daemon
 # Needs: cargo, and (installed from Debian when missing, as root) chromium,
-# python3-websockets, redis-server, redis-tools, python3-venv, nodejs and npm;
+# python3-websockets, redis-server, redis-tools, python3-venv, nodejs, npm and
+# nats-server;
 # scripts/resp-clients-setup.sh puts redis-py in target/resp-clients/venv and
 # ioredis in tests/clients/node/node_modules (pinned versions).
 set -euo pipefail
@@ -29,7 +31,7 @@ for a in "$@"; do
     case "$a" in
         --dry-run) dry=1 ;;
         --no-install) install=0 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $a (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -39,6 +41,8 @@ missing=()
 command -v chromium >/dev/null 2>&1 || [ -n "${RINGCAST_CHROMIUM:-}" ] || missing+=(chromium)
 { [ -x "$py" ] && "$py" -c 'import websockets' 2>/dev/null; } || missing+=(python3 python3-websockets)
 command -v redis-server >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_SERVER:-}" ] || missing+=(redis-server)
+# Scale-out through NATS (crates/ringcast/tests/scaleout.rs)
+command -v nats-server >/dev/null 2>&1 || [ -n "${RINGCAST_NATS_SERVER:-}" ] || missing+=(nats-server)
 # The Redis front against real Redis clients (crates/ringcast/tests/resp_clients.rs)
 command -v redis-cli >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_CLI:-}" ] || missing+=(redis-tools)
 "$py" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -159,6 +159,10 @@ pub struct Deliveries {
     /// Measured deliveries timed by the clock after the read because the
     /// kernel attached no receive stamp (with `--rx-clock kernel`).
     pub unstamped: u64,
+    /// GAP notices received: a relaying ringcast node's warning that frames
+    /// from other nodes may have been lost (they never got a seq there, so
+    /// a loss shows in `received`, not in `gaps`).
+    pub gap_notices: u64,
 }
 
 impl Deliveries {
@@ -181,6 +185,7 @@ impl Deliveries {
         self.disconnects += o.disconnects;
         self.server_errors += o.server_errors;
         self.unstamped += o.unstamped;
+        self.gap_notices += o.gap_notices;
     }
 }
 

@@ -57,6 +57,14 @@ server message; it answers the server's pings. The publisher stays on the native
 port (--port), the realistic mix, so only the fan-out transport differs from
 --proto ringcast; sequence checks, latency and receive stamps are the same.
 
+--sub-ports P1,P2,... (with --port; scale-out through NATS): subscriber i connects to
+--host:P(i mod k), one port per node, while the publisher stays on --port; a port
+equal to --port (ringcast-ws: the ports are WebSocket ports, and the one equal to
+--ws-port) is the publisher's own node, *local*, the others *remote*. The report adds
+latency and delivery per port, and each remote port's percentiles minus the local
+port's: what the relay adds. Each subscriber checks its own node's seq, as without
+--sub-ports; a GAP notice (frames from other nodes may be lost) is counted per port.
+
 Prints a table, or with --json one JSON object. Exits 0 when a report was printed
 (check its delivery ratio), 1 when the run could not be done, 2 on bad usage.
 
@@ -72,7 +80,8 @@ Examples:
   ringcast bench --port 6379 --proto resp --subs 10000 --topics 1 --rate 20 --json
   ringcast bench --proto resp --patterns --subs 1000 --topics 10 --rate 20
   ringcast bench --port 6380 --proto resp --patterns --subs 10000 --topics 10 --rate 20
-  ringcast bench --port 4222 --proto nats --subs 19000 --topics 40 --rate 400";
+  ringcast bench --port 4222 --proto nats --subs 19000 --topics 40 --rate 400
+  ringcast bench --port 7400 --sub-ports 7400,7410,7420 --subs 300 --topics 1 --rate 100";
 
 /// `ringcast bench [FLAGS]`: the flags, the hidden ones (for child processes) last.
 #[derive(Parser, Debug)]
@@ -141,6 +150,19 @@ pub struct Cli {
         )
     )]
     ws_port: Option<u16>,
+
+    /// Scale-out: spread the subscribers round-robin over these ports on --host
+    /// (subscriber i on the (i mod k)th), one node each; the publisher stays on
+    /// --port, and the report gives latency and delivery per port (ringcast-ws:
+    /// WebSocket ports). Default: none (every subscriber on --port's node)
+    #[arg(
+        long = bench::SUB_PORTS_FLAG.trim_start_matches('-'),
+        value_name = "P1,P2,...",
+        env = "RINGCAST_BENCH_SUB_PORTS",
+        requires = "port",
+        value_parser = parse_ports
+    )]
+    sub_ports: Option<Ports>,
 
     /// Subscriber connections, one subscription each
     #[arg(
@@ -506,6 +528,7 @@ impl Cli {
             proto: self.proto,
             target,
             ws_port: self.ws_port.unwrap_or(d.ws_port),
+            sub_ports: self.sub_ports.map(|p| p.0).unwrap_or_default(),
             subs: self.subs,
             topics: self.topics.unwrap_or(default_topics),
             patterns: self.patterns,
@@ -645,6 +668,29 @@ fn parse_secs(s: &str) -> Result<Secs, String> {
     Duration::try_from_secs_f64(value * scale)
         .map(Secs)
         .map_err(|_| expected())
+}
+
+/// Ports separated by commas (`7400,7410,7420`), each at most once.
+#[derive(Clone, Debug, PartialEq)]
+struct Ports(Vec<u16>);
+
+fn parse_ports(s: &str) -> Result<Ports, String> {
+    let mut ports = Vec::new();
+    for word in s.split(',') {
+        let port = word
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("expected ports like 7400,7410,7420, got {word:?}"))?;
+        if ports.contains(&port) {
+            return Err(format!(
+                "port {port} is listed twice: each port is one node in the report"
+            ));
+        }
+        ports.push(port);
+    }
+    Ok(Ports(ports))
 }
 
 /// A CPU list: numbers and inclusive ranges separated by commas (`0,2,4-7`).
@@ -875,6 +921,51 @@ mod tests {
         assert_eq!(c.params.proto, Proto::RingcastWs);
         assert_eq!(c.params.target, parent.target);
         assert_eq!(c.params.subscriber_addr(), parent.subscriber_addr());
+    }
+
+    #[test]
+    fn sub_ports_parse_and_reach_the_children() {
+        let c = parse(&[
+            "--port",
+            "7400",
+            "--sub-ports",
+            "7400, 7410,7420",
+            "--subs",
+            "30000",
+            "--topics",
+            "40",
+        ])
+        .unwrap()
+        .params;
+        assert_eq!(c.sub_ports, [7400, 7410, 7420]);
+        c.validate().unwrap();
+        let child = parse_args(c.child_args(15_000, 15_000, Some(0))).params;
+        assert_eq!(child.sub_ports, c.sub_ports);
+        assert_eq!(child.subscriber_addrs(), c.subscriber_addrs());
+        assert_eq!(
+            parse(&["--port", "1"]).unwrap().params.sub_ports,
+            [] as [u16; 0]
+        );
+        let ws = parse(&[
+            "--proto",
+            "ringcast-ws",
+            "--port",
+            "7400",
+            "--ws-port",
+            "7411",
+            "--sub-ports",
+            "7401,7411",
+        ])
+        .unwrap()
+        .params;
+        let back = parse_args(ws.child_args(0, 1, None)).params;
+        assert_eq!((back.ws_port, back.local_sub_port()), (7411, Some(7411)));
+        assert_eq!(back.sub_ports, [7401, 7411]);
+        usage_error(&["--sub-ports", "7400"], "--port");
+        usage_error(&["--port", "1", "--sub-ports", "1,1"], "twice");
+        usage_error(&["--port", "1", "--sub-ports", ""], "--sub-ports");
+        assert_eq!(parse_ports("1,65535"), Ok(Ports(vec![1, 65535])));
+        assert!(parse_ports("1,0").is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! ```text
 //! child -> parent   ready                          all its subscriptions confirmed
 //!                   burst SEQ WARM MAX_NS          all its live subscribers got burst SEQ
-//!                   report K=V ... hist=H error=E  final counts, CPU, latency histogram
+//!                   report K=V ... hist=H error=E  final counts, CPU, latency histogram;
+//!                                                  with --sub-ports one port=COUNTS,H per
+//!                                                  port, in --sub-ports order
 //!                   fail MESSAGE                   it could not set up; exits 1
 //! parent -> child   measure                        the measured phase starts (CPU snapshot)
 //!                   end MS N0,N1,...               measured messages per topic: wait up to
@@ -39,8 +41,57 @@ pub struct GroupReport {
     pub foreign: u64,
     /// Latency of every measured delivery.
     pub hist: LatencyHistogram,
+    /// With `--sub-ports`: counts and latency per port, in its order
+    /// (empty without it).
+    pub ports: Vec<(Deliveries, LatencyHistogram)>,
     /// The first thing that went wrong, if anything did.
     pub error: Option<String>,
+}
+
+/// The counters of a `port=` field, in order (the histogram follows them).
+const PORT_FIELDS: usize = 9;
+
+/// `E,R,D,O,G,X,S,U,N,HIST`: a port's counts and histogram (no spaces, no
+/// commas in the histogram's text).
+fn port_field(d: &Deliveries, h: &LatencyHistogram) -> String {
+    format!(
+        "{},{},{},{},{},{},{},{},{},{}",
+        d.expected,
+        d.received,
+        d.duplicates,
+        d.reordered,
+        d.gaps,
+        d.disconnects,
+        d.server_errors,
+        d.unstamped,
+        d.gap_notices,
+        h.to_text()
+    )
+}
+
+fn parse_port_field(v: &str) -> Result<(Deliveries, LatencyHistogram), String> {
+    let parts: Vec<&str> = v.splitn(PORT_FIELDS + 1, ',').collect();
+    let [e, r, d, o, g, x, s, u, n, h] = parts[..] else {
+        return Err(format!("bad port field {v:?}"));
+    };
+    let num = |w: &str| -> Result<u64, String> {
+        w.parse()
+            .map_err(|_| format!("bad number {w:?} in a port field"))
+    };
+    Ok((
+        Deliveries {
+            expected: num(e)?,
+            received: num(r)?,
+            duplicates: num(d)?,
+            reordered: num(o)?,
+            gaps: num(g)?,
+            disconnects: num(x)?,
+            server_errors: num(s)?,
+            unstamped: num(u)?,
+            gap_notices: num(n)?,
+        },
+        LatencyHistogram::from_text(h)?,
+    ))
 }
 
 /// A line from a child.
@@ -76,8 +127,8 @@ impl ChildMsg {
                 let d = &r.deliveries;
                 let mut line = format!(
                     "report subs={} expected={} received={} duplicates={} reordered={} \
-                     gaps={} disconnects={} server_errors={} unstamped={} cpu_ns={} wall_ns={} \
-                     foreign={} hist={}",
+                     gaps={} disconnects={} server_errors={} unstamped={} gap_notices={} \
+                     cpu_ns={} wall_ns={} foreign={} hist={}",
                     r.subs,
                     d.expected,
                     d.received,
@@ -87,11 +138,16 @@ impl ChildMsg {
                     d.disconnects,
                     d.server_errors,
                     d.unstamped,
+                    d.gap_notices,
                     r.cpu_ns,
                     r.wall_ns,
                     r.foreign,
                     r.hist.to_text()
                 );
+                for (d, h) in &r.ports {
+                    line.push_str(" port=");
+                    line.push_str(&port_field(d, h));
+                }
                 if let Some(e) = &r.error {
                     line.push_str(" error=");
                     line.push_str(&one_line(e));
@@ -139,6 +195,10 @@ impl ChildMsg {
                         r.hist = LatencyHistogram::from_text(v)?;
                         continue;
                     }
+                    if k == "port" {
+                        r.ports.push(parse_port_field(v)?);
+                        continue;
+                    }
                     let n: u64 = v
                         .parse()
                         .map_err(|_| format!("bad report value {field:?}"))?;
@@ -153,6 +213,7 @@ impl ChildMsg {
                         "disconnects" => d.disconnects = n,
                         "server_errors" => d.server_errors = n,
                         "unstamped" => d.unstamped = n,
+                        "gap_notices" => d.gap_notices = n,
                         "cpu_ns" => r.cpu_ns = n,
                         "wall_ns" => r.wall_ns = n,
                         "foreign" => r.foreign = n,
@@ -331,10 +392,36 @@ mod tests {
                 disconnects: 4,
                 server_errors: 5,
                 unstamped: 9,
+                gap_notices: 10,
             },
             cpu_ns: 6,
             wall_ns: 7,
             foreign: 8,
+            ports: vec![
+                (
+                    Deliveries {
+                        expected: 4,
+                        received: 3,
+                        gap_notices: 10,
+                        ..Default::default()
+                    },
+                    hist.clone(),
+                ),
+                (
+                    Deliveries {
+                        expected: 6,
+                        received: 6,
+                        duplicates: 1,
+                        reordered: 2,
+                        gaps: 3,
+                        disconnects: 4,
+                        server_errors: 5,
+                        unstamped: 9,
+                        gap_notices: 0,
+                    },
+                    LatencyHistogram::new(),
+                ),
+            ],
             hist,
             error: Some("subscriber 3: closed\nby the server".into()),
         };
@@ -353,6 +440,23 @@ mod tests {
             back.error.as_deref(),
             Some("subscriber 3: closed by the server")
         );
+        assert_eq!(back.ports.len(), 2);
+        for ((d, h), (d0, h0)) in back.ports.iter().zip(&report.ports) {
+            assert_eq!(d, d0);
+            assert_eq!(h.summary(), h0.summary());
+        }
+        // Without --sub-ports, no port fields.
+        let plain = GroupReport {
+            ports: Vec::new(),
+            ..report.clone()
+        };
+        let line = ChildMsg::Report(Box::new(plain)).to_line();
+        assert!(!line.contains(" port="), "{line}");
+        assert!(matches!(
+            ChildMsg::parse(line.trim_end()),
+            Ok(ChildMsg::Report(r)) if r.ports.is_empty()
+        ));
+        assert!(ChildMsg::parse("report port=1,2,3").is_err());
 
         let b = ChildMsg::Burst {
             seq: 3,

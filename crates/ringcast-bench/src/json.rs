@@ -7,8 +7,9 @@
 
 use serde::{Serialize, Serializer};
 
+use super::account::Deliveries;
 use super::hist::Summary;
-use super::report::Report;
+use super::report::{PortReport, Report};
 use super::Workload;
 
 /// A float as the report prints it: whole values as integers, others in the
@@ -58,6 +59,8 @@ struct ReportJson<'a> {
     deliveries: DeliveriesJson,
     latency_us: &'a Summary,
     time_to_last_us: Option<&'a Summary>,
+    /// With `--sub-ports`: one entry per port, in its order; else `null`.
+    ports: Option<Vec<PortJson<'a>>>,
     #[serde(serialize_with = "round3_opt")]
     server_cpu_s: Option<f64>,
     #[serde(serialize_with = "round3_opt")]
@@ -108,6 +111,74 @@ struct ParamsJson<'a> {
     cpus: &'a [usize],
     server_pid: Option<u32>,
     server_cores: Option<usize>,
+    /// `--sub-ports`, or `null`.
+    sub_ports: Option<&'a [u16]>,
+}
+
+/// One `--sub-ports` port: its node's subscribers.
+#[derive(Serialize)]
+struct PortJson<'a> {
+    port: u16,
+    /// The publisher's node (the port is `--port`'s; ringcast-ws: `--ws-port`'s).
+    local: bool,
+    subs: usize,
+    deliveries: PortDeliveriesJson,
+    latency_us: &'a Summary,
+    /// This port's percentiles minus the local port's (what the relay
+    /// adds); `null` for the local port or when no port is local.
+    minus_local_us: Option<Summary>,
+}
+
+#[derive(Serialize)]
+struct PortDeliveriesJson {
+    expected: u64,
+    received: u64,
+    #[serde(serialize_with = "ratio")]
+    ratio: f64,
+    duplicates: u64,
+    reordered: u64,
+    gaps: u64,
+    disconnects: u64,
+    server_errors: u64,
+    unstamped: u64,
+    gap_notices: u64,
+    #[serde(serialize_with = "round3")]
+    per_second: f64,
+}
+
+impl PortDeliveriesJson {
+    fn new(d: &Deliveries, wall_s: f64) -> Self {
+        PortDeliveriesJson {
+            expected: d.expected,
+            received: d.received,
+            ratio: d.ratio(),
+            duplicates: d.duplicates,
+            reordered: d.reordered,
+            gaps: d.gaps,
+            disconnects: d.disconnects,
+            server_errors: d.server_errors,
+            unstamped: d.unstamped,
+            gap_notices: d.gap_notices,
+            per_second: if wall_s > 0.0 {
+                d.received as f64 / wall_s
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+impl<'a> PortJson<'a> {
+    fn new(p: &'a PortReport, all: &[PortReport], wall_s: f64) -> Self {
+        PortJson {
+            port: p.port,
+            local: p.local,
+            subs: p.subs,
+            deliveries: PortDeliveriesJson::new(&p.deliveries, wall_s),
+            latency_us: &p.latency,
+            minus_local_us: p.minus_local(all),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -122,6 +193,7 @@ struct DeliveriesJson {
     disconnects: u64,
     server_errors: u64,
     unstamped: u64,
+    gap_notices: u64,
     foreign_payloads: u64,
     #[serde(serialize_with = "round3")]
     per_second: f64,
@@ -161,6 +233,7 @@ impl<'a> From<&'a Report> for ReportJson<'a> {
                 cpus: &p.cpus,
                 server_pid: p.server_pid,
                 server_cores: r.embedded.then_some(p.server_cores),
+                sub_ports: (!p.sub_ports.is_empty()).then_some(&p.sub_ports[..]),
             },
             published: r.published,
             publish_s: r.publish_s,
@@ -175,11 +248,18 @@ impl<'a> From<&'a Report> for ReportJson<'a> {
                 disconnects: d.disconnects,
                 server_errors: d.server_errors,
                 unstamped: d.unstamped,
+                gap_notices: d.gap_notices,
                 foreign_payloads: r.foreign_payloads,
                 per_second: r.delivery_rate(),
             },
             latency_us: &r.latency,
             time_to_last_us: r.time_to_last.as_ref(),
+            ports: (!r.ports.is_empty()).then(|| {
+                r.ports
+                    .iter()
+                    .map(|p| PortJson::new(p, &r.ports, r.wall_s))
+                    .collect()
+            }),
             server_cpu_s: r.server_cpu_s,
             server_cpu_us_per_delivery: r.server_cpu_us_per_delivery(),
             server_cpu_source: &r.server_cpu_source,

@@ -198,6 +198,11 @@ pub struct Params {
     /// ringcast-ws: the WebSocket port on the target's host, where the
     /// subscribers connect (set from the embedded engine when it runs).
     pub ws_port: u16,
+    /// Scale-out (`--sub-ports`): subscribers spread round-robin over these
+    /// ports on the target's host, subscriber i on `sub_ports[i % k]`, while
+    /// the publisher stays on the target (ringcast-ws: WebSocket ports).
+    /// Empty: every subscriber at [`Params::subscriber_addr`].
+    pub sub_ports: Vec<u16>,
     /// Subscriber connections.
     pub subs: usize,
     /// Topics (steady); burst uses 1. With `patterns`, the channels
@@ -250,6 +255,7 @@ impl Default for Params {
             proto: Proto::Ringcast,
             target: None,
             ws_port: DEFAULT_WS_PORT,
+            sub_ports: Vec::new(),
             subs: 1_000,
             topics: 10,
             patterns: false,
@@ -359,7 +365,81 @@ impl Params {
         if self.server_cores == 0 {
             return bad("--server-cores must be at least 1".into());
         }
+        if !self.sub_ports.is_empty() {
+            if self.target.is_none() {
+                return bad(
+                    "--sub-ports needs --port: the subscribers' nodes are running servers".into(),
+                );
+            }
+            if let Some(p) = self.sub_ports.iter().find(|&&p| p == 0) {
+                return bad(format!("--sub-ports: port {p} is not a port"));
+            }
+            let mut seen = self.sub_ports.clone();
+            seen.sort_unstable();
+            if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+                return bad(format!(
+                    "--sub-ports lists port {} twice: each port is one node in the report",
+                    w[0]
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Where each port's subscribers connect, in `--sub-ports` order:
+    /// subscriber i connects to entry i mod len. Without `--sub-ports`, the
+    /// one [`Params::subscriber_addr`]. Empty before the target is known.
+    pub fn subscriber_addrs(&self) -> Vec<SocketAddr> {
+        let Some(one) = self.subscriber_addr() else {
+            return Vec::new();
+        };
+        if self.sub_ports.is_empty() {
+            return vec![one];
+        }
+        self.sub_ports
+            .iter()
+            .map(|&port| SocketAddr::new(one.ip(), port))
+            .collect()
+    }
+
+    /// The index into [`Params::subscriber_addrs`] of subscriber `global`.
+    pub fn port_index(&self, global: usize) -> usize {
+        global % self.sub_ports.len().max(1)
+    }
+
+    /// The port the publisher's node serves subscribers on: the target's,
+    /// for ringcast-ws its WebSocket port. A `--sub-ports` entry equal to it
+    /// is the *local* node in the report, the others *remote*.
+    pub fn local_sub_port(&self) -> Option<u16> {
+        self.subscriber_addr().map(|a| a.port())
+    }
+
+    /// Subscribers on each of [`Params::subscriber_addrs`].
+    pub fn subs_per_port(&self) -> Vec<usize> {
+        let k = self.sub_ports.len().max(1);
+        (0..k).map(|j| (self.subs + k - 1 - j) / k).collect()
+    }
+
+    /// Measured deliveries owed to each port's subscribers, given the
+    /// measured messages published per subscription (`per_topic`, as the
+    /// publisher counts them): subscriber g holds subscription
+    /// g mod `per_topic.len()` and connects to port g mod k.
+    pub fn expected_per_port(&self, per_topic: &[u64]) -> Vec<u64> {
+        let k = self.sub_ports.len().max(1);
+        let t = per_topic.len().max(1);
+        let mut owed = vec![0u64; k];
+        // Subscribers repeat their (port, topic) pair every lcm(k, t).
+        let period = k / gcd(k, t) * t;
+        let mut pairs = vec![0u64; period];
+        for (g, n) in pairs.iter_mut().enumerate() {
+            *n = per_topic.get(g % t).copied().unwrap_or(0);
+        }
+        let (whole, rest) = (self.subs / period, self.subs % period);
+        for (g, n) in pairs.iter().enumerate() {
+            let times = whole as u64 + u64::from(g < rest);
+            owed[g % k] += n * times;
+        }
+        owed
     }
 
     /// Where subscribers connect: the target, or for ringcast-ws its host
@@ -460,6 +540,10 @@ impl Params {
             a.push("--ws-port".into());
             a.push(self.ws_port.to_string());
         }
+        if !self.sub_ports.is_empty() {
+            a.push(SUB_PORTS_FLAG.into());
+            a.push(join_ports(&self.sub_ports));
+        }
         if self.patterns {
             a.push(PATTERNS_FLAG.into());
         }
@@ -481,6 +565,25 @@ pub const CHILD_FLAG: &str = "--child";
 pub const RUN_ID_FLAG: &str = "--run-id";
 /// The flag of [`Params::patterns`].
 pub const PATTERNS_FLAG: &str = "--patterns";
+/// The flag of [`Params::sub_ports`].
+pub const SUB_PORTS_FLAG: &str = "--sub-ports";
+
+/// Ports as `--sub-ports` takes them: `7400,7410,7420`.
+pub fn join_ports(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Greatest common divisor (of counts at least 1).
+pub fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}
 
 #[cfg(test)]
 mod tests {
@@ -620,6 +723,97 @@ mod tests {
             },
             "--topics",
         );
+    }
+
+    #[test]
+    fn sub_ports_spread_subscribers_round_robin_and_owe_per_port() {
+        let target = Some(SocketAddr::from(([127, 0, 0, 1], 7400)));
+        let p = Params {
+            target,
+            sub_ports: vec![7400, 7410, 7420],
+            subs: 10,
+            topics: 4,
+            ..Params::default()
+        };
+        p.validate().unwrap();
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(p.subscriber_addrs(), [at(7400), at(7410), at(7420)]);
+        let ports: Vec<usize> = (0..7).map(|g| p.port_index(g)).collect();
+        assert_eq!(ports, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(p.subs_per_port(), [4, 3, 3]);
+        assert_eq!(p.local_sub_port(), Some(7400));
+        // Brute force: subscriber g owes per_topic[g % 4] to port g % 3.
+        for per_topic in [[5u64, 5, 5, 5], [3, 2, 2, 1], [0, 0, 7, 0]] {
+            for subs in [1, 4, 10, 12, 13, 121] {
+                let q = Params { subs, ..p.clone() };
+                let mut owed = [0u64; 3];
+                for g in 0..subs {
+                    owed[g % 3] += per_topic[g % 4];
+                }
+                assert_eq!(
+                    q.expected_per_port(&per_topic),
+                    owed,
+                    "{subs} {per_topic:?}"
+                );
+                assert_eq!(q.subs_per_port().iter().sum::<usize>(), subs);
+            }
+        }
+        // Without --sub-ports: one port, the subscribers' address.
+        let one = Params {
+            sub_ports: Vec::new(),
+            ..p.clone()
+        };
+        assert_eq!(one.subscriber_addrs(), [at(7400)]);
+        assert_eq!((one.port_index(5), one.subs_per_port()), (0, vec![10]));
+        assert_eq!(
+            one.expected_per_port(&[1, 2, 3, 4]),
+            [3 + 3 * 2 + 2 * 3 + 2 * 4]
+        );
+        assert!(!one
+            .child_args(0, 5, None)
+            .iter()
+            .any(|a| a == SUB_PORTS_FLAG));
+        // Children get the list; WebSocket: the ports are WebSocket ports,
+        // the local one is --ws-port's.
+        let args = p.child_args(0, 5, None);
+        let i = args.iter().position(|a| a == SUB_PORTS_FLAG).unwrap();
+        assert_eq!(args[i + 1], "7400,7410,7420");
+        let ws = Params {
+            proto: Proto::RingcastWs,
+            ws_port: 7411,
+            sub_ports: vec![7401, 7411, 7421],
+            ..p.clone()
+        };
+        assert_eq!(ws.subscriber_addrs()[2], at(7421));
+        assert_eq!(ws.local_sub_port(), Some(7411));
+        // Refused: no target, a port twice, port 0.
+        let check = |q: Params, needle: &str| match q.validate() {
+            Err(BenchError::Invalid(m)) => assert!(m.contains(needle), "{m}"),
+            other => panic!("expected Invalid({needle}), got {other:?}"),
+        };
+        check(
+            Params {
+                target: None,
+                ..p.clone()
+            },
+            "--sub-ports needs --port",
+        );
+        check(
+            Params {
+                sub_ports: vec![7400, 7410, 7400],
+                ..p.clone()
+            },
+            "twice",
+        );
+        check(
+            Params {
+                sub_ports: vec![0],
+                ..p.clone()
+            },
+            "--sub-ports",
+        );
+        assert_eq!((gcd(40, 3), gcd(4, 2), gcd(1, 1)), (1, 2, 1));
+        assert_eq!(join_ports(&[1, 22]), "1,22");
     }
 
     #[test]

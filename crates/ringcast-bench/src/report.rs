@@ -7,6 +7,41 @@ use super::{Params, Workload};
 /// Busy fraction of one core past which a generator process is flagged.
 pub const GENERATOR_BUSY: f64 = 0.8;
 
+/// What the subscribers on one `--sub-ports` port (one node) measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortReport {
+    pub port: u16,
+    /// The publisher's node: the port equals `--port` (ringcast-ws: `--ws-port`).
+    pub local: bool,
+    /// Subscribers connected to it.
+    pub subs: usize,
+    pub deliveries: Deliveries,
+    /// Latency per delivery of its subscribers.
+    pub latency: Summary,
+}
+
+impl PortReport {
+    /// This port's percentiles minus the local port's (µs), when there is
+    /// a local port and this is another: what the relay adds.
+    pub fn minus_local(&self, all: &[PortReport]) -> Option<Summary> {
+        let local = all.iter().find(|p| p.local)?;
+        if self.local || self.latency.count == 0 || local.latency.count == 0 {
+            return None;
+        }
+        let (a, b) = (&self.latency, &local.latency);
+        Some(Summary {
+            count: a.count,
+            min: a.min - b.min,
+            p50: a.p50 - b.p50,
+            p90: a.p90 - b.p90,
+            p99: a.p99 - b.p99,
+            p999: a.p999 - b.p999,
+            max: a.max - b.max,
+            mean: a.mean - b.mean,
+        })
+    }
+}
+
 /// Everything a run measured, with the parameters and machine it ran on.
 #[derive(Clone, Debug)]
 pub struct Report {
@@ -26,6 +61,8 @@ pub struct Report {
     /// Most the publisher fell behind its schedule (steady), in µs.
     pub max_publish_lag_us: f64,
     pub deliveries: Deliveries,
+    /// With `--sub-ports`: per port, in its order (empty without it).
+    pub ports: Vec<PortReport>,
     /// Latency per delivery.
     pub latency: Summary,
     /// Time to the last subscriber per burst (burst only).
@@ -160,13 +197,7 @@ impl Report {
                 self.delivery_rate()
             ),
         );
-        line(
-            "faults",
-            format!(
-                "{} duplicates, {} reordered, {} gaps, {} disconnects, {} server errors",
-                d.duplicates, d.reordered, d.gaps, d.disconnects, d.server_errors
-            ),
-        );
+        line("faults", faults(d));
         let pct = |s: &Summary| {
             format!(
                 "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -187,6 +218,35 @@ impl Report {
         );
         if let Some(t) = &self.time_to_last {
             line("time to last", pct(t));
+        }
+        for port in &self.ports {
+            let pd = &port.deliveries;
+            let mut v = format!(
+                "{}, {} subscribers: {} of {} received ({:.4}%); {}",
+                if port.local { "local" } else { "remote" },
+                port.subs,
+                pd.received,
+                pd.expected,
+                pd.ratio() * 100.0,
+                pct(&port.latency)
+            );
+            if let Some(m) = port.minus_local(&self.ports) {
+                v.push_str(&format!(
+                    "; minus local: p50 {}  p99 {}",
+                    signed_us(m.p50),
+                    signed_us(m.p99)
+                ));
+            }
+            let clean = Deliveries {
+                expected: pd.expected,
+                received: pd.received,
+                unstamped: pd.unstamped,
+                ..Default::default()
+            };
+            if *pd != clean {
+                v.push_str(&format!("; {}", faults(pd)));
+            }
+            line(&format!("port {}", port.port), v);
         }
         line(
             "server CPU",
@@ -252,6 +312,27 @@ impl Report {
             );
         }
         head + &out
+    }
+}
+
+/// The fault counters, for people.
+fn faults(d: &Deliveries) -> String {
+    let mut s = format!(
+        "{} duplicates, {} reordered, {} gaps, {} disconnects, {} server errors",
+        d.duplicates, d.reordered, d.gaps, d.disconnects, d.server_errors
+    );
+    if d.gap_notices > 0 {
+        s.push_str(&format!(", {} GAP notices", d.gap_notices));
+    }
+    s
+}
+
+/// [`us`] with a sign: `+1.23ms`, `-12.0us`.
+fn signed_us(v: f64) -> String {
+    if v < 0.0 {
+        format!("-{}", us(-v))
+    } else {
+        format!("+{}", us(v))
     }
 }
 
@@ -323,6 +404,7 @@ mod tests {
                 received: 500_000,
                 ..Default::default()
             },
+            ports: Vec::new(),
             latency: summary,
             time_to_last: (workload == Workload::Burst).then_some(summary),
             server_cpu_s: Some(1.5),
@@ -374,6 +456,7 @@ mod tests {
                     "deliveries",
                     "latency_us",
                     "time_to_last_us",
+                    "ports",
                     "server_cpu_s",
                     "server_cpu_us_per_delivery",
                     "server_cpu_source",
@@ -412,6 +495,7 @@ mod tests {
                     "cpus",
                     "server_pid",
                     "server_cores",
+                    "sub_ports",
                 ])
             );
             assert_eq!(
@@ -426,6 +510,7 @@ mod tests {
                     "disconnects",
                     "server_errors",
                     "unstamped",
+                    "gap_notices",
                     "foreign_payloads",
                     "per_second",
                 ])
@@ -438,6 +523,7 @@ mod tests {
             } else {
                 assert!(v["params"]["bursts"].is_null() && v["params"]["rate"] == 100);
             }
+            assert!(v["ports"].is_null() && v["params"]["sub_ports"].is_null());
             assert_eq!(v["first_error"], "a \"quoted\"\nerror");
             assert_eq!(v["aborted"], Value::Null);
             assert_eq!(v["clean"], true);
@@ -451,6 +537,103 @@ mod tests {
                 assert!(text.contains(inner), "missing {inner} in {text}");
             }
         }
+    }
+
+    /// Three nodes: the publisher's (7400, local) and two remote ones, one
+    /// of which lost deliveries and was told so.
+    fn scaled_out() -> Report {
+        let lat = |p50: f64, p99: f64| Summary {
+            count: 100,
+            min: 1.0,
+            p50,
+            p90: p99,
+            p99,
+            p999: p99,
+            max: p99,
+            mean: p50,
+        };
+        let port = |port, local, received, gap_notices, latency| PortReport {
+            port,
+            local,
+            subs: 10,
+            deliveries: Deliveries {
+                expected: 100,
+                received,
+                gap_notices,
+                ..Default::default()
+            },
+            latency,
+        };
+        let mut r = sample(Workload::Steady);
+        r.params.target = Some(([127, 0, 0, 1], 7400).into());
+        r.params.sub_ports = vec![7400, 7410, 7420];
+        r.ports = vec![
+            port(7400, true, 100, 0, lat(50.0, 100.0)),
+            port(7410, false, 100, 0, lat(250.0, 400.0)),
+            port(7420, false, 90, 2, lat(300.0, 2_100.0)),
+        ];
+        r
+    }
+
+    #[test]
+    fn ports_are_reported_each_with_what_the_relay_adds() {
+        use serde_json::Value;
+        let r = scaled_out();
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            v["params"]["sub_ports"],
+            serde_json::json!([7400, 7410, 7420])
+        );
+        let ports = v["ports"].as_array().expect("ports");
+        assert_eq!(ports.len(), 3);
+        let mut keys: Vec<&str> = ports[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "deliveries",
+                "latency_us",
+                "local",
+                "minus_local_us",
+                "port",
+                "subs"
+            ]
+        );
+        assert_eq!(ports[0]["local"], true);
+        assert!(ports[0]["minus_local_us"].is_null());
+        assert_eq!(ports[1]["port"], 7410);
+        assert_eq!(ports[1]["local"], false);
+        assert_eq!(ports[1]["minus_local_us"]["p50"], 200);
+        assert_eq!(ports[1]["minus_local_us"]["p99"], 300);
+        assert_eq!(ports[2]["deliveries"]["ratio"], 0.9);
+        assert_eq!(ports[2]["deliveries"]["gap_notices"], 2);
+        assert_eq!(ports[2]["latency_us"]["p99"], 2100);
+        let t = r.to_table();
+        for needle in [
+            "port 7400        local, 10 subscribers: 100 of 100 received (100.0000%); p50 50.0us",
+            "port 7410        remote, 10 subscribers: 100 of 100 received",
+            "minus local: p50 +200.0us  p99 +300.0us",
+            "90 of 100 received (90.0000%)",
+            "2 GAP notices",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
+        // The clean ports list no faults; no local port, no differences.
+        assert_eq!(t.matches("duplicates").count(), 2, "{t}");
+        let mut none_local = r.clone();
+        for p in &mut none_local.ports {
+            p.local = false;
+        }
+        assert!(!none_local.to_table().contains("minus local"));
+        assert!(none_local
+            .ports
+            .iter()
+            .all(|p| p.minus_local(&none_local.ports).is_none()));
     }
 
     #[test]

@@ -16,10 +16,10 @@ use super::account::Deliveries;
 use super::control::{read_available, ChildLink, ChildMsg, GroupReport, LineBuf, ParentMsg};
 use super::hist::LatencyHistogram;
 use super::publisher::Publisher;
-use super::report::{iso8601_utc, Report};
+use super::report::{iso8601_utc, PortReport, Report};
 use super::subs::{Note, SubSet};
 use super::sys::{self, Epoll, Timer};
-use super::{BenchError, Params, Proto, Workload};
+use super::{self as bench, BenchError, Params, Proto, Workload};
 use super::{TOKEN_CHILD, TOKEN_CONTROL, TOKEN_KIND, TOKEN_PUB, TOKEN_SUB, TOKEN_TIMER};
 use ringcast::{Config, Engine};
 use std::io::Write;
@@ -217,11 +217,32 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
         ),
         None => format!("{} at {}", p.proto.name(), p.target.expect("set above")),
     };
-    if p.proto.is_websocket() {
+    if p.proto.is_websocket() && p.sub_ports.is_empty() {
         target = format!(
             "{target}: subscribers over WebSocket at ws://{}/ws, publisher over native TCP",
             p.subscriber_addr().expect("set above")
         );
+    }
+    if !p.sub_ports.is_empty() {
+        let over = if p.proto.is_websocket() {
+            "over WebSocket (/ws) "
+        } else {
+            ""
+        };
+        target = format!(
+            "{target}: subscribers spread {over}round-robin over ports {} of {}, publisher on {}",
+            bench::join_ports(&p.sub_ports),
+            p.target.expect("set above").ip(),
+            p.target.expect("set above").port()
+        );
+        let (k, t) = (p.sub_ports.len(), p.subscriptions());
+        if bench::gcd(k, t) > 1 {
+            eprintln!(
+                "ringcast bench: note: --topics {t} and {k} --sub-ports share a factor: \
+                 each port's subscribers hold only some of the topics (subscriber i: \
+                 topic i mod {t}, port i mod {k})"
+            );
+        }
     }
     let embedded = engine.is_some();
     let result = Coordinator::new(&p, server_cpu).and_then(|mut c| {
@@ -238,7 +259,7 @@ pub fn run(params: &Params) -> Result<Report, BenchError> {
 impl<'a> Coordinator<'a> {
     fn new(p: &'a Params, server_cpu: ServerCpu) -> Result<Self, String> {
         let addr = p.target.expect("the target is known before coordinating");
-        let sub_addr = p.subscriber_addr().expect("the target is known");
+        let sub_addrs = p.subscriber_addrs();
         let ep = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
         let timer = Timer::new().map_err(|e| format!("timerfd: {e}"))?;
         ep.add(timer.raw_fd(), TOKEN_TIMER, sys::IN)
@@ -249,7 +270,7 @@ impl<'a> Coordinator<'a> {
         let publisher = Publisher::connect(p.proto.publisher_proto(), addr, p.size, &ep)?;
         let procs = p.effective_procs();
         let (local, children) = if procs == 1 {
-            let set = SubSet::new(p, sub_addr, subscriptions, 0, p.subs);
+            let set = SubSet::new(p, sub_addrs, subscriptions, 0, p.subs);
             (Some(set), Vec::new())
         } else {
             let exe = std::env::current_exe()
@@ -630,9 +651,20 @@ impl<'a> Coordinator<'a> {
         let mut first_error = None;
         let mut foreign = 0;
         let mut aborted = o.aborted.clone();
+        let ports = self.p.sub_ports.len();
+        let mut per_port = vec![(Deliveries::default(), LatencyHistogram::new()); ports];
+        let mut add_ports = |from: &[(Deliveries, LatencyHistogram)]| {
+            for ((d, h), (d1, h1)) in per_port.iter_mut().zip(from) {
+                d.add(d1);
+                h.merge(h1);
+            }
+        };
         if let Some(local) = &self.local {
             deliveries.add(&local.deliveries());
-            hist.merge(local.histogram());
+            hist.merge(&local.histogram());
+            if ports > 0 {
+                add_ports(&local.port_reports());
+            }
             first_error = local.first_error().map(str::to_string);
             foreign += local.foreign_payloads();
         }
@@ -646,10 +678,17 @@ impl<'a> Coordinator<'a> {
                         wall_ns: child_wall,
                         error,
                         foreign: f,
+                        ports: p,
                         ..
                     } = r;
                     deliveries.add(d);
                     hist.merge(h);
+                    if p.len() != ports {
+                        aborted.get_or_insert_with(|| {
+                            format!("child {k} reported {} ports of {ports}", p.len())
+                        });
+                    }
+                    add_ports(p);
                     generator_cpu_ns += cpu_ns;
                     busiest = busiest.max(*cpu_ns as f64 / (*child_wall).max(1) as f64);
                     if first_error.is_none() {
@@ -665,11 +704,27 @@ impl<'a> Coordinator<'a> {
         // What the parent knows was owed beats what the groups reported (a
         // group that never reported owes its share too).
         deliveries.expected = self.expected(&o.per_topic);
+        let p = self.p;
+        let local_port = p.local_sub_port();
+        let ports: Vec<PortReport> = per_port
+            .into_iter()
+            .zip(p.expected_per_port(&o.per_topic))
+            .zip(p.sub_ports.iter().zip(p.subs_per_port()))
+            .map(|(((mut d, h), owed), (&port, subs))| {
+                d.expected = owed;
+                PortReport {
+                    port,
+                    local: Some(port) == local_port,
+                    subs,
+                    deliveries: d,
+                    latency: h.summary(),
+                }
+            })
+            .collect();
         let exit_kill = aborted.is_some();
         for c in self.children.drain(..) {
             c.finish(exit_kill);
         }
-        let p = self.p;
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -683,6 +738,7 @@ impl<'a> Coordinator<'a> {
             publish_s: o.last_publish_ns.saturating_sub(o.first_publish_ns) as f64 / 1e9,
             max_publish_lag_us: o.max_lag_ns as f64 / 1e3,
             deliveries,
+            ports,
             latency: hist.summary(),
             time_to_last: (p.workload == Workload::Burst).then(|| o.time_to_last.summary()),
             server_cpu_s: match (start.server_cpu_s, end.server_cpu_s) {
@@ -713,15 +769,16 @@ pub fn run_child(p: &Params, first: usize, count: usize) -> Result<(), BenchErro
     if let Some(&cpu) = p.cpus.first() {
         sys::pin_current_thread(cpu).map_err(|e| failed(format!("--cpu {cpu}: {e}")))?;
     }
-    let addr = p
-        .subscriber_addr()
-        .ok_or_else(|| BenchError::Invalid("a child needs --port".into()))?;
+    let addrs = p.subscriber_addrs();
+    if addrs.is_empty() {
+        return Err(BenchError::Invalid("a child needs --port".into()));
+    }
     let run_id = p
         .run_id
         .as_deref()
         .ok_or_else(|| BenchError::Invalid("a child needs --run-id".into()))?;
     let ep = Epoll::new().map_err(|e| failed(format!("epoll: {e}")))?;
-    let mut subs = SubSet::new(p, addr, subscription_names(run_id, p), first, count);
+    let mut subs = SubSet::new(p, addrs, subscription_names(run_id, p), first, count);
     sys::set_nonblocking(0).map_err(|e| failed(format!("stdin: {e}")))?;
     ep.add(0, TOKEN_CONTROL, sys::IN)
         .map_err(|e| failed(format!("epoll on stdin: {e}")))?;
@@ -796,7 +853,12 @@ pub fn run_child(p: &Params, first: usize, count: usize) -> Result<(), BenchErro
                     cpu_ns: sys::thread_cpu_ns() - measure_start.1,
                     wall_ns: sys::now_ns() - measure_start.0,
                     foreign: subs.foreign_payloads(),
-                    hist: subs.histogram().clone(),
+                    hist: subs.histogram(),
+                    ports: if p.sub_ports.is_empty() {
+                        Vec::new()
+                    } else {
+                        subs.port_reports()
+                    },
                     error: subs.first_error().map(str::to_string),
                 };
                 send(ChildMsg::Report(Box::new(report)))?;

@@ -13,6 +13,10 @@
 //! stamp are in, the rest is discarded in the kernel (`recv(MSG_TRUNC)`, no
 //! copy) and the delivery is timed by its last segment.
 //!
+//! Scale-out (`--sub-ports`): the set holds one address per node, and
+//! subscriber g connects to address g mod k; latency and delivery counts
+//! are kept per address ([`SubSet::port_reports`]) as well as in total.
+//!
 //! ringcast-ws: a subscriber sends the upgrade request, waits for the 101
 //! (state `Upgrading`), then sends its SUBSCRIBE in a masked binary message;
 //! from there each server message is parsed in place by [`super::ws`] and
@@ -64,6 +68,8 @@ struct Sub {
     state: State,
     /// Index into the topic list.
     topic: u32,
+    /// Index into the address list (its node, with `--sub-ports`).
+    port: u32,
     /// Bytes of an event cut by the end of a read.
     partial: Vec<u8>,
     /// Bytes to send (the subscription request, PONGs) and how far sent.
@@ -89,18 +95,32 @@ pub enum Note {
     BurstDone { seq: u64, warm: bool, max_ns: u64 },
 }
 
+/// What the subscribers of one address (one node) measured.
+#[derive(Clone, Debug, Default)]
+pub struct PortTotals {
+    /// Latency of every measured delivery.
+    pub hist: LatencyHistogram,
+    /// Subscribers the server closed or that failed after confirming.
+    pub disconnects: u64,
+    /// ERROR frames (or -ERR lines) received.
+    pub server_errors: u64,
+    /// Measured deliveries without a kernel receive stamp.
+    pub unstamped: u64,
+    /// GAP notices received (a relaying server's warning of lost frames).
+    pub gap_notices: u64,
+}
+
 /// Counters shared by all subscribers of the set (kept apart from `subs`
 /// so a subscriber and the totals can be borrowed at once).
 #[derive(Default)]
 struct Totals {
-    hist: LatencyHistogram,
+    /// Per address, in the set's address order.
+    ports: Vec<PortTotals>,
     ready: usize,
     /// Subscribers in `Connecting` or `Subscribing`.
     in_setup: usize,
     /// Subscribers in `Ready` now (closed ones leave it).
     live: usize,
-    disconnects: u64,
-    server_errors: u64,
     first_error: Option<String>,
     /// Expected measured deliveries per topic, once the publisher is done.
     expected: Option<Vec<u64>>,
@@ -111,14 +131,13 @@ struct Totals {
     notes: Vec<Note>,
     /// Payloads too short to carry the generator's stamp.
     foreign: u64,
-    /// Measured deliveries without a kernel receive stamp.
-    unstamped: u64,
 }
 
 /// A process's share of the subscribers.
 pub struct SubSet {
     proto: Proto,
-    addr: SocketAddr,
+    /// Where subscribers connect: subscriber g to `addrs[g % len]`.
+    addrs: Vec<SocketAddr>,
     topics: Vec<String>,
     /// Global index of `subs[0]`: subscriber g subscribes to topic g % topics.
     first_global: usize,
@@ -137,19 +156,22 @@ pub struct SubSet {
 
 impl SubSet {
     /// Subscribers `first_global .. first_global + count` of the run `p`
-    /// (protocol, workload, source addresses, receive clock) at `addr`.
+    /// (protocol, workload, source addresses, receive clock), subscriber g
+    /// at `addrs[g % addrs.len()]` (one address, or one per `--sub-ports` entry).
     pub fn new(
         p: &Params,
-        addr: SocketAddr,
+        addrs: Vec<SocketAddr>,
         topics: Vec<String>,
         first_global: usize,
         count: usize,
     ) -> SubSet {
+        assert!(!addrs.is_empty(), "subscribers need an address");
         let subs = (0..count)
             .map(|i| Sub {
                 fd: None,
                 state: State::Idle,
                 topic: ((first_global + i) % topics.len()) as u32,
+                port: ((first_global + i) % addrs.len()) as u32,
                 partial: Vec::new(),
                 out: Vec::new(),
                 out_at: 0,
@@ -160,9 +182,13 @@ impl SubSet {
                 pending: None,
             })
             .collect();
+        let totals = Totals {
+            ports: vec![PortTotals::default(); addrs.len()],
+            ..Totals::default()
+        };
         SubSet {
             proto: p.proto,
-            addr,
+            addrs,
             topics,
             first_global,
             patterns: p.patterns,
@@ -171,7 +197,7 @@ impl SubSet {
             kernel_stamps: p.rx_clock == RxClock::Kernel,
             subs,
             next_idle: 0,
-            totals: Totals::default(),
+            totals,
             rbuf: vec![0; READ_BUF],
         }
     }
@@ -197,7 +223,7 @@ impl SubSet {
     }
 
     fn source_for(&self, i: usize) -> Option<Ipv4Addr> {
-        match self.addr.ip() {
+        match self.addrs[0].ip() {
             IpAddr::V4(ip) if ip.is_loopback() && self.source_ips > 1 => {
                 let g = self.first_global + i;
                 Some(Ipv4Addr::new(127, 0, 0, 1 + (g % self.source_ips) as u8))
@@ -206,9 +232,15 @@ impl SubSet {
         }
     }
 
+    /// Subscriber `i`'s address.
+    fn addr_of(&self, i: usize) -> SocketAddr {
+        self.addrs[self.subs[i].port as usize]
+    }
+
     fn connect(&mut self, ep: &Epoll, i: usize) -> Result<(), String> {
         let source = self.source_for(i);
-        let (fd, _) = sys::connect_start(&self.addr, source).map_err(|e| {
+        let addr = self.addr_of(i);
+        let (fd, _) = sys::connect_start(&addr, source).map_err(|e| {
             let hint = match e.raw_os_error() {
                 Some(libc::EMFILE) | Some(libc::ENFILE) => {
                     " (out of file descriptors: use more --procs)"
@@ -217,9 +249,8 @@ impl SubSet {
                 _ => "",
             };
             format!(
-                "subscriber {}: cannot connect to {}: {e}{hint}",
+                "subscriber {}: cannot connect to {addr}: {e}{hint}",
                 self.first_global + i,
-                self.addr
             )
         })?;
         if self.kernel_stamps {
@@ -237,7 +268,7 @@ impl SubSet {
         let global = (self.first_global + i) as u64;
         if proto.is_websocket() {
             // The subscription follows the 101 (see `consume`).
-            ws::upgrade_request(&self.addr.to_string(), global, &mut sub.out);
+            ws::upgrade_request(&addr.to_string(), global, &mut sub.out);
         } else if self.patterns {
             debug_assert_eq!(proto, Proto::Resp, "validated: --patterns needs resp");
             super::resp::encode_psubscribe(topic, &mut sub.out);
@@ -292,7 +323,8 @@ impl SubSet {
                     };
                 }
                 Some(Err(e)) => {
-                    self.close(ep, index, format!("connect to {}: {e}", self.addr));
+                    let addr = self.addr_of(index);
+                    self.close(ep, index, format!("connect to {addr}: {e}"));
                     return;
                 }
                 None => return,
@@ -468,6 +500,7 @@ impl SubSet {
 
     /// Closes subscriber `i` and accounts for it.
     fn close(&mut self, ep: &Epoll, i: usize, why: String) {
+        let addr = self.addr_of(i);
         let sub = &mut self.subs[i];
         if let Some(fd) = sub.fd.take() {
             let _ = ep.delete(fd.as_raw_fd());
@@ -477,7 +510,7 @@ impl SubSet {
             State::Connecting | State::Upgrading | State::Subscribing => t.in_setup -= 1,
             State::Ready => {
                 t.live -= 1;
-                t.disconnects += 1;
+                t.ports[sub.port as usize].disconnects += 1;
                 if let Some(exp) = &t.expected {
                     if sub.measured < exp[sub.topic as usize] {
                         t.pending -= 1;
@@ -487,8 +520,9 @@ impl SubSet {
             State::Idle | State::Closed => {}
         }
         sub.state = State::Closed;
-        t.first_error
-            .get_or_insert_with(|| format!("subscriber {}: {why}", self.first_global + i));
+        t.first_error.get_or_insert_with(|| {
+            format!("subscriber {} (at {addr}): {why}", self.first_global + i)
+        });
         check_bursts(t);
     }
 
@@ -516,14 +550,33 @@ impl SubSet {
 
     /// Delivery counts (expected needs [`SubSet::set_expected`]).
     pub fn deliveries(&self) -> Deliveries {
+        let mut d = Deliveries::default();
+        for (p, _) in self.port_reports() {
+            d.add(&p);
+        }
+        d
+    }
+
+    /// Delivery counts and latency per address, in address order
+    /// (expected needs [`SubSet::set_expected`]).
+    pub fn port_reports(&self) -> Vec<(Deliveries, LatencyHistogram)> {
         let t = &self.totals;
-        let mut d = Deliveries {
-            disconnects: t.disconnects,
-            server_errors: t.server_errors,
-            unstamped: t.unstamped,
-            ..Default::default()
-        };
+        let mut out: Vec<(Deliveries, LatencyHistogram)> = t
+            .ports
+            .iter()
+            .map(|p| {
+                let d = Deliveries {
+                    disconnects: p.disconnects,
+                    server_errors: p.server_errors,
+                    unstamped: p.unstamped,
+                    gap_notices: p.gap_notices,
+                    ..Default::default()
+                };
+                (d, p.hist.clone())
+            })
+            .collect();
         for s in &self.subs {
+            let d = &mut out[s.port as usize].0;
             if let Some(exp) = &t.expected {
                 d.expected += exp[s.topic as usize];
             }
@@ -534,12 +587,17 @@ impl SubSet {
                 d.gaps += tr.missing();
             }
         }
-        d
+        out
     }
 
-    /// Latency of every measured delivery.
-    pub fn histogram(&self) -> &LatencyHistogram {
-        &self.totals.hist
+    /// Latency of every measured delivery, all addresses together.
+    pub fn histogram(&self) -> LatencyHistogram {
+        let mut ports = self.totals.ports.iter();
+        let mut all = ports.next().map(|p| p.hist.clone()).unwrap_or_default();
+        for p in ports {
+            all.merge(&p.hist);
+        }
+        all
     }
 
     /// The first thing that went wrong, for the report.
@@ -578,8 +636,13 @@ fn on_event(
     match event {
         Event::Data { seq, payload } => on_data(burst_mode, sub, t, seq, payload, now, stamped),
         Event::Ping(payload) => proto.encode_pong(payload, &mut sub.out),
+        Event::Gap(why) => {
+            t.ports[sub.port as usize].gap_notices += 1;
+            t.first_error
+                .get_or_insert_with(|| format!("server GAP: {why}"));
+        }
         Event::ServerError(e) => {
-            t.server_errors += 1;
+            t.ports[sub.port as usize].server_errors += 1;
             t.first_error
                 .get_or_insert_with(|| format!("server error: {e}"));
         }
@@ -633,8 +696,9 @@ fn on_data(
     let latency = now.saturating_sub(sent);
     if !warm {
         sub.measured += 1;
-        t.hist.record(latency);
-        t.unstamped += u64::from(!stamped);
+        let port = &mut t.ports[sub.port as usize];
+        port.hist.record(latency);
+        port.unstamped += u64::from(!stamped);
         if let Some(exp) = &t.expected {
             if sub.measured == exp[sub.topic as usize] {
                 t.pending -= 1;
@@ -687,7 +751,7 @@ mod tests {
         };
         let mut s = SubSet::new(
             &p,
-            SocketAddr::from(([127, 0, 0, 1], 7401)),
+            vec![SocketAddr::from(([127, 0, 0, 1], 7401))],
             vec![TOPIC.into()],
             FIRST,
             1,
@@ -817,6 +881,90 @@ mod tests {
                 (rest.len(), Some(WsEvent::Pong(b"ringcast")))
             );
         }
+    }
+
+    /// Subscribers spread over three nodes: each port's subscribers are
+    /// counted and timed apart, and the totals are their sums.
+    #[test]
+    fn sub_ports_keep_deliveries_and_latency_per_port() {
+        const N: u64 = 5;
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let p = Params {
+            target: Some(at(7400)),
+            sub_ports: vec![7400, 7410, 7420],
+            ..Params::default()
+        };
+        // Global subscribers 3..=7: ports 0, 1, 2, 0, 1.
+        let mut s = SubSet::new(&p, p.subscriber_addrs(), vec![TOPIC.into()], FIRST, 5);
+        let ports: Vec<u32> = s.subs.iter().map(|x| x.port).collect();
+        assert_eq!(ports, [0, 1, 2, 0, 1]);
+        assert_eq!(s.addr_of(2), at(7420));
+        for sub in &mut s.subs {
+            sub.state = State::Subscribing;
+        }
+        s.totals.in_setup = 5;
+        let stream = natives(N).concat();
+        // SUBACK and all but the last message.
+        let cut = natives(N)[..N as usize].concat();
+        let mut gap = Vec::new();
+        ServerFrame::Gap {
+            topic: TOPIC,
+            message: "relay reconnected",
+        }
+        .encode(&mut gap);
+        // Port j's deliveries arrive (j + 1) ms after they were sent;
+        // subscriber 2 (port 2) misses the last message and is told so.
+        for i in 0..5 {
+            let now = SENT + (s.subs[i].port as u64 + 1) * 1_000_000;
+            let data: &[u8] = if i == 2 {
+                s.consume(i, &gap, now, true).unwrap();
+                &cut
+            } else {
+                &stream
+            };
+            let mut rest = data;
+            while !rest.is_empty() {
+                if s.subs[i].skip > 0 {
+                    let n = s.subs[i].skip.min(rest.len());
+                    s.skipped(i, n, now, true);
+                    rest = &rest[n..];
+                } else {
+                    s.consume(i, rest, now, true).unwrap();
+                    rest = &[];
+                }
+            }
+        }
+        // Subscriber 4 (port 1) is cut off after it had everything.
+        let ep = Epoll::new().unwrap();
+        s.close(&ep, 4, "closed by the server".into());
+        s.set_expected(&[N]);
+        let r = s.port_reports();
+        assert_eq!(r.len(), 3);
+        let counts: Vec<(u64, u64, u64, u64)> = r
+            .iter()
+            .map(|(d, _)| (d.expected, d.received, d.disconnects, d.gap_notices))
+            .collect();
+        assert_eq!(
+            counts,
+            [(2 * N, 2 * N, 0, 0), (2 * N, 2 * N, 1, 0), (N, N - 1, 0, 1)]
+        );
+        for (j, (_, h)) in r.iter().enumerate() {
+            assert_eq!(h.min(), (j as u64 + 1) * 1_000_000, "port {j}");
+            assert_eq!(h.max(), h.min());
+        }
+        let all = s.deliveries();
+        assert_eq!((all.expected, all.received), (5 * N, 5 * N - 1));
+        assert_eq!((all.disconnects, all.gap_notices), (1, 1));
+        let h = s.histogram();
+        assert_eq!(
+            (h.count(), h.min(), h.max()),
+            (5 * N - 1, 1_000_000, 3_000_000)
+        );
+        assert!(
+            s.first_error().unwrap().contains("GAP"),
+            "{:?}",
+            s.first_error()
+        );
     }
 
     #[test]

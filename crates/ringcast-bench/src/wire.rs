@@ -70,6 +70,9 @@ pub enum Event<'a> {
     Other,
     /// The server reports an error.
     ServerError(String),
+    /// A relaying ringcast node warns that frames published on other nodes
+    /// may have been lost (GAP, PROTOCOL.md revision 3); its message.
+    Gap(&'a str),
     /// The server closed the WebSocket: its code and reason, for people.
     Close(String),
 }
@@ -249,11 +252,10 @@ pub(super) fn parse_ringcast(buf: &[u8]) -> Result<Option<(Event<'_>, usize)>, S
             Event::ServerError(format!("ERROR {code}: {message}"))
         }
         // A relaying server's warning that frames from other nodes may be
-        // lost: nothing to answer, and a loss shows in the delivery counts
-        // (the generator knows how many messages it published).
-        ServerFrame::UnsubAck { .. } | ServerFrame::AuthOk | ServerFrame::Gap { .. } => {
-            Event::Other
-        }
+        // lost: nothing to answer; it is counted, and a loss shows in the
+        // delivery counts (the generator knows how many messages it published).
+        ServerFrame::Gap { message, .. } => Event::Gap(message),
+        ServerFrame::UnsubAck { .. } | ServerFrame::AuthOk => Event::Other,
     };
     Ok(Some((event, used)))
 }
@@ -365,7 +367,7 @@ mod tests {
             }
         );
         let (gap, n_gap) = p.parse(&out[n1 + n2..]).unwrap().unwrap();
-        assert_eq!(gap, Event::Other);
+        assert_eq!(gap, Event::Gap("relay reconnected"));
         let (e3, n3) = p.parse(&out[n1 + n2 + n_gap..]).unwrap().unwrap();
         assert_eq!(e3, Event::ServerError("ERROR 6: slow consumer".into()));
         assert_eq!(n1 + n2 + n_gap + n3, out.len());

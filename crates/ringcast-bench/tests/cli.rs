@@ -11,6 +11,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("--host", "RINGCAST_BENCH_HOST"),
     ("--port", "RINGCAST_BENCH_PORT"),
     ("--ws-port", "RINGCAST_BENCH_WS_PORT"),
+    ("--sub-ports", "RINGCAST_BENCH_SUB_PORTS"),
     ("--subs", "RINGCAST_BENCH_SUBS"),
     ("--topics", "RINGCAST_BENCH_TOPICS"),
     ("--patterns", "RINGCAST_BENCH_PATTERNS"),
@@ -148,6 +149,53 @@ fn patterns_are_for_resp_only() {
         &[("RINGCAST_BENCH_PATTERNS", "yes")],
         &["--size must be at least"],
     );
+}
+
+#[test]
+fn sub_ports_need_a_port_and_name_each_port_once() {
+    // Without --port there are no nodes to spread over.
+    assert_usage(
+        &["--sub-ports", "7400,7410"],
+        &[],
+        &["--sub-ports", "--port"],
+    );
+    assert_usage(
+        &[],
+        &[("RINGCAST_BENCH_SUB_PORTS", "7400,7410")],
+        &["--sub-ports", "--port"],
+    );
+    for bad in ["7400,,7410", "7400,x", "0", "70000", "7400,7410,7400"] {
+        assert_usage(
+            &["--port", "7400", "--sub-ports", bad],
+            &[],
+            &["--sub-ports"],
+        );
+    }
+    assert_usage(
+        &["--port", "7400", "--sub-ports", "7400,7400"],
+        &[],
+        &["port 7400 is listed twice"],
+    );
+    assert_usage(
+        &["--port", "7400"],
+        &[("RINGCAST_BENCH_SUB_PORTS", "7400;7410")],
+        &["--sub-ports", "RINGCAST_BENCH_SUB_PORTS=7400;7410"],
+    );
+    // A good list parses; the run then fails on something else (no run).
+    assert_usage(
+        &[
+            "--port",
+            "7400",
+            "--sub-ports",
+            "7400,7410,7420",
+            "--size",
+            "8",
+        ],
+        &[],
+        &["--size must be at least"],
+    );
+    let help = flat(&bench(&["--help"], &[]).stdout);
+    assert!(help.contains("minus the local port's"), "{help}");
 }
 
 #[test]

@@ -135,6 +135,13 @@ pub(crate) enum Msg {
     /// From the NATS relay to every core: frames from other nodes may have
     /// been lost (`reason`): tell the subscribers of every topic this core owns.
     RelayGap { reason: &'static str },
+    /// From the NATS relay to a topic's owner: another node dropped
+    /// publishes, the next of which may have been on this topic.
+    RelayTopicGap {
+        ns: Ns,
+        topic: Box<[u8]>,
+        reason: &'static str,
+    },
     /// From a topic's owner: tell this core's subscribers of `topic` that
     /// frames from other nodes may have been lost.
     Gap {
@@ -147,8 +154,14 @@ pub(crate) enum Msg {
 /// What a core hands the NATS relay.
 pub(crate) enum RelayOut {
     /// A publish made on this node (the DATA frame, seq set when the topic
-    /// has subscribers here), to send to NATS once.
-    Publish { ns: Ns, frame: FrameRef },
+    /// has subscribers here), to send to NATS once. `after_drop`: publishes
+    /// of this reactor were dropped just before it (the relay tells the other
+    /// nodes with this message).
+    Publish {
+        ns: Ns,
+        frame: FrameRef,
+        after_drop: bool,
+    },
     /// This node has (`on`) or no longer has subscribers of `topic`.
     Interest { ns: Ns, topic: Box<[u8]>, on: bool },
     /// This node has (or no longer has) pattern subscriptions: every topic's
@@ -229,11 +242,9 @@ pub(crate) struct Shared {
     /// The last CLIENT ID given to a RESP connection.
     pub client_ids: std::sync::atomic::AtomicU64,
     /// The NATS relay: about to wait (a core that hands it work wakes it
-    /// through `relay_wake`), its state for /healthz, and a flag a core sets
-    /// when its queue to the relay overflowed (frames other nodes miss).
+    /// through `relay_wake`), and its state for /healthz.
     pub relay_parked: AtomicBool,
     pub relay_state: std::sync::atomic::AtomicU8,
-    pub relay_overflowed: AtomicBool,
     pub relay_wake: Option<std::os::unix::net::UnixDatagram>,
     /// Set by the engine once every reactor stopped: the relay ends.
     pub relay_stop: AtomicBool,
@@ -261,7 +272,6 @@ impl Shared {
             client_ids: std::sync::atomic::AtomicU64::new(0),
             relay_parked: AtomicBool::new(false),
             relay_state: std::sync::atomic::AtomicU8::new(RELAY_OFF),
-            relay_overflowed: AtomicBool::new(false),
             relay_wake: None,
             relay_stop: AtomicBool::new(false),
             config,

@@ -238,8 +238,11 @@ impl Core {
                 proto::patch_data_seq(unsafe { frame.bytes_mut() }, seq);
             }
             let copy = self.shared.pool.share(&frame);
-            self.relay_out
-                .push_back(RelayOut::Publish { ns, frame: copy });
+            self.relay_out.push_back(RelayOut::Publish {
+                ns,
+                frame: copy,
+                after_drop: false,
+            });
             self.stats().relay_out.fetch_add(1, Ordering::Relaxed);
         }
         // No allocation when no pattern exists (the common case).
@@ -1042,6 +1045,13 @@ impl Core {
                 ts_ns,
             } => self.relayed(ns, &topic, &payload, ts_ns),
             Msg::RelayGap { reason } => self.relay_gap(reason),
+            Msg::RelayTopicGap { ns, topic, reason } => {
+                if let Some(id) = self.topics.get(ns, &topic) {
+                    if self.topics.topic(id).reg == Registration::Owner {
+                        self.topic_gap(id, reason);
+                    }
+                }
+            }
             Msg::Gap { ns, topic, reason } => {
                 if let Some(id) = self.topics.get(ns, &topic) {
                     self.gap_local(id, reason);
@@ -1079,22 +1089,28 @@ impl Core {
             .map(|(id, _)| id)
             .collect();
         for id in owned {
-            let t = self.topics.topic(id);
-            let (ns, name, mut remote) = (t.ns, t.name.clone(), t.remote_cores);
-            while remote != 0 {
-                let core = remote.trailing_zeros() as usize;
-                remote &= remote - 1;
-                self.send_msg(
-                    core,
-                    Msg::Gap {
-                        ns,
-                        topic: name.clone(),
-                        reason,
-                    },
-                );
-            }
-            self.gap_local(id, reason);
+            self.topic_gap(id, reason);
         }
+    }
+
+    /// GAP for topic `id`, which this core owns: to its local subscribers,
+    /// and through the topic's queues to the cores with subscribers.
+    fn topic_gap(&mut self, id: TopicId, reason: &'static str) {
+        let t = self.topics.topic(id);
+        let (ns, name, mut remote) = (t.ns, t.name.clone(), t.remote_cores);
+        while remote != 0 {
+            let core = remote.trailing_zeros() as usize;
+            remote &= remote - 1;
+            self.send_msg(
+                core,
+                Msg::Gap {
+                    ns,
+                    topic: name.clone(),
+                    reason,
+                },
+            );
+        }
+        self.gap_local(id, reason);
     }
 
     /// Sends GAP to the native and WebSocket subscribers of topic `id` on

@@ -196,7 +196,10 @@ impl Sim {
                 Msg::Counted { receivers, .. } => format!("Counted {receivers}"),
                 Msg::Query { .. } => "Query".to_string(),
                 Msg::Answer { .. } => "Answer".to_string(),
-                Msg::Relayed { .. } | Msg::RelayGap { .. } | Msg::Gap { .. } => {
+                Msg::Relayed { .. }
+                | Msg::RelayGap { .. }
+                | Msg::RelayTopicGap { .. }
+                | Msg::Gap { .. } => {
                     unreachable!("no relay runs in these schedules")
                 }
             };

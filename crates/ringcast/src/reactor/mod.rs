@@ -177,6 +177,10 @@ pub(crate) struct Reactor {
     overflow: Vec<VecDeque<Msg>>,
     inboxes: Vec<Option<Consumer<Msg>>>,
     relay: Option<(Producer<RelayOut>, Consumer<Msg>)>,
+    /// Interest changes waiting for room in the queue to the relay.
+    relay_held: VecDeque<RelayOut>,
+    /// Publishes were dropped since the last one queued to the relay.
+    relay_dropping: bool,
     ring_fds: Vec<RawFd>,
     wake: Vec<bool>,
     /// Completions taken off a full CQ while submitting, not yet handled.
@@ -247,6 +251,8 @@ impl Reactor {
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
             inboxes: parts.inboxes,
             relay: parts.relay,
+            relay_held: VecDeque::new(),
+            relay_dropping: false,
             ring_fds: Vec::new(),
             wake: vec![false; cores],
             deferred: Vec::new(),
@@ -344,7 +350,8 @@ impl Reactor {
         // wake-up from the consumer: do not sleep while any are waiting.
         let idle = self.inboxes.iter().flatten().all(|c| c.is_empty())
             && self.overflow.iter().all(|q| q.is_empty())
-            && self.relay.as_ref().map_or(true, |(_, c)| c.is_empty());
+            && self.relay.as_ref().map_or(true, |(_, c)| c.is_empty())
+            && self.relay_held.is_empty();
         if !idle {
             self.shared.parked[self.id]
                 .0
@@ -562,25 +569,60 @@ impl Reactor {
     }
 
     /// Hands the relay what the core has for it, and wakes it. A full queue
-    /// drops the publish: counted, and announced to the other nodes.
+    /// drops a publish (counted, and announced to the other nodes by the
+    /// relay's next message); an interest change is never dropped: it waits
+    /// in `relay_held`, in order, for room.
     fn hand_to_relay(&mut self) {
         let Some((out, _)) = self.relay.as_mut() else {
             return;
         };
         let mut any = false;
-        while let Some(item) = self.core.poll_relay() {
+        while let Some(item) = self.relay_held.pop_front() {
             if let Err(item) = out.push(item) {
-                item.release(&self.shared.pool);
-                self.shared.stats[self.id]
-                    .relay_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                self.shared.relay_overflowed.store(true, Ordering::Relaxed);
+                self.relay_held.push_front(item);
+                break;
             }
             any = true;
+        }
+        while let Some(mut item) = self.core.poll_relay() {
+            any = true;
+            let publish = matches!(item, RelayOut::Publish { .. });
+            if !self.relay_held.is_empty() {
+                if publish {
+                    self.drop_for_relay(item);
+                } else {
+                    self.relay_held.push_back(item);
+                }
+                continue;
+            }
+            // The first publish queued after a drop carries it.
+            if let RelayOut::Publish { after_drop, .. } = &mut item {
+                *after_drop = self.relay_dropping;
+            }
+            let Some((out, _)) = self.relay.as_mut() else {
+                return;
+            };
+            match out.push(item) {
+                Ok(()) => {
+                    if publish {
+                        self.relay_dropping = false;
+                    }
+                }
+                Err(item) if publish => self.drop_for_relay(item),
+                Err(item) => self.relay_held.push_back(item),
+            }
         }
         if any {
             crate::relay::wake(&self.shared);
         }
+    }
+
+    fn drop_for_relay(&mut self, item: RelayOut) {
+        item.release(&self.shared.pool);
+        self.shared.stats[self.id]
+            .relay_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        self.relay_dropping = true;
     }
 
     /// Sends `msg` to core `to`, keeping FIFO order when its queue is full.

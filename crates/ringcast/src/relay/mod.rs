@@ -13,11 +13,14 @@
 //!
 //! Subjects: `<prefix>.t.<topic>` for channels and `<prefix>.s.<topic>` for
 //! shard channels, the topic's bytes in base64url without padding (any
-//! bytes map to one valid subject token, and back). `<prefix>.ctl.gap`
-//! carries a node's notice that publishes of its own never reached NATS.
-//! Headers: `Ringcast-Node` (the origin node), `Ringcast-Ts` (the
-//! publish's ts_ns) and `Ringcast-Seq` (the origin's seq, 0 when the topic
-//! had no subscriber there).
+//! bytes map to one valid subject token, and back). Headers:
+//! `Ringcast-Node` (the origin node), `Ringcast-Ts` (the publish's ts_ns),
+//! `Ringcast-Seq` (the origin's seq, 0 when the topic had no subscriber
+//! there), `Ringcast-Id` (the origin relay's count of messages sent: a
+//! receiver drops a message it already had, which a node's pattern and
+//! topic subscriptions can both bring) and `Ringcast-Drops` (how many times
+//! the origin dropped publishes before NATS got them: a receiver that sees
+//! it grow reports a gap on that topic before the message).
 
 use crate::core::{Msg, RelayOut, Shared, RELAY_CONNECTED, RELAY_CONNECTING, RELAY_DISCONNECTED};
 use crate::mailbox::{Consumer, Producer};
@@ -40,6 +43,33 @@ use tokio_stream::{StreamExt, StreamMap};
 const BATCH: usize = 1024;
 /// How often the relay looks at the stop flag when nothing else happens.
 const POLL: Duration = Duration::from_millis(50);
+/// Longest wait for the NATS client (a full buffer while disconnected):
+/// the relay never hangs on it, and stops when asked.
+const CLIENT_WAIT: Duration = Duration::from_secs(1);
+/// Message ids remembered per origin node, to drop duplicates.
+const DEDUP_WINDOW: u64 = 1 << 16;
+
+/// Ids of recent messages from one origin node.
+#[derive(Default)]
+struct Seen {
+    ids: std::collections::HashSet<u64>,
+    max: u64,
+}
+
+impl Seen {
+    /// Records `id`; false when it was seen already (a duplicate).
+    fn first(&mut self, id: u64) -> bool {
+        if id + DEDUP_WINDOW <= self.max || !self.ids.insert(id) {
+            return false;
+        }
+        self.max = self.max.max(id);
+        if self.ids.len() as u64 > 2 * DEDUP_WINDOW {
+            let floor = self.max.saturating_sub(DEDUP_WINDOW);
+            self.ids.retain(|&i| i >= floor);
+        }
+        true
+    }
+}
 
 /// The NATS subject of a topic.
 pub fn subject(prefix: &str, ns: Ns, topic: &[u8]) -> String {
@@ -102,13 +132,15 @@ struct Relay<'a> {
     wake: Vec<bool>,
     /// A gap notice each reactor is owed but whose queue was full.
     owed_gap: Vec<Option<&'static str>>,
+    /// Per origin node, the message ids seen lately.
+    seen: HashMap<String, Seen>,
+    /// Per topic this node wants, per origin node: its `Ringcast-Drops`.
+    drops: HashMap<(Ns, Vec<u8>), HashMap<String, u64>>,
+    /// The connection was lost (a reconnection is counted when it is back).
+    lost: bool,
 }
 
 impl Relay<'_> {
-    fn shared(&self) -> &Shared {
-        &self.parts.shared
-    }
-
     /// Queues `msg` for reactor `core`; false when its queue is full.
     fn push(&mut self, core: usize, msg: Msg) -> bool {
         match self.parts.to_cores[core].push(msg) {
@@ -147,22 +179,91 @@ impl Relay<'_> {
         }
     }
 
-    /// Hands a message from NATS to the topic's owner core.
-    fn inbound(&mut self, prefix: &str, msg: async_nats::Message) {
-        if msg.subject.as_str() == format!("{prefix}.ctl.gap") {
-            self.gap("another node dropped publishes before they reached NATS");
-            return;
+    fn count(&self, f: impl Fn(&crate::stats::CoreStats)) {
+        if let Some(s) = self.parts.shared.stats.first() {
+            f(s);
         }
+    }
+
+    /// A connection event from the NATS client.
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Connected => {
+                self.parts
+                    .shared
+                    .relay_state
+                    .store(RELAY_CONNECTED, Ordering::Relaxed);
+                if std::mem::take(&mut self.lost) {
+                    self.count(|s| {
+                        s.relay_reconnects.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+            }
+            Event::Disconnected => {
+                self.parts
+                    .shared
+                    .relay_state
+                    .store(RELAY_DISCONNECTED, Ordering::Relaxed);
+                if !self.lost {
+                    self.lost = true;
+                    // Told now, so the notice comes before anything that
+                    // arrives once the connection is back.
+                    self.gap(
+                        "the connection to NATS was lost: messages from other nodes may be missing",
+                    );
+                }
+            }
+            Event::SlowConsumer(_) => {
+                self.gap("NATS reported this node a slow consumer: messages were dropped");
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands a message from NATS to the topic's owner core (after a gap
+    /// notice for the topic when its origin dropped publishes since the
+    /// last message seen from it).
+    fn inbound(&mut self, prefix: &str, msg: async_nats::Message) {
         let Some((ns, topic)) = topic_of(prefix, msg.subject.as_str()) else {
             return;
         };
-        let ts_ns = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Ringcast-Ts"))
-            .and_then(|v| v.as_str().parse().ok())
+        let header = |name: &str| -> Option<String> {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+        };
+        let origin = header("Ringcast-Node").unwrap_or_default();
+        if let Some(id) = header("Ringcast-Id").and_then(|v| v.parse::<u64>().ok()) {
+            if !self.seen.entry(origin.clone()).or_default().first(id) {
+                return;
+            }
+        }
+        let ts_ns = header("Ringcast-Ts")
+            .and_then(|v| v.parse().ok())
             .unwrap_or_else(sys::realtime_ns);
         let owner = owner_of(&topic, self.parts.to_cores.len());
+        if let Some(drops) = header("Ringcast-Drops").and_then(|v| v.parse::<u64>().ok()) {
+            let last = self
+                .drops
+                .entry((ns, topic.clone()))
+                .or_default()
+                .entry(origin)
+                .or_insert(drops);
+            if drops > *last {
+                *last = drops;
+                let gap = Msg::RelayTopicGap {
+                    ns,
+                    topic: topic.clone().into(),
+                    reason: "another node dropped publishes before they reached NATS",
+                };
+                if !self.push(owner, gap) {
+                    self.gap(
+                        "this node's relay queue was full: messages from other nodes were dropped",
+                    );
+                }
+            }
+        }
         let relayed = Msg::Relayed {
             ns,
             topic: topic.into(),
@@ -170,10 +271,9 @@ impl Relay<'_> {
             ts_ns,
         };
         if !self.push(owner, relayed) {
-            self.shared()
-                .stats
-                .first()
-                .map(|s| s.relay_dropped.fetch_add(1, Ordering::Relaxed));
+            self.count(|s| {
+                s.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            });
             self.gap("this node's relay queue was full: messages from other nodes were dropped");
         }
     }
@@ -234,23 +334,29 @@ async fn relay(parts: &mut RelayParts) {
             return;
         }
     };
+    let node = parts.node.clone();
     let mut r = Relay {
         waker: Waker::new().ok(),
         wake: vec![false; cores],
         owed_gap: vec![None; cores],
+        seen: HashMap::new(),
+        drops: HashMap::new(),
+        lost: false,
         parts,
     };
     let mut streams: StreamMap<String, async_nats::Subscriber> = StreamMap::new();
-    if let Ok(s) = client.subscribe(format!("{prefix}.ctl.gap")).await {
-        streams.insert(format!("{prefix}.ctl.gap"), s);
-    }
     // Interest: how many reasons (topics, patterns) want each subject.
     let mut wanted: HashMap<String, u32> = HashMap::new();
     let all = format!("{prefix}.t.*");
-    let mut lost = false;
-    let headers_node = r.parts.node.clone();
+    // This node's count of messages relayed (Ringcast-Id) and of times it
+    // dropped publishes before NATS got them (Ringcast-Drops).
+    // `dropped`: publishes were dropped here since the last one sent.
+    let (mut next_id, mut drops, mut dropped) = (0u64, 0u64, false);
     loop {
-        // Owed notices go first.
+        // Connection events first: a gap notice must precede what follows.
+        while let Ok(e) = ev_rx.try_recv() {
+            r.event(e);
+        }
         for core in 0..cores {
             if let Some(reason) = r.owed_gap[core] {
                 if r.push(core, Msg::RelayGap { reason }) {
@@ -267,7 +373,11 @@ async fn relay(parts: &mut RelayParts) {
                 };
                 did += 1;
                 match out {
-                    RelayOut::Publish { ns, frame } => {
+                    RelayOut::Publish {
+                        ns,
+                        frame,
+                        after_drop,
+                    } => {
                         let (subject, payload, ts, seq) = {
                             let d = DataView::new(frame.bytes()).expect("a DATA frame");
                             (
@@ -278,13 +388,33 @@ async fn relay(parts: &mut RelayParts) {
                             )
                         };
                         r.parts.shared.pool.release(frame);
+                        if client.connection_state() != async_nats::connection::State::Connected {
+                            // Not kept for later: the relay must not wait for
+                            // NATS. Other nodes learn of the loss from this
+                            // node's next message (Ringcast-Drops).
+                            r.count(|s| {
+                                s.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                            });
+                            dropped = true;
+                            continue;
+                        }
+                        if after_drop || std::mem::take(&mut dropped) {
+                            drops += 1;
+                        }
+                        next_id += 1;
                         let mut h = HeaderMap::new();
-                        h.insert("Ringcast-Node", headers_node.as_str());
+                        h.insert("Ringcast-Node", node.as_str());
                         h.insert("Ringcast-Ts", ts.to_string().as_str());
                         h.insert("Ringcast-Seq", seq.to_string().as_str());
-                        let _ = client.publish_with_headers(subject, h, payload).await;
+                        h.insert("Ringcast-Id", next_id.to_string().as_str());
+                        h.insert("Ringcast-Drops", drops.to_string().as_str());
+                        let publish = client.publish_with_headers(subject, h, payload);
+                        let _ = tokio::time::timeout(CLIENT_WAIT, publish).await;
                     }
                     RelayOut::Interest { ns, topic, on } => {
+                        if !on {
+                            r.drops.remove(&(ns, topic.to_vec()));
+                        }
                         let s = subject(&prefix, ns, &topic);
                         change_interest(&client, &mut streams, &mut wanted, s, on).await;
                     }
@@ -293,17 +423,6 @@ async fn relay(parts: &mut RelayParts) {
                     }
                 }
             }
-        }
-        if r.parts
-            .shared
-            .relay_overflowed
-            .swap(false, Ordering::Relaxed)
-        {
-            let mut h = HeaderMap::new();
-            h.insert("Ringcast-Node", headers_node.as_str());
-            let _ = client
-                .publish_with_headers(format!("{prefix}.ctl.gap"), h, Bytes::new())
-                .await;
         }
         r.flush_wakes();
         if r.parts.shared.relay_stop.load(Ordering::Relaxed) {
@@ -320,40 +439,24 @@ async fn relay(parts: &mut RelayParts) {
             continue;
         }
         tokio::select! {
+            biased;
+            Some(e) = ev_rx.recv() => r.event(e),
             _ = wake.readable() => {
                 let mut buf = [0u8; 64];
                 while wake.try_recv(&mut buf).is_ok() {}
             }
             Some((_, msg)) = streams.next(), if !streams.is_empty() => {
                 r.inbound(&prefix, msg);
-                // Take what else is ready before parking again.
+                // Take what else is ready before parking again (events
+                // first: a disconnection's notice precedes later messages).
                 for _ in 0..BATCH {
+                    if let Ok(e) = ev_rx.try_recv() {
+                        r.event(e);
+                    }
                     match tokio::time::timeout(Duration::ZERO, streams.next()).await {
                         Ok(Some((_, m))) => r.inbound(&prefix, m),
                         _ => break,
                     }
-                }
-            }
-            Some(e) = ev_rx.recv() => {
-                match e {
-                    Event::Connected => {
-                        r.parts.shared.relay_state.store(RELAY_CONNECTED, Ordering::Relaxed);
-                        if lost {
-                            lost = false;
-                            if let Some(s) = r.parts.shared.stats.first() {
-                                s.relay_reconnects.fetch_add(1, Ordering::Relaxed);
-                            }
-                            r.gap("the connection to NATS was lost and restored");
-                        }
-                    }
-                    Event::Disconnected => {
-                        r.parts.shared.relay_state.store(RELAY_DISCONNECTED, Ordering::Relaxed);
-                        lost = true;
-                    }
-                    Event::SlowConsumer(_) => {
-                        r.gap("NATS reported this node a slow consumer: messages were dropped");
-                    }
-                    _ => {}
                 }
             }
             _ = tokio::time::sleep(POLL) => {}
@@ -361,7 +464,7 @@ async fn relay(parts: &mut RelayParts) {
         r.parts.shared.relay_parked.store(false, Ordering::SeqCst);
         r.flush_wakes();
     }
-    let _ = client.flush().await;
+    let _ = tokio::time::timeout(CLIENT_WAIT, client.flush()).await;
 }
 
 /// Subscribes to `subject` when the first reason wants it, unsubscribes
@@ -377,7 +480,8 @@ async fn change_interest(
         let n = wanted.entry(subject.clone()).or_insert(0);
         *n += 1;
         if *n == 1 {
-            if let Ok(s) = client.subscribe(subject.clone()).await {
+            let sub = tokio::time::timeout(CLIENT_WAIT, client.subscribe(subject.clone())).await;
+            if let Ok(Ok(s)) = sub {
                 streams.insert(subject, s);
             }
         }
