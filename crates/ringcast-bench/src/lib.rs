@@ -46,6 +46,23 @@
 //! target is an external server: a daemon's `--listen`, `--resp-listen`, a
 //! redis-server, a nats-server.
 //!
+//! # Scale-out (`--sub-ports`)
+//!
+//! With `--sub-ports P1,...,Pk` (and `--port`) the subscribers are spread
+//! over k servers on `--host`, subscriber i on port P(i mod k), typically
+//! ringcast nodes relaying through NATS, while the publisher stays on
+//! `--port`. A port equal to the publisher's (ringcast-ws: to `--ws-port`,
+//! the ports being WebSocket ports) is the *local* node, the others
+//! *remote*. Accounting is the same per subscriber (a native subscriber
+//! checks its own node's seq, contiguous per node); the report adds, per
+//! port, the delivery counts and latency percentiles, and for each remote
+//! port its percentiles minus the local port's: the latency the relay
+//! adds. A GAP notice (a node's warning that frames from other nodes may
+//! be lost) is counted per port. Children are told the list and account
+//! per port too; the parent owes each port what its subscribers' topics
+//! were published ([`Params::expected_per_port`]). When `--topics` and k
+//! share a factor, each port holds only some topics (a note says so).
+//!
 //! # What is measured
 //!
 //! Every payload carries the publisher's send time (CLOCK_REALTIME, taken

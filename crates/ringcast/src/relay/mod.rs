@@ -32,6 +32,7 @@ use async_nats::{ConnectOptions, Event, HeaderMap};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
@@ -453,8 +454,10 @@ async fn relay(parts: &mut RelayParts) {
                     if let Ok(e) = ev_rx.try_recv() {
                         r.event(e);
                     }
-                    match tokio::time::timeout(Duration::ZERO, streams.next()).await {
-                        Ok(Some((_, m))) => r.inbound(&prefix, m),
+                    // Only what is ready now (a zero timeout would wait for
+                    // the timer's next millisecond).
+                    match streams.next().now_or_never() {
+                        Some(Some((_, m))) => r.inbound(&prefix, m),
                         _ => break,
                     }
                 }
