@@ -376,6 +376,23 @@ impl Conn {
         }
     }
 
+    /// Counts a RESP connection's subscription gained (`delta` 1) or lost
+    /// (-1) in namespace `ns`, as Redis counts them in its replies; returns
+    /// whether the connection speaks RESP.
+    pub fn count_resp_sub(&mut self, ns: crate::topic::Ns, delta: i32) -> bool {
+        use crate::topic::Ns;
+        let Wire::Resp(r) = &mut self.wire else {
+            return false;
+        };
+        let n = match ns {
+            Ns::Channel => &mut r.channels,
+            Ns::Shard => &mut r.shard_channels,
+            Ns::Pattern => &mut r.patterns,
+        };
+        *n = n.wrapping_add_signed(delta);
+        true
+    }
+
     /// Whether it speaks Redis's protocol.
     pub fn is_resp(&self) -> bool {
         matches!(self.wire, Wire::Resp(_))

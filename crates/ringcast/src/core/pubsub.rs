@@ -372,27 +372,22 @@ impl Core {
                 Wire::Resp(r) => {
                     let r3 = r.proto == Protocol::Resp3;
                     let push = resp.as_ref().expect("encoded for RESP subscribers");
-                    if r3 {
-                        let g = gt.get_or_insert_with(|| {
-                            let mut g = self.arena.alloc(pool, 1);
-                            // SAFETY: just allocated, no other reference exists.
-                            unsafe { g.bytes_mut()[0] = b'>' };
-                            g
-                        });
-                        let g = pool.share(g);
-                        enqueue_push(
-                            c,
-                            key.index,
-                            g,
-                            limit,
-                            &mut self.owed,
-                            &mut self.dirty,
-                            &mut self.over_limit,
-                        );
-                        pool.share(push).advance(1)
-                    } else {
-                        pool.share(push)
-                    }
+                    let mut q = Queue {
+                        limit,
+                        owed: &mut self.owed,
+                        dirty: &mut self.dirty,
+                        over_limit: &mut self.over_limit,
+                    };
+                    resp_view(
+                        c,
+                        key.index,
+                        r3,
+                        push,
+                        &mut gt,
+                        &mut self.arena,
+                        pool,
+                        &mut q,
+                    )
                 }
                 _ => pool.share(&frame),
             };
@@ -432,27 +427,22 @@ impl Core {
                 continue;
             }
             let r3 = matches!(&c.wire, Wire::Resp(r) if r.proto == Protocol::Resp3);
-            let f = if r3 {
-                let g = gt.get_or_insert_with(|| {
-                    let mut g = self.arena.alloc(pool, 1);
-                    // SAFETY: just allocated, no other reference exists.
-                    unsafe { g.bytes_mut()[0] = b'>' };
-                    g
-                });
-                let g = pool.share(g);
-                enqueue_push(
-                    c,
-                    key.index,
-                    g,
-                    limit,
-                    &mut self.owed,
-                    &mut self.dirty,
-                    &mut self.over_limit,
-                );
-                pool.share(&push).advance(1)
-            } else {
-                pool.share(&push)
+            let mut q = Queue {
+                limit,
+                owed: &mut self.owed,
+                dirty: &mut self.dirty,
+                over_limit: &mut self.over_limit,
             };
+            let f = resp_view(
+                c,
+                key.index,
+                r3,
+                &push,
+                &mut gt,
+                &mut self.arena,
+                pool,
+                &mut q,
+            );
             enqueue_push(
                 c,
                 key.index,
@@ -635,17 +625,7 @@ impl Core {
         let c = &mut self.conns[idx as usize];
         self.topics.subscribe(id, key, &mut c.first_sub);
         c.nsubs += 1;
-        let resp = match &mut c.wire {
-            Wire::Resp(r) => {
-                match self.topics.topic(id).ns {
-                    Ns::Channel => r.channels += 1,
-                    Ns::Shard => r.shard_channels += 1,
-                    Ns::Pattern => r.patterns += 1,
-                }
-                true
-            }
-            _ => false,
-        };
+        let resp = c.count_resp_sub(self.topics.topic(id).ns, 1);
         if resp {
             self.topics.topic_mut(id).resp_subs += 1;
         }
@@ -781,17 +761,7 @@ impl Core {
         let c = &mut self.conns[idx as usize];
         self.topics.unsubscribe(sub, &mut c.first_sub);
         c.nsubs -= 1;
-        let resp = match &mut c.wire {
-            Wire::Resp(r) => {
-                match ns {
-                    Ns::Channel => r.channels -= 1,
-                    Ns::Shard => r.shard_channels -= 1,
-                    Ns::Pattern => r.patterns -= 1,
-                }
-                true
-            }
-            _ => false,
-        };
+        let resp = c.count_resp_sub(ns, -1);
         self.unsubscribed(id, resp);
         true
     }
@@ -899,17 +869,7 @@ impl Core {
             }
             let id = self.topics.unsubscribe(c.first_sub, &mut c.first_sub);
             c.nsubs -= 1;
-            let resp = match &mut c.wire {
-                Wire::Resp(r) => {
-                    match self.topics.topic(id).ns {
-                        Ns::Channel => r.channels -= 1,
-                        Ns::Shard => r.shard_channels -= 1,
-                        Ns::Pattern => r.patterns -= 1,
-                    }
-                    true
-                }
-                _ => false,
-            };
+            let resp = c.count_resp_sub(self.topics.topic(id).ns, -1);
             self.unsubscribed(id, resp);
             done += 1;
         }
@@ -1479,6 +1439,43 @@ pub(crate) fn enqueue(
         }
     }
     enqueue_now(c, idx, f, limit, owed, dirty, over_limit);
+}
+
+/// A core's send-queue bookkeeping, lent to [`resp_view`].
+struct Queue<'a> {
+    limit: usize,
+    owed: &'a mut usize,
+    dirty: &'a mut Vec<u32>,
+    over_limit: &'a mut Vec<u32>,
+}
+
+/// What RESP connection `c` (slab index `idx`) is sent of `push`, a push
+/// encoded for RESP2: the push itself, or for RESP3 (`r3`) the shared
+/// one-byte `>` frame (`gt`, allocated on first use; queued here) and then
+/// the push from its second byte.
+#[allow(clippy::too_many_arguments)]
+fn resp_view(
+    c: &mut Conn,
+    idx: u32,
+    r3: bool,
+    push: &FrameRef,
+    gt: &mut Option<FrameRef>,
+    arena: &mut crate::pool::Arena,
+    pool: &crate::pool::Pool,
+    q: &mut Queue<'_>,
+) -> FrameRef {
+    if !r3 {
+        return pool.share(push);
+    }
+    let g = gt.get_or_insert_with(|| {
+        let mut g = arena.alloc(pool, 1);
+        // SAFETY: just allocated, no other reference exists.
+        unsafe { g.bytes_mut()[0] = b'>' };
+        g
+    });
+    let g = pool.share(g);
+    enqueue_push(c, idx, g, q.limit, q.owed, q.dirty, q.over_limit);
+    pool.share(push).advance(1)
 }
 
 /// [`enqueue`] for a published message: a push is out of band, so a RESP
