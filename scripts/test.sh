@@ -13,14 +13,16 @@
 #                                front against redis-server (byte for byte) and
 #                                against redis-py, ioredis and redis-cli, and
 #                                three nodes relaying through a real nats-server
+#                                (one cut off from it by a network namespace:
+#                                root and iproute2)
 #   cargo test -p ringcast ...   the engine's core tests again in a debug build,
 #                                where the frame pool counts every reference: an
 #                                engine that stops with one outstanding fails
 #   scripts/ws-interop.py        Python's `websockets` (an independent RFC 6455
 #                                implementation) against the real daemon
 # Needs: cargo, and (installed from Debian when missing, as root) chromium,
-# python3-websockets, redis-server, redis-tools, python3-venv, nodejs, npm and
-# nats-server;
+# python3-websockets, redis-server, redis-tools, python3-venv, nodejs, npm,
+# nats-server and iproute2;
 # scripts/resp-clients-setup.sh puts redis-py in target/resp-clients/venv and
 # ioredis in tests/clients/node/node_modules (pinned versions).
 set -euo pipefail
@@ -43,6 +45,7 @@ command -v chromium >/dev/null 2>&1 || [ -n "${RINGCAST_CHROMIUM:-}" ] || missin
 command -v redis-server >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_SERVER:-}" ] || missing+=(redis-server)
 # Scale-out through NATS (crates/ringcast/tests/scaleout.rs)
 command -v nats-server >/dev/null 2>&1 || [ -n "${RINGCAST_NATS_SERVER:-}" ] || missing+=(nats-server)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The Redis front against real Redis clients (crates/ringcast/tests/resp_clients.rs)
 command -v redis-cli >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_CLI:-}" ] || missing+=(redis-tools)
 "$py" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

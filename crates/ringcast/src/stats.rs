@@ -433,6 +433,11 @@ stats_table! {
         /// GAP frames sent to subscribers (frames from other nodes may have
         /// been lost).
         counter relay_gaps => "ringcast_relay_gaps_total";
+        /// Waits for the relay's NATS subscription of a topic new on this
+        /// node (or of every topic, for a first pattern) that ran out before
+        /// NATS confirmed it: the subscribers were confirmed anyway, with a
+        /// GAP (native and WebSocket).
+        counter relay_waits_expired => "ringcast_relay_waits_expired_total";
         /// RESP requests refused by the parser (the connection is closed after
         /// Redis's error reply).
         counter resp_protocol_errors => "ringcast_resp_protocol_errors_total";

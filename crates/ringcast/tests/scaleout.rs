@@ -23,7 +23,7 @@ use common::ws::{http_exchange, request, server_frame, WsClient, WsEvent};
 use common::{connect, start, wait_until};
 use nats::{
     base64url, base64url_decode, is_timeout, shard_subject, topic_subject, Credentials,
-    NatsCluster, NatsConn, NatsOptions, NatsServer,
+    NatsCluster, NatsConn, NatsMsg, NatsOptions, NatsServer, Netns,
 };
 use ringcast::proto::ClientFrame;
 use ringcast::topic::owner_of;
@@ -663,6 +663,12 @@ impl Publisher {
     }
 }
 
+/// A node's subscription check (`<prefix>.sync.<node>`, docs/SCALING.md):
+/// no topic's traffic.
+fn is_check(prefix: &str, m: &NatsMsg) -> bool {
+    m.subject.starts_with(&format!("{prefix}.sync.")) && m.headers.is_empty()
+}
+
 /// Subscribers per NATS subject, by connection id (`/subsz`).
 fn interest(server: &NatsServer) -> HashMap<String, BTreeSet<u64>> {
     let mut m: HashMap<String, BTreeSet<u64>> = HashMap::new();
@@ -979,7 +985,11 @@ fn three_nodes_deliver_every_publish_everywhere_once_in_order_and_relay_it_once(
                     want,
                     "{label}: {topic}: every publish exactly once"
                 );
-                assert!(gaps(ev, topic).is_empty(), "{label}: GAP without a cause");
+                assert!(
+                    gaps(ev, topic).is_empty(),
+                    "{label}: GAP without a cause: {:?}",
+                    gaps(ev, topic)
+                );
                 if kind == "resp" {
                     continue;
                 }
@@ -1015,6 +1025,9 @@ fn three_nodes_deliver_every_publish_everywhere_once_in_order_and_relay_it_once(
     // origin's name, ts_ns and seq, and the payload unchanged.
     let mut seen: HashMap<(String, String, u64), usize> = HashMap::new();
     for m in &msgs {
+        if is_check(PREFIX, m) {
+            continue;
+        }
         let (topic, shard) = if m.subject == shard_subject(PREFIX, SHARD) {
             (SHARD.to_string(), true)
         } else if m.subject == topic_subject(PREFIX, T1) {
@@ -1054,7 +1067,7 @@ fn three_nodes_deliver_every_publish_everywhere_once_in_order_and_relay_it_once(
         "published to NATS more than once: {dups:?}"
     );
     assert_eq!(
-        msgs.len(),
+        msgs.iter().filter(|m| !is_check(PREFIX, m)).count(),
         expected_msgs,
         "one NATS message per publish (subjects: {:?})",
         msgs.iter().map(|m| &m.subject).collect::<BTreeSet<_>>()
@@ -1260,6 +1273,10 @@ enum Outage {
     Kill,
     /// SIGSTOP for this long, then SIGCONT.
     Stop(Duration),
+    /// Node A's network path to nats-server cut for this long (the server
+    /// runs in a network namespace; A reaches it over a veth pair of its
+    /// own, B and C over another).
+    Partition(Duration),
 }
 
 /// A publisher thread: publishes `<label>/<i>` on `topic` every `every`
@@ -1325,10 +1342,26 @@ const OUTAGE_TOPIC: &str = "outage";
 /// frame, and (`gap_required`) every native and WebSocket subscriber must
 /// get a GAP before the first frame from another node after it.
 fn outage_run(outage: Outage, gap_required: bool) {
-    let mut server = NatsServer::start();
-    let urls = vec![server.url()];
+    let netns = matches!(outage, Outage::Partition(_)).then(|| Netns::create(2));
+    let mut server = match &netns {
+        Some(ns) => NatsServer::start_with(NatsOptions {
+            netns: Some((ns.name.clone(), ns.ip(1))),
+            ..Default::default()
+        }),
+        None => NatsServer::start(),
+    };
     let names = ["node-a", "node-b", "node-c"];
-    let nodes: Vec<Engine> = names.iter().map(|n| start_node(&urls, n)).collect();
+    let nodes: Vec<Engine> = names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let url = match &netns {
+                Some(ns) if k == 0 => format!("nats://{}:{}", ns.ip(0), server.port()),
+                _ => server.url(),
+            };
+            start_node(&[url], n)
+        })
+        .collect();
     // Subscribers: per node native, ws, resp, in that order.
     let mut readers: Vec<(usize, &str, Reader, u64)> = Vec::new();
     for (k, n) in nodes.iter().enumerate() {
@@ -1365,6 +1398,7 @@ fn outage_run(outage: Outage, gap_required: bool) {
     match outage {
         Outage::Kill => server.kill(),
         Outage::Stop(_) => server.pause(),
+        Outage::Partition(_) => netns.as_ref().unwrap().cut(0),
     }
     let (mark_a, mark_c) = (pa.sent(), pc.sent());
     // Local delivery goes on: each publisher's own node gets 100 more.
@@ -1410,6 +1444,28 @@ fn outage_run(outage: Outage, gap_required: bool) {
                 thread::sleep(left);
             }
             server.resume();
+        }
+        Outage::Partition(d) => {
+            // B and C meanwhile still exchange through NATS; A, cut off,
+            // gets nothing from it.
+            let (a_in, b_in) = (nodes[0].stats().relay_in, nodes[1].stats().relay_in);
+            wait_for(
+                "B gets C's publishes through NATS while A is cut off",
+                || nodes[1].stats().relay_in >= b_in + 100,
+                || format!("{:?}", nodes[1].stats().relay_in),
+            );
+            if let Some(left) = d.checked_sub(t_out.elapsed()) {
+                thread::sleep(left);
+            }
+            let (a_got, b_got) = (
+                nodes[0].stats().relay_in - a_in,
+                nodes[1].stats().relay_in - b_in,
+            );
+            assert!(
+                a_got < 50 && b_got >= 1000,
+                "A is cut off from NATS: A got {a_got} relayed frames, B {b_got}"
+            );
+            netns.as_ref().unwrap().heal(0);
         }
     }
     // Remote delivery resumes: 50 frames published after the outage reach
@@ -1513,6 +1569,14 @@ fn nats_killed_and_restarted_local_delivery_goes_on_remote_resumes_after_a_gap()
 #[test]
 fn nats_stopped_for_3s_local_delivery_goes_on_remote_resumes_no_silent_loss() {
     outage_run(Outage::Stop(Duration::from_secs(3)), false);
+}
+
+#[test]
+fn a_node_cut_off_from_nats_for_5s_serves_locally_and_resumes_with_no_silent_loss() {
+    // Network namespaces and veth pairs (root, iproute2). The kernel here
+    // has no netem qdisc, so the cut is the link going down: nothing
+    // crosses, connections stay open and retransmit once it is back.
+    outage_run(Outage::Partition(Duration::from_secs(5)), false);
 }
 
 #[test]
@@ -1895,8 +1959,12 @@ fn the_prefix_separates_deployments_and_the_node_name_defaults_to_host_and_port(
     for m in relayed {
         assert_eq!(m.header("Ringcast-Node"), name, "the default node name");
     }
+    // Node C checks its own subscriptions under its prefix; nothing else
+    // appears under `ringcast`.
     assert!(
-        !msgs.iter().any(|m| m.subject.starts_with("ringcast.")),
+        !msgs
+            .iter()
+            .any(|m| m.subject.starts_with("ringcast.") && !is_check(PREFIX, m)),
         "a node with prefix blue published under ringcast: {msgs:?}"
     );
     assert_eq!(
@@ -1904,7 +1972,8 @@ fn the_prefix_separates_deployments_and_the_node_name_defaults_to_host_and_port(
         0,
         "node C (prefix ringcast) got blue traffic"
     );
-    assert!(c_sub.finish().is_empty());
+    let c_events = c_sub.finish();
+    assert!(c_events.is_empty(), "{c_events:?}");
     let _ = b_sub.finish();
 }
 
@@ -1929,7 +1998,8 @@ fn subscriptions_made_while_the_relay_queue_is_full_still_get_remote_traffic() {
     // NATS stops reading; A publishes until its relay is stuck (a whole
     // batch of publishes is dropped: the queue to the relay stays full),
     // and goes on publishing while subscribers of other topics of the same
-    // reactor arrive on A, one at a time.
+    // reactor arrive on A. Their NATS subscriptions cannot be confirmed:
+    // each is confirmed when the wait for it ends (a second), with a GAP.
     server.pause();
     let flooding = AtomicBool::new(true);
     let stuck = AtomicBool::new(false);
@@ -1956,13 +2026,18 @@ fn subscriptions_made_while_the_relay_queue_is_full_still_get_remote_traffic() {
             || stuck.load(Ordering::Relaxed),
             || format!("{:?}", a.stats().relay_dropped),
         );
-        let late = late_refs
+        let late: Vec<_> = late_refs
             .iter()
-            .map(|t| Reader::native(&format!("node-a-{t}"), &a, &[t]))
+            .map(|&t| {
+                let a = &a;
+                scope.spawn(move || Reader::native(&format!("node-a-{t}"), a, &[t]))
+            })
             .collect();
+        let late = late.into_iter().map(|h| h.join().unwrap()).collect();
         flooding.store(false, Ordering::Relaxed);
         late
     });
+    assert!(a.stats().relay_waits_expired >= LATE as u64);
     server.resume();
     let want: Vec<(String, usize)> = late_refs
         .iter()
@@ -1988,7 +2063,81 @@ fn subscriptions_made_while_the_relay_queue_is_full_still_get_remote_traffic() {
             (0..10).collect::<Vec<_>>()
         );
         assert_seqs_contiguous(t, &ev, t, firsts[0]);
+        // The GAP came before any relayed frame.
+        let first_gap = ev.iter().position(|e| matches!(e, Ev::Gap { .. }));
+        let first_data = ev.iter().position(|e| matches!(e, Ev::Data { .. }));
+        assert!(
+            matches!((first_gap, first_data), (Some(g), Some(d)) if g < d),
+            "{t}: a GAP before B's frames: {ev:?}"
+        );
     }
+}
+
+#[test]
+fn a_subscription_confirmed_on_one_node_gets_what_another_node_publishes_right_after() {
+    // A node's first subscriber of a topic is confirmed once the node's
+    // NATS subscription is in place: a publish made on another node as soon
+    // as the confirmation arrives reaches it, on every front, with no GAP.
+    const TOPICS: u64 = 150;
+    const PATTERN_ROUNDS: u64 = 30;
+    let server = NatsServer::start();
+    let urls = vec![server.url()];
+    let a = start_node(&urls, "node-a");
+    let b = start_node(&urls, "node-b");
+    let c = start_node(&urls, "node-c");
+    for node in [&a, &b, &c] {
+        wait_for(
+            "the node's relay connects",
+            || healthz(node).contains("relay: connected"),
+            || healthz(node),
+        );
+    }
+    let mut pb = Publisher::native(&b);
+    let mut native = connect(a.local_addr());
+    let mut resp = Resp::connect(a.resp_addr().unwrap());
+    for k in 0..TOPICS {
+        let t = format!("race.native.{k}");
+        native.subscribe(&t).unwrap();
+        pb.publish(&t, &payload("b", k));
+        match native.next_frame() {
+            Ok(OwnedServerFrame::Data(m)) => {
+                assert_eq!(
+                    (m.topic.as_str(), m.payload.as_slice()),
+                    (t.as_str(), &payload("b", k)[..])
+                )
+            }
+            other => panic!("{t}: the publish made on B right after the SUBACK: {other:?}"),
+        }
+        let t = format!("race.resp.{k}");
+        resp.subscribe("SUBSCRIBE", &[&t]);
+        pb.publish(&t, &payload("b", k));
+        match resp.read(&t) {
+            R::List(v) if v.len() == 3 && v[0] == R::Bulk(b"message".to_vec()) => {
+                assert_eq!(v[1], R::Bulk(t.clone().into_bytes()));
+                assert_eq!(v[2], R::Bulk(payload("b", k)));
+            }
+            other => panic!("{t}: the publish made on B right after the subscribe push: {other:?}"),
+        }
+    }
+    // The node's first pattern subscription makes it subscribe to every
+    // channel on NATS; its last one leaving ends that. Each round starts
+    // with none.
+    let mut c = Resp::connect(c.resp_addr().unwrap());
+    for k in 0..PATTERN_ROUNDS {
+        c.subscribe("PSUBSCRIBE", &["race.p.*"]);
+        let t = format!("race.p.{k}");
+        pb.publish(&t, &payload("b", k));
+        match c.read(&t) {
+            R::List(v) if v.len() == 4 && v[0] == R::Bulk(b"pmessage".to_vec()) => {
+                assert_eq!(v[2], R::Bulk(t.clone().into_bytes()));
+                assert_eq!(v[3], R::Bulk(payload("b", k)));
+            }
+            other => panic!("{t}: the publish made on B right after PSUBSCRIBE: {other:?}"),
+        }
+        c.subscribe("PUNSUBSCRIBE", &["race.p.*"]);
+    }
+    assert_eq!(a.stats().relay_waits_expired, 0);
+    assert_eq!(a.stats().relay_gaps, 0);
 }
 
 #[test]

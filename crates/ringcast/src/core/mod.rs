@@ -149,6 +149,10 @@ pub(crate) enum Msg {
         topic: Box<[u8]>,
         reason: &'static str,
     },
+    /// From the NATS relay: the NATS subscriptions this core asked for, up
+    /// to its ask number `upto` ([`RelayOut::Interest`],
+    /// [`RelayOut::Patterns`]), are in place at the server.
+    RelayReady { upto: u64 },
 }
 
 /// What a core hands the NATS relay.
@@ -162,11 +166,18 @@ pub(crate) enum RelayOut {
         frame: FrameRef,
         after_drop: bool,
     },
-    /// This node has (`on`) or no longer has subscribers of `topic`.
-    Interest { ns: Ns, topic: Box<[u8]>, on: bool },
+    /// This node has (`on`) or no longer has subscribers of `topic`. `ask`
+    /// numbers this core's requests (answered by [`Msg::RelayReady`] once
+    /// the NATS subscription is in place; 0 when `on` is false).
+    Interest {
+        ns: Ns,
+        topic: Box<[u8]>,
+        on: bool,
+        ask: u64,
+    },
     /// This node has (or no longer has) pattern subscriptions: every topic's
-    /// traffic is wanted.
-    Patterns(bool),
+    /// traffic is wanted (`ask` as for `Interest`).
+    Patterns { on: bool, ask: u64 },
 }
 
 impl RelayOut {
@@ -374,6 +385,18 @@ pub(crate) struct Core {
     pub(crate) relay_on: bool,
     /// Core 0 tells the relay whether the node has pattern subscriptions.
     relay_patterns: bool,
+    /// The last ask number this core gave a NATS subscription it asked the
+    /// relay for, and the last one the relay confirmed.
+    relay_asked: u64,
+    relay_ready: u64,
+    /// Subscriptions to topics new on this node, waiting for the relay's
+    /// NATS subscription (oldest first): confirmed when it is in place.
+    relay_waits: VecDeque<pubsub::RelayWait>,
+    /// Core 0: answers to pattern announcements (and its own new patterns)
+    /// held until the relay's subscription for every topic is in place, and
+    /// the ask and deadline they wait for.
+    pattern_holds: Vec<(usize, Box<[u8]>)>,
+    pattern_wait: Option<(u64, u64)>,
     /// The last epoch given to a topic this core created.
     pub(crate) last_epoch: u64,
     /// Connections whose subscriptions are being removed, a bounded number
@@ -445,6 +468,11 @@ impl Core {
             relay_out: VecDeque::new(),
             relay_on,
             relay_patterns: false,
+            relay_asked: 0,
+            relay_ready: 0,
+            relay_waits: VecDeque::new(),
+            pattern_holds: Vec::new(),
+            pattern_wait: None,
             teardown: VecDeque::new(),
             incomplete: 0,
             outbox: VecDeque::new(),
@@ -770,6 +798,7 @@ impl Core {
     pub(crate) fn handle_tick(&mut self, now: u64) {
         self.now = now;
         self.flush_counts(true);
+        self.relay_timeouts(now);
         if !self.shutting_down && self.shared.shutdown.load(Ordering::Relaxed) {
             self.begin_shutdown();
         }

@@ -17,7 +17,7 @@
 //! frame: it is encoded for RESP2 (`*3...`), and a RESP3 subscriber is sent
 //! a one-byte `>` frame, then the same frame from its second byte on.
 
-use super::{Action, Answer, Conn, Core, Life, Msg, Query, RelayOut, Wire};
+use super::{Action, Answer, Conn, Core, Life, Msg, Query, RelayOut, Wire, RELAY_CONNECTED};
 use crate::core::conn::Held;
 use crate::pool::FrameRef;
 use crate::proto::{self, DataView, ErrorCode, ServerFrame};
@@ -36,6 +36,27 @@ const FEW_COUNTS: usize = 64;
 /// Channels whose matching patterns a core remembers at most; the cache is
 /// emptied when it grows past this (and whenever the set of patterns changes).
 const PATTERN_CACHE_MAX: usize = 65_536;
+/// Longest wait for the relay's NATS subscription of a topic new on this
+/// node before its subscribers are confirmed anyway (with a GAP).
+const RELAY_WAIT_NS: u64 = 1_000_000_000;
+/// The GAP reason when that wait ran out.
+const RELAY_LATE: &str =
+    "NATS did not confirm this node's subscription in time: messages from other nodes may be missing";
+/// The GAP reason for a subscription made while NATS is away.
+const RELAY_AWAY: &str =
+    "this node is not connected to NATS: messages from other nodes are missing until it is back";
+
+/// Subscriptions to a topic new on this node, waiting for the relay's NATS
+/// subscription (its ask number): local ones (paused) and other cores'
+/// joins (their answer held).
+pub(crate) struct RelayWait {
+    ask: u64,
+    ns: Ns,
+    name: Box<[u8]>,
+    waiting: Vec<ConnKey>,
+    joins: u64,
+    deadline: u64,
+}
 
 /// The DATA frame a reference holds (frames travelling between cores are
 /// always whole DATA frames, encoded by `publish`).
@@ -162,14 +183,148 @@ impl Core {
         self.last_epoch = epoch;
         self.stats().topics_created.fetch_add(1, Ordering::Relaxed);
         if self.relay_on {
-            // Its traffic from other nodes is wanted now.
+            // Its traffic from other nodes is wanted now; subscriptions are
+            // confirmed once the relay's NATS subscription is in place (or
+            // the wait for it ends: then with a GAP), so a message published
+            // on another node after the confirmation reaches them.
+            self.relay_asked += 1;
+            let ask = self.relay_asked;
             self.relay_out.push_back(RelayOut::Interest {
                 ns,
                 topic: name.into(),
                 on: true,
+                ask,
+            });
+            self.relay_waits.push_back(RelayWait {
+                ask,
+                ns,
+                name: name.into(),
+                waiting: Vec::new(),
+                joins: 0,
+                deadline: self.now + RELAY_WAIT_NS,
             });
         }
         Some(self.topics.insert(ns, name, Registration::Owner, epoch))
+    }
+
+    /// Whether the relay is connected to NATS now (as far as it knows).
+    fn relay_connected(&self) -> bool {
+        self.shared.relay_state.load(Ordering::Relaxed) == RELAY_CONNECTED
+    }
+
+    /// The wait of topic `name` in `ns` for its NATS subscription, if any.
+    fn relay_wait(&mut self, ns: Ns, name: &[u8]) -> Option<&mut RelayWait> {
+        self.relay_waits
+            .iter_mut()
+            .find(|w| w.ns == ns && *w.name == *name)
+    }
+
+    /// The relay confirmed this core's NATS subscriptions up to ask `upto`:
+    /// what waited for them is confirmed.
+    fn relay_ready(&mut self, upto: u64) {
+        self.relay_ready = self.relay_ready.max(upto);
+        while self.relay_waits.front().is_some_and(|w| w.ask <= upto) {
+            let w = self.relay_waits.pop_front().expect("checked");
+            self.relay_settle(w, None);
+        }
+        if self.pattern_wait.is_some_and(|(ask, _)| ask <= upto) {
+            self.release_pattern_holds();
+        }
+    }
+
+    /// Waits for the relay that took too long end (each tick): confirmed
+    /// anyway, with a GAP, since a message from another node may be missed
+    /// until the NATS subscription is in place.
+    pub(crate) fn relay_timeouts(&mut self, now: u64) {
+        while self.relay_waits.front().is_some_and(|w| w.deadline <= now) {
+            let w = self.relay_waits.pop_front().expect("checked");
+            self.stats()
+                .relay_waits_expired
+                .fetch_add(1, Ordering::Relaxed);
+            self.relay_settle(w, Some(RELAY_LATE));
+        }
+        if self
+            .pattern_wait
+            .is_some_and(|(_, deadline)| deadline <= now)
+        {
+            self.stats()
+                .relay_waits_expired
+                .fetch_add(1, Ordering::Relaxed);
+            self.release_pattern_holds();
+        }
+    }
+
+    /// Confirms what waited for a topic's NATS subscription: the cores that
+    /// joined it get their answer, the local subscribers their SUBACK; then
+    /// the GAP of `late`, if the wait ran out.
+    fn relay_settle(&mut self, w: RelayWait, late: Option<&'static str>) {
+        let RelayWait {
+            ns,
+            name,
+            waiting,
+            mut joins,
+            ..
+        } = w;
+        let Some(id) = self.topics.get(ns, &name) else {
+            return;
+        };
+        while joins != 0 {
+            let core = joins.trailing_zeros() as usize;
+            joins &= joins - 1;
+            self.answer_join(ns, name.clone(), core);
+        }
+        for key in waiting {
+            if !self.live(key) {
+                continue;
+            }
+            let idx = key.index;
+            let c = &mut self.conns[idx as usize];
+            c.pending_subs -= 1;
+            if c.life == Life::Paused {
+                c.life = Life::Open;
+            }
+            if !c.is_live() {
+                continue;
+            }
+            if self.topics.find(idx, id).is_none() {
+                self.add_subscriber(idx, id);
+            } else {
+                self.suback(idx, id);
+            }
+            self.resume(idx);
+        }
+        if let Some(reason) = late {
+            self.topic_gap(id, reason);
+        }
+        // Everyone who waited may have gone.
+        self.release_if_unused(id);
+    }
+
+    /// Answers core `core`'s join of topic `topic` (which this core owns):
+    /// the topic's frames go there from now on, from the seq in the answer.
+    fn answer_join(&mut self, ns: Ns, topic: Box<[u8]>, core: usize) {
+        match self.owned_topic(ns, &topic) {
+            Some(id) => {
+                if let Some(w) = self.relay_wait(ns, &topic) {
+                    // Not yet: the node's NATS subscription is not in place.
+                    w.joins |= 1 << core;
+                    return;
+                }
+                let t = self.topics.topic_mut(id);
+                t.remote_cores |= 1 << core;
+                let (next_seq, epoch) = (t.next_seq(), t.epoch);
+                self.send_msg(
+                    core,
+                    Msg::Joined {
+                        ns,
+                        topic,
+                        next_seq,
+                        epoch,
+                    },
+                );
+            }
+            None => self.send_msg(core, Msg::JoinRefused { ns, topic }),
+        }
     }
 
     /// The pattern topics whose pattern matches `channel`, from the cache.
@@ -514,7 +669,14 @@ impl Core {
             self.wait(idx);
             return false;
         }
-        self.add_subscriber(idx, id);
+        if !self.relay_waits.is_empty() {
+            if let Some(w) = self.relay_wait(ns, name) {
+                w.waiting.push(key);
+                self.wait(idx);
+                return false;
+            }
+        }
+        self.add_subscriber_now(idx, id);
         true
     }
 
@@ -547,11 +709,14 @@ impl Core {
                 id
             }
         };
+        // Core 0 also waits for the relay's subscription for every topic,
+        // when it is not in place yet (an answer of its own, held).
+        let hold = self.pattern_wait.is_some();
         let t = self.topics.topic_mut(id);
         let settled = t.reg == Registration::Pattern;
         let has_local = !t.subs.is_empty();
         match &mut t.reg {
-            _ if settled && (has_local || others == 0) => {
+            _ if settled && (has_local || others == 0) && !hold => {
                 self.add_subscriber(idx, id);
                 true
             }
@@ -560,7 +725,7 @@ impl Core {
                 self.wait(idx);
                 false
             }
-            _ if others == 0 => {
+            _ if others == 0 && !hold => {
                 t.reg = Registration::Pattern;
                 t.announced = true;
                 self.add_subscriber(idx, id);
@@ -570,8 +735,11 @@ impl Core {
                 // First subscriber here: announce it to every other core.
                 t.reg = Registration::PatternPending {
                     waiting: vec![key],
-                    acks: others,
+                    acks: others + u32::from(hold),
                 };
+                if hold {
+                    self.pattern_holds.push((self.id, name.into()));
+                }
                 let me = self.id;
                 for core in (0..self.cores).filter(|&c| c != me) {
                     self.send_msg(
@@ -632,6 +800,16 @@ impl Core {
         self.stats().subscriptions.fetch_add(1, Ordering::Relaxed);
         self.count_changed(id, 1, resp);
         self.suback(idx, id);
+    }
+
+    /// [`Core::add_subscriber`] for a topic whose NATS subscription (if
+    /// any) is not waited for: while the relay is not connected, the
+    /// subscriber is told that messages from other nodes are missing.
+    fn add_subscriber_now(&mut self, idx: u32, id: TopicId) {
+        self.add_subscriber(idx, id);
+        if self.relay_on && !self.relay_connected() {
+            self.gap_one(idx, id, RELAY_AWAY);
+        }
     }
 
     /// Tells the topic's owner (every other core, for a pattern) that this
@@ -815,6 +993,7 @@ impl Core {
                         ns: t.ns,
                         topic: t.name.clone(),
                         on: false,
+                        ask: 0,
                     });
                 }
                 self.topics.remove(id);
@@ -916,23 +1095,7 @@ impl Core {
                     }
                 }
             }
-            Msg::Join { ns, topic, core } => match self.owned_topic(ns, &topic) {
-                Some(id) => {
-                    let t = self.topics.topic_mut(id);
-                    t.remote_cores |= 1 << core;
-                    let (next_seq, epoch) = (t.next_seq(), t.epoch);
-                    self.send_msg(
-                        core,
-                        Msg::Joined {
-                            ns,
-                            topic,
-                            next_seq,
-                            epoch,
-                        },
-                    );
-                }
-                None => self.send_msg(core, Msg::JoinRefused { ns, topic }),
-            },
+            Msg::Join { ns, topic, core } => self.answer_join(ns, topic, core),
             Msg::Leave { ns, topic, core } => {
                 if let Some(id) = self.topics.get(ns, &topic) {
                     self.topics.topic_mut(id).remote_cores &= !(1 << core);
@@ -972,7 +1135,12 @@ impl Core {
                     }
                 };
                 self.topics.topic_mut(id).remote_cores |= 1 << core;
-                self.send_msg(core, Msg::PatternKnown { pattern });
+                if self.pattern_wait.is_some() {
+                    // Core 0, until the relay's subscription is in place.
+                    self.pattern_holds.push((core, pattern));
+                } else {
+                    self.send_msg(core, Msg::PatternKnown { pattern });
+                }
             }
             Msg::PatternKnown { pattern } => self.pattern_known(&pattern),
             Msg::PatternLeave { pattern, core } => {
@@ -1017,6 +1185,7 @@ impl Core {
                     self.gap_local(id, reason);
                 }
             }
+            Msg::RelayReady { upto } => self.relay_ready(upto),
         }
     }
 
@@ -1073,28 +1242,32 @@ impl Core {
         self.gap_local(id, reason);
     }
 
+    /// Sends GAP for topic `id` to subscriber `idx` alone (a native or
+    /// WebSocket one: a Redis subscriber has no such notice).
+    fn gap_one(&mut self, idx: u32, id: TopicId, reason: &'static str) {
+        let c = &self.conns[idx as usize];
+        if c.is_resp() || !c.takes_frames() {
+            return;
+        }
+        let Ok(topic) = std::str::from_utf8(&self.topics.topic(id).name) else {
+            return;
+        };
+        let topic = topic.to_owned();
+        self.stats().relay_gaps.fetch_add(1, Ordering::Relaxed);
+        self.reply(
+            idx,
+            &ServerFrame::Gap {
+                topic: &topic,
+                message: reason,
+            },
+        );
+    }
+
     /// Sends GAP to the native and WebSocket subscribers of topic `id` on
     /// this core (a Redis subscriber has no such notice: docs/SCALING.md).
     fn gap_local(&mut self, id: TopicId, reason: &'static str) {
-        let t = self.topics.topic(id);
-        let Ok(topic) = std::str::from_utf8(&t.name) else {
-            return; // not a name a native client can subscribe to
-        };
-        let topic = topic.to_owned();
-        let subs: Vec<ConnKey> = t.subs.clone();
-        for key in subs {
-            let c = &self.conns[key.index as usize];
-            if c.is_resp() || !c.takes_frames() {
-                continue;
-            }
-            self.stats().relay_gaps.fetch_add(1, Ordering::Relaxed);
-            self.reply(
-                key.index,
-                &ServerFrame::Gap {
-                    topic: &topic,
-                    message: reason,
-                },
-            );
+        for key in self.topics.topic(id).subs.clone() {
+            self.gap_one(key.index, id, reason);
         }
     }
 
@@ -1104,7 +1277,33 @@ impl Core {
         let any = !self.patterns.ids.is_empty();
         if self.relay_on && self.id == 0 && any != self.relay_patterns {
             self.relay_patterns = any;
-            self.relay_out.push_back(RelayOut::Patterns(any));
+            let ask = if any {
+                self.relay_asked += 1;
+                self.relay_asked
+            } else {
+                0
+            };
+            self.relay_out
+                .push_back(RelayOut::Patterns { on: any, ask });
+            if any {
+                // Patterns are confirmed once the subscription is in place.
+                self.pattern_wait = Some((ask, self.now + RELAY_WAIT_NS));
+            } else {
+                self.release_pattern_holds();
+            }
+        }
+    }
+
+    /// Core 0: the relay's subscription for every topic is in place (or the
+    /// wait for it ended): the pattern announcements it held are answered.
+    fn release_pattern_holds(&mut self) {
+        self.pattern_wait = None;
+        for (core, pattern) in std::mem::take(&mut self.pattern_holds) {
+            if core == self.id {
+                self.pattern_known(&pattern);
+            } else {
+                self.send_msg(core, Msg::PatternKnown { pattern });
+            }
         }
     }
 
@@ -1193,7 +1392,7 @@ impl Core {
                 Some(_) => match self.topics.get(ns, topic) {
                     Some(id) if self.topics.topic(id).reg == Registration::Active => {
                         if self.topics.find(idx, id).is_none() {
-                            self.add_subscriber(idx, id);
+                            self.add_subscriber_now(idx, id);
                         } else {
                             self.suback(idx, id);
                         }

@@ -199,6 +199,7 @@ impl Sim {
                 Msg::Relayed { .. }
                 | Msg::RelayGap { .. }
                 | Msg::RelayTopicGap { .. }
+                | Msg::RelayReady { .. }
                 | Msg::Gap { .. } => {
                     unreachable!("no relay runs in these schedules")
                 }

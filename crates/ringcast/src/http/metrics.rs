@@ -251,6 +251,7 @@ mod tests {
             relay_dropped: 23,
             relay_reconnects: 24,
             relay_gaps: 25,
+            relay_waits_expired: 26,
             subscriptions: 12,
             topics: 5,
             backlog_bytes: 100,
@@ -306,6 +307,7 @@ mod tests {
             "ringcast_relay_dropped_total 23",
             "ringcast_relay_reconnects_total 24",
             "ringcast_relay_gaps_total 25",
+            "ringcast_relay_waits_expired_total 26",
             "# TYPE ringcast_connections_accepted_total counter",
             "ringcast_connections_accepted_total 7",
             "ringcast_connections_closed_total 2",
@@ -402,7 +404,7 @@ mod tests {
                 assert!(v.is_finite() && v >= 0.0, "{line}");
             }
         }
-        assert_eq!(typed.len(), 37);
+        assert_eq!(typed.len(), 38);
     }
 
     #[test]

@@ -21,6 +21,12 @@
 //! topic subscriptions can both bring) and `Ringcast-Drops` (how many times
 //! the origin dropped publishes before NATS got them: a receiver that sees
 //! it grow reports a gap on that topic before the message).
+//!
+//! A reactor's subscription to a topic new on the node waits for the relay
+//! to say its NATS subscription is in place ([`Msg::RelayReady`]): after
+//! subscribing, the relay makes a request to `<prefix>.sync.<node>`, which
+//! nobody answers; NATS's "no responders" reply comes after the server
+//! processed the subscriptions sent before it on the same connection.
 
 use crate::core::{Msg, RelayOut, Shared, RELAY_CONNECTED, RELAY_CONNECTING, RELAY_DISCONNECTED};
 use crate::mailbox::{Consumer, Producer};
@@ -139,6 +145,8 @@ struct Relay<'a> {
     drops: HashMap<(Ns, Vec<u8>), HashMap<String, u64>>,
     /// The connection was lost (a reconnection is counted when it is back).
     lost: bool,
+    /// A [`Msg::RelayReady`] each reactor is owed but whose queue was full.
+    owed_ready: Vec<u64>,
 }
 
 impl Relay<'_> {
@@ -221,6 +229,23 @@ impl Relay<'_> {
         }
     }
 
+    /// The confirmation request covering asks `covered` came back: when NATS
+    /// answered (`ok`), each reactor learns its subscriptions up to there
+    /// are in place. (Otherwise the next turn asks again.)
+    fn synced(&mut self, covered: Option<Vec<u64>>, ok: bool, answered: &mut [u64]) {
+        let Some(covered) = covered.filter(|_| ok) else {
+            return;
+        };
+        for (core, &upto) in covered.iter().enumerate() {
+            if upto > answered[core] {
+                answered[core] = upto;
+                if !self.push(core, Msg::RelayReady { upto }) {
+                    self.owed_ready[core] = upto;
+                }
+            }
+        }
+    }
+
     /// Hands a message from NATS to the topic's owner core (after a gap
     /// notice for the topic when its origin dropped publishes since the
     /// last message seen from it).
@@ -297,38 +322,39 @@ async fn relay(parts: &mut RelayParts) {
         }
     };
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let mut opts = ConnectOptions::new()
-        .no_echo()
-        .name(format!("ringcast {}", parts.node))
-        .retry_on_initial_connect()
-        .event_callback(move |e| {
-            let tx = ev_tx.clone();
-            async move {
-                let _ = tx.send(e);
-            }
-        });
-    if let Some(path) = &cfg.nats_creds {
-        opts = match opts.credentials_file(path).await {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!(
-                    "ringcast: cannot read NATS credentials {}: {e}",
-                    path.display()
-                );
-                return;
-            }
-        };
-    }
-    if let (Some(u), Some(p)) = (&cfg.nats_user, &cfg.nats_password) {
-        opts = opts.user_and_password(u.clone(), p.clone());
-    }
-    if let Some(t) = &cfg.nats_token {
-        opts = opts.token(t.clone());
-    }
+    let events = move |e| {
+        let tx = ev_tx.clone();
+        async move {
+            let _ = tx.send(e);
+        }
+    };
+    let opts = match options(cfg, format!("ringcast {}", parts.node)).await {
+        Ok(o) => o.no_echo().event_callback(events),
+        Err(e) => {
+            eprintln!("ringcast: {e}");
+            return;
+        }
+    };
     shared
         .relay_state
         .store(RELAY_CONNECTING, Ordering::Relaxed);
     let client = match opts.connect(cfg.nats.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringcast: NATS relay: {e}");
+            return;
+        }
+    };
+    // The second connection, which sees the relay's confirmation messages.
+    let name = format!("ringcast {} (subscription check)", parts.node);
+    let checker = match options(cfg, name).await {
+        Ok(o) => o.connect(cfg.nats.clone()).await,
+        Err(e) => {
+            eprintln!("ringcast: {e}");
+            return;
+        }
+    };
+    let checker = match checker {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringcast: NATS relay: {e}");
@@ -343,12 +369,31 @@ async fn relay(parts: &mut RelayParts) {
         seen: HashMap::new(),
         drops: HashMap::new(),
         lost: false,
+        owed_ready: vec![0; cores],
         parts,
     };
     let mut streams: StreamMap<String, async_nats::Subscriber> = StreamMap::new();
     // Interest: how many reasons (topics, patterns) want each subject.
     let mut wanted: HashMap<String, u32> = HashMap::new();
     let all = format!("{prefix}.t.*");
+    // Subscriptions are confirmed to the reactors one check at a time (see
+    // the module's notes): `asked`, per reactor, is its last ask number
+    // taken, `answered` the last confirmed, `syncing` what the check in
+    // flight covers; subjects whose subscribe failed are tried again first.
+    let sync_subject = format!("{prefix}.sync.{}", URL_SAFE_NO_PAD.encode(node.as_bytes()));
+    let (check_tx, check_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (sync_tx, mut sync_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    tokio::spawn(check_subscriptions(
+        client.clone(),
+        checker,
+        sync_subject,
+        check_rx,
+        sync_tx,
+    ));
+    let mut asked = vec![0u64; cores];
+    let mut answered = vec![0u64; cores];
+    let mut syncing: Option<Vec<u64>> = None;
+    let mut retry: Vec<String> = Vec::new();
     // This node's count of messages relayed (Ringcast-Id) and of times it
     // dropped publishes before NATS got them (Ringcast-Drops).
     // `dropped`: publishes were dropped here since the last one sent.
@@ -364,10 +409,17 @@ async fn relay(parts: &mut RelayParts) {
                     r.owed_gap[core] = None;
                 }
             }
+            let upto = r.owed_ready[core];
+            if upto > 0 && r.push(core, Msg::RelayReady { upto }) {
+                r.owed_ready[core] = 0;
+            }
+        }
+        if let Ok(ok) = sync_rx.try_recv() {
+            r.synced(syncing.take(), ok, &mut answered);
         }
         // Work from the reactors.
         let mut did = 0;
-        for core in 0..cores {
+        for (core, asked) in asked.iter_mut().enumerate() {
             for _ in 0..BATCH {
                 let Some(out) = r.parts.from_cores[core].pop() else {
                     break;
@@ -412,18 +464,35 @@ async fn relay(parts: &mut RelayParts) {
                         let publish = client.publish_with_headers(subject, h, payload);
                         let _ = tokio::time::timeout(CLIENT_WAIT, publish).await;
                     }
-                    RelayOut::Interest { ns, topic, on } => {
+                    RelayOut::Interest { ns, topic, on, ask } => {
                         if !on {
                             r.drops.remove(&(ns, topic.to_vec()));
                         }
                         let s = subject(&prefix, ns, &topic);
-                        change_interest(&client, &mut streams, &mut wanted, s, on).await;
+                        change_interest(&client, &mut streams, &mut wanted, &mut retry, s, on)
+                            .await;
+                        *asked = (*asked).max(ask);
                     }
-                    RelayOut::Patterns(on) => {
-                        change_interest(&client, &mut streams, &mut wanted, all.clone(), on).await;
+                    RelayOut::Patterns { on, ask } => {
+                        let s = all.clone();
+                        change_interest(&client, &mut streams, &mut wanted, &mut retry, s, on)
+                            .await;
+                        *asked = (*asked).max(ask);
                     }
                 }
             }
+        }
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        if connected && !retry.is_empty() {
+            for s in std::mem::take(&mut retry) {
+                if wanted.contains_key(&s) && !streams.contains_key(&s) {
+                    subscribe(&client, &mut streams, &mut retry, s).await;
+                }
+            }
+        }
+        if connected && syncing.is_none() && retry.is_empty() && asked != answered {
+            syncing = Some(asked.clone());
+            let _ = check_tx.send(());
         }
         r.flush_wakes();
         if r.parts.shared.relay_stop.load(Ordering::Relaxed) {
@@ -442,6 +511,7 @@ async fn relay(parts: &mut RelayParts) {
         tokio::select! {
             biased;
             Some(e) = ev_rx.recv() => r.event(e),
+            Some(ok) = sync_rx.recv() => r.synced(syncing.take(), ok, &mut answered),
             _ = wake.readable() => {
                 let mut buf = [0u8; 64];
                 while wake.try_recv(&mut buf).is_ok() {}
@@ -470,12 +540,86 @@ async fn relay(parts: &mut RelayParts) {
     let _ = tokio::time::timeout(CLIENT_WAIT, client.flush()).await;
 }
 
+/// The connection options both of the relay's connections share: name,
+/// reconnection from the start, credentials.
+async fn options(cfg: &crate::config::Config, name: String) -> Result<ConnectOptions, String> {
+    let mut opts = ConnectOptions::new().name(name).retry_on_initial_connect();
+    if let Some(path) = &cfg.nats_creds {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("cannot read NATS credentials {}: {e}", path.display()))?;
+    }
+    if let (Some(u), Some(p)) = (&cfg.nats_user, &cfg.nats_password) {
+        opts = opts.user_and_password(u.clone(), p.clone());
+    }
+    if let Some(t) = &cfg.nats_token {
+        opts = opts.token(t.clone());
+    }
+    Ok(opts)
+}
+
+/// Confirms the relay's subscriptions, once per request on `asks`, with the
+/// answer (whether they are in place) on `done`.
+///
+/// The relay's connection publishes a token to `subject`, after the
+/// subscriptions it sent; NATS handles one connection's operations in
+/// order, so when `checker` (a second connection: the relay's does not get
+/// its own messages back) receives the token, the server has them. The
+/// checker first makes sure of its own subscription by a message of its own.
+async fn check_subscriptions(
+    relay: async_nats::Client,
+    checker: async_nats::Client,
+    subject: String,
+    mut asks: tokio::sync::mpsc::UnboundedReceiver<()>,
+    done: tokio::sync::mpsc::UnboundedSender<bool>,
+) {
+    let Ok(mut sub) = checker.subscribe(subject.clone()).await else {
+        return;
+    };
+    // Wait for `token` on the subscription, at most CLIENT_WAIT.
+    async fn seen(sub: &mut async_nats::Subscriber, token: &Bytes) -> bool {
+        let found = async {
+            while let Some(m) = sub.next().await {
+                if m.payload == *token {
+                    return true;
+                }
+            }
+            false
+        };
+        tokio::time::timeout(CLIENT_WAIT, found)
+            .await
+            .unwrap_or(false)
+    }
+    let mut n = 0u64;
+    let mut ready = false;
+    while asks.recv().await.is_some() {
+        while !ready {
+            n += 1;
+            let token = Bytes::from(format!("check {n}"));
+            ready = checker
+                .publish(subject.clone(), token.clone())
+                .await
+                .is_ok()
+                && seen(&mut sub, &token).await;
+        }
+        n += 1;
+        let token = Bytes::from(n.to_string());
+        let ok = relay.publish(subject.clone(), token.clone()).await.is_ok()
+            && seen(&mut sub, &token).await;
+        if done.send(ok).is_err() {
+            return;
+        }
+    }
+}
+
 /// Subscribes to `subject` when the first reason wants it, unsubscribes
 /// when the last one goes.
 async fn change_interest(
     client: &async_nats::Client,
     streams: &mut StreamMap<String, async_nats::Subscriber>,
     wanted: &mut HashMap<String, u32>,
+    retry: &mut Vec<String>,
     subject: String,
     on: bool,
 ) {
@@ -483,10 +627,7 @@ async fn change_interest(
         let n = wanted.entry(subject.clone()).or_insert(0);
         *n += 1;
         if *n == 1 {
-            let sub = tokio::time::timeout(CLIENT_WAIT, client.subscribe(subject.clone())).await;
-            if let Ok(Ok(s)) = sub {
-                streams.insert(subject, s);
-            }
+            subscribe(client, streams, retry, subject).await;
         }
     } else if let Some(n) = wanted.get_mut(&subject) {
         *n -= 1;
@@ -495,6 +636,22 @@ async fn change_interest(
             // Dropping the subscriber unsubscribes.
             streams.remove(&subject);
         }
+    }
+}
+
+/// Subscribes to `subject`; when the client cannot take the subscription
+/// now (its buffer full while NATS does not read), it goes to `retry`.
+async fn subscribe(
+    client: &async_nats::Client,
+    streams: &mut StreamMap<String, async_nats::Subscriber>,
+    retry: &mut Vec<String>,
+    subject: String,
+) {
+    match tokio::time::timeout(CLIENT_WAIT, client.subscribe(subject.clone())).await {
+        Ok(Ok(s)) => {
+            streams.insert(subject, s);
+        }
+        _ => retry.push(subject),
     }
 }
 

@@ -85,6 +85,9 @@ pub struct NatsOptions {
     pub name: Option<String>,
     /// Extra arguments, appended last.
     pub extra: Vec<String>,
+    /// Run in this network namespace (`ip netns exec`), listening on every
+    /// address there; the server is reached at `.1` ([`NatsServer::addr`]).
+    pub netns: Option<(String, std::net::Ipv4Addr)>,
 }
 
 /// The ports and cluster settings of one server, fixed for its life (a
@@ -175,9 +178,14 @@ impl NatsServer {
     }
 
     fn args(&self) -> Vec<String> {
+        let listen = if self.opts.netns.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
         let mut a = vec![
             "-a".to_string(),
-            "127.0.0.1".to_string(),
+            listen.to_string(),
             "-p".to_string(),
             self.ports.client.to_string(),
             "-m".to_string(),
@@ -209,7 +217,16 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "nats-server is already running");
-        let mut child = Command::new(&self.bin)
+        let mut cmd = match &self.opts.netns {
+            Some((ns, _)) => {
+                // `ip netns exec` execs the server: the child is its process.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let mut child = cmd
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -271,14 +288,23 @@ impl NatsServer {
         }
     }
 
+    /// The address the server is reached at: 127.0.0.1, or the one given
+    /// with its network namespace.
+    fn ip(&self) -> std::net::Ipv4Addr {
+        match &self.opts.netns {
+            Some((_, ip)) => *ip,
+            None => std::net::Ipv4Addr::LOCALHOST,
+        }
+    }
+
     /// The client address, 127.0.0.1:port.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.ports.client))
+        SocketAddr::from((self.ip(), self.ports.client))
     }
 
     /// `nats://127.0.0.1:port`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.ports.client)
+        format!("nats://{}", self.addr())
     }
 
     pub fn port(&self) -> u16 {
@@ -287,7 +313,7 @@ impl NatsServer {
 
     /// The HTTP monitoring address (`-m`).
     pub fn monitor_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.ports.monitor))
+        SocketAddr::from((self.ip(), self.ports.monitor))
     }
 
     /// The route URL other cluster members use to reach this one.
@@ -983,4 +1009,92 @@ fn parse_headers(block: &[u8]) -> io::Result<(Option<String>, Headers)> {
         headers.push((n.trim().to_string(), v.trim().to_string()));
     }
     Ok((status, headers))
+}
+
+/// A network namespace joined to the host by veth pairs, removed on drop:
+/// a server run inside it ([`NatsOptions::netns`]) is reached through pair
+/// k at [`Netns::ip`]`(k)`, and one client's path can be cut
+/// ([`Netns::cut`]) while the others' stays. Needs root and iproute2.
+pub struct Netns {
+    pub name: String,
+    /// Third octet of the pairs' 10.231.x.0/24 block.
+    net: u8,
+    pairs: usize,
+}
+
+impl Netns {
+    pub fn create(pairs: usize) -> Netns {
+        let pid = std::process::id();
+        let n = Netns {
+            name: format!("rc-part-{pid}"),
+            net: (pid % 200) as u8,
+            pairs,
+        };
+        n.ip_cmd(&["netns", "add", &n.name]);
+        n.ip_cmd(&["netns", "exec", &n.name, "ip", "link", "set", "lo", "up"]);
+        for k in 0..pairs {
+            let (host, inner) = (n.host_link(k), format!("rcp{pid}n{k}"));
+            n.ip_cmd(&["link", "add", &host, "type", "veth", "peer", "name", &inner]);
+            n.ip_cmd(&["link", "set", &inner, "netns", &n.name]);
+            n.ip_cmd(&["addr", "add", &format!("{}/30", n.host_ip(k)), "dev", &host]);
+            n.ip_cmd(&["link", "set", &host, "up"]);
+            let addr = format!("{}/30", n.ip(k));
+            n.ip_cmd(&[
+                "netns", "exec", &n.name, "ip", "addr", "add", &addr, "dev", &inner,
+            ]);
+            n.ip_cmd(&["netns", "exec", &n.name, "ip", "link", "set", &inner, "up"]);
+        }
+        n
+    }
+
+    fn ip_cmd(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+            panic!(
+                "cannot run ip: {e} (the partition test needs iproute2: apt-get install iproute2)"
+            )
+        });
+        assert!(
+            out.status.success(),
+            "ip {}: {} (the partition test needs root and network namespaces)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+
+    fn host_link(&self, k: usize) -> String {
+        format!("rcp{}h{k}", std::process::id())
+    }
+
+    fn host_ip(&self, k: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, 231, self.net, 4 * k as u8 + 1)
+    }
+
+    /// The namespace's address on pair `k`.
+    pub fn ip(&self, k: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, 231, self.net, 4 * k as u8 + 2)
+    }
+
+    /// Cuts pair `k`: its host end goes down, so nothing crosses it either
+    /// way (connections through it stay open and retransmit).
+    pub fn cut(&self, k: usize) {
+        self.ip_cmd(&["link", "set", &self.host_link(k), "down"]);
+    }
+
+    /// Joins pair `k` again.
+    pub fn heal(&self, k: usize) {
+        self.ip_cmd(&["link", "set", &self.host_link(k), "up"]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for k in 0..self.pairs {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.host_link(k)])
+                .output();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
 }
