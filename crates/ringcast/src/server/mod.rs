@@ -168,6 +168,49 @@ fn validate(c: &Config) -> Result<(), Error> {
     if c.http_reserve == 0 {
         return bad("--http-reserve must be at least 1".into());
     }
+    if !c.nats.is_empty() {
+        validate_nats(c).map_err(Error::Config)?;
+    }
+    Ok(())
+}
+
+/// The NATS settings, checked at start so that a mistake fails there with
+/// a message rather than in the relay's reconnection loop.
+fn validate_nats(c: &Config) -> Result<(), String> {
+    let p = &c.nats_prefix;
+    if p.is_empty()
+        || p.split('.').any(|t| {
+            t.is_empty() || t.contains(['*', '>']) || t.bytes().any(|b| b <= b' ' || b >= 0x7f)
+        })
+    {
+        return Err(format!(
+            "--nats-prefix {p:?} must be NATS subject tokens separated by dots (no spaces, '*', '>' or empty tokens)"
+        ));
+    }
+    for url in &c.nats {
+        let rest = url.split_once("://").map_or(url.as_str(), |(scheme, rest)| {
+            if matches!(scheme, "nats" | "tls" | "ws" | "wss") {
+                rest
+            } else {
+                ""
+            }
+        });
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err(format!(
+                "--nats {url:?} is not a NATS server URL (nats://host:port, tls://host:port, or host:port)"
+            ));
+        }
+    }
+    if let Some(path) = &c.nats_creds {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--nats-creds {}: {e}", path.display()))?;
+        if !text.contains("BEGIN NATS USER JWT") || !text.contains("BEGIN USER NKEY SEED") {
+            return Err(format!(
+                "--nats-creds {}: not a NATS credentials file (it needs the user JWT and the NKEY seed blocks, as `nsc generate creds` writes them)",
+                path.display()
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -704,6 +747,47 @@ mod tests {
             ..config()
         })
         .is_ok());
+    }
+
+    #[test]
+    fn nats_settings_are_checked_before_anything_starts() {
+        let nats = |prefix: &str, url: &str| Config {
+            nats: vec![url.to_string()],
+            nats_prefix: prefix.to_string(),
+            ..config()
+        };
+        for ok in [
+            nats("ringcast", "nats://127.0.0.1:4222"),
+            nats("prod.eu", "tls://nats.example:4443"),
+            nats("a-b_c", "127.0.0.1:4222"),
+        ] {
+            assert!(validate(&ok).is_ok(), "{:?} {:?}", ok.nats_prefix, ok.nats);
+        }
+        for bad in ["", "a..b", ".a", "a.", "a b", "a.*", "a.>", "tab\t"] {
+            refused(nats(bad, "nats://127.0.0.1:4222"), "--nats-prefix");
+        }
+        for bad in ["http://127.0.0.1:4222", "nats://", "nats://a b:4222"] {
+            refused(nats("ringcast", bad), "--nats ");
+        }
+        let dir = std::env::temp_dir().join(format!("ringcast-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let creds = |text: Option<&str>| {
+            let path = dir.join("user.creds");
+            let _ = std::fs::remove_file(&path);
+            if let Some(t) = text {
+                std::fs::write(&path, t).unwrap();
+            }
+            Config {
+                nats_creds: Some(path),
+                ..nats("ringcast", "nats://127.0.0.1:4222")
+            }
+        };
+        refused(creds(None), "No such file");
+        refused(creds(Some("user=a\npass=b\n")), "not a NATS credentials file");
+        let good = "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n\n\
+                    -----BEGIN USER NKEY SEED-----\nSUAM\n------END USER NKEY SEED------\n";
+        assert!(validate(&creds(Some(good))).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
