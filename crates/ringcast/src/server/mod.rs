@@ -188,13 +188,15 @@ fn validate_nats(c: &Config) -> Result<(), String> {
         ));
     }
     for url in &c.nats {
-        let rest = url.split_once("://").map_or(url.as_str(), |(scheme, rest)| {
-            if matches!(scheme, "nats" | "tls" | "ws" | "wss") {
-                rest
-            } else {
-                ""
-            }
-        });
+        let rest = url
+            .split_once("://")
+            .map_or(url.as_str(), |(scheme, rest)| {
+                if matches!(scheme, "nats" | "tls" | "ws" | "wss") {
+                    rest
+                } else {
+                    ""
+                }
+            });
         if rest.is_empty() || rest.contains(char::is_whitespace) {
             return Err(format!(
                 "--nats {url:?} is not a NATS server URL (nats://host:port, tls://host:port, or host:port)"
@@ -783,7 +785,10 @@ mod tests {
             }
         };
         refused(creds(None), "No such file");
-        refused(creds(Some("user=a\npass=b\n")), "not a NATS credentials file");
+        refused(
+            creds(Some("user=a\npass=b\n")),
+            "not a NATS credentials file",
+        );
         let good = "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n\n\
                     -----BEGIN USER NKEY SEED-----\nSUAM\n------END USER NKEY SEED------\n";
         assert!(validate(&creds(Some(good))).is_ok());
