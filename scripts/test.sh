@@ -22,7 +22,7 @@
 #                                implementation) against the real daemon
 # Needs: cargo, and (installed from Debian when missing, as root) chromium,
 # python3-websockets, redis-server, redis-tools, python3-venv, nodejs, npm,
-# nats-server and iproute2;
+# nats-server, iproute2 and openssl (certificates for the NATS TLS test);
 # scripts/resp-clients-setup.sh puts redis-py in target/resp-clients/venv and
 # ioredis in tests/clients/node/node_modules (pinned versions).
 set -euo pipefail
@@ -46,6 +46,7 @@ command -v redis-server >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_SERVER:-}" ] |
 # Scale-out through NATS (crates/ringcast/tests/scaleout.rs)
 command -v nats-server >/dev/null 2>&1 || [ -n "${RINGCAST_NATS_SERVER:-}" ] || missing+=(nats-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The Redis front against real Redis clients (crates/ringcast/tests/resp_clients.rs)
 command -v redis-cli >/dev/null 2>&1 || [ -n "${RINGCAST_REDIS_CLI:-}" ] || missing+=(redis-tools)
 "$py" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

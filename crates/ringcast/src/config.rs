@@ -72,6 +72,12 @@ pub struct Config {
     pub nats_user: Option<String>,
     pub nats_password: Option<String>,
     pub nats_token: Option<String>,
+    /// TLS to NATS: the CA that signed the servers' certificates (beside the
+    /// system's roots), and a client certificate and key for servers that
+    /// verify clients. Any of them makes TLS required.
+    pub nats_tls_ca: Option<std::path::PathBuf>,
+    pub nats_tls_cert: Option<std::path::PathBuf>,
+    pub nats_tls_key: Option<std::path::PathBuf>,
     /// This node's name in relayed messages (default: host name and the
     /// native port).
     pub node_name: Option<String>,
@@ -114,6 +120,9 @@ impl Default for Config {
             nats_user: None,
             nats_password: None,
             nats_token: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
             node_name: None,
             nats_prefix: "ringcast".into(),
             relay_queue: 65_536,

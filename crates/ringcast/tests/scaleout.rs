@@ -23,7 +23,7 @@ use common::ws::{http_exchange, request, server_frame, WsClient, WsEvent};
 use common::{connect, start, wait_until};
 use nats::{
     base64url, base64url_decode, is_timeout, shard_subject, topic_subject, Credentials,
-    NatsCluster, NatsConn, NatsMsg, NatsOptions, NatsServer, Netns,
+    Decentralized, NatsCluster, NatsConn, NatsMsg, NatsOptions, NatsServer, Netns, TlsFiles,
 };
 use ringcast::proto::ClientFrame;
 use ringcast::topic::owner_of;
@@ -1899,6 +1899,126 @@ fn nodes_authenticate_to_nats_with_user_and_password_or_token() {
             (0..10).collect::<Vec<_>>()
         );
     }
+}
+
+#[test]
+fn nodes_authenticate_to_nats_with_a_credentials_file() {
+    // NATS's decentralized auth: an operator-mode server that knows the
+    // account, and a user JWT + NKEY seed in a .creds file.
+    let jwt = Decentralized::create();
+    let server = NatsServer::start_with(NatsOptions {
+        extra: vec!["-c".into(), jwt.server_conf.to_str().unwrap().into()],
+        ..NatsOptions::default()
+    });
+    let urls = vec![server.url()];
+    let node = |name: &str, creds: Option<std::path::PathBuf>| {
+        start(Config {
+            nats_creds: creds,
+            ..node_config(&urls, name)
+        })
+    };
+    let a = node("node-a", Some(jwt.creds.clone()));
+    let b = node("node-b", Some(jwt.creds.clone()));
+    let stranger = node("node-stranger", None);
+    let (sub, _) = Reader::native("node-b-native", &b, &["creds.t"]);
+    let mut p = Publisher::native(&a);
+    for i in 0..10 {
+        p.publish("creds.t", &payload("a", i));
+    }
+    p.sync();
+    wait_for(
+        "B gets A's publishes through an operator-mode server",
+        || sub.count("creds.t") >= 10,
+        || healthz(&a) + &healthz(&b) + &server.log_tail(),
+    );
+    let ev = sub.finish();
+    assert_eq!(
+        indices_by_origin("node-b-native", &ev, "creds.t")["a"],
+        (0..10).collect::<Vec<_>>()
+    );
+    // A node without credentials is refused.
+    wait_for(
+        "the server refuses the node without credentials",
+        || {
+            server
+                .log()
+                .lines()
+                .any(|l| l.contains("node-stranger") && l.contains("authentication error"))
+        },
+        || server.log_tail(),
+    );
+    assert!(!healthz(&stranger).contains("relay: connected"));
+}
+
+#[test]
+fn nodes_reach_nats_over_tls_with_a_private_ca_and_client_certificates() {
+    let tls = TlsFiles::create();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    // The server requires TLS and verifies clients against the same CA.
+    let server = NatsServer::start_with(NatsOptions {
+        extra: vec![
+            "--tlsverify".into(),
+            "--tlscert".into(),
+            path(&tls.server_cert),
+            "--tlskey".into(),
+            path(&tls.server_key),
+            "--tlscacert".into(),
+            path(&tls.ca),
+        ],
+        ..NatsOptions::default()
+    });
+    let urls = vec![format!("tls://127.0.0.1:{}", server.port())];
+    let node = |name: &str| {
+        start(Config {
+            nats_tls_ca: Some(tls.ca.clone()),
+            nats_tls_cert: Some(tls.client_cert.clone()),
+            nats_tls_key: Some(tls.client_key.clone()),
+            ..node_config(&urls, name)
+        })
+    };
+    let (a, b) = (node("node-a"), node("node-b"));
+    // Without the client certificate, the server turns a node away.
+    let stranger = start(Config {
+        nats_tls_ca: Some(tls.ca.clone()),
+        ..node_config(&urls, "node-stranger")
+    });
+    let (sub, _) = Reader::native("node-b-native", &b, &["tls.t"]);
+    let mut p = Publisher::native(&a);
+    for i in 0..10 {
+        p.publish("tls.t", &payload("a", i));
+    }
+    p.sync();
+    wait_for(
+        "B gets A's publishes through NATS over TLS",
+        || sub.count("tls.t") >= 10,
+        || healthz(&a) + &healthz(&b),
+    );
+    let ev = sub.finish();
+    assert_eq!(
+        indices_by_origin("node-b-native", &ev, "tls.t")["a"],
+        (0..10).collect::<Vec<_>>()
+    );
+    // Every connection the server has (two per node: the relay's and its
+    // subscription check) is TLS.
+    let connz = server.monitor("/connz");
+    let conns = connz["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 4, "{connz}");
+    for c in conns {
+        assert!(
+            c["tls_version"].as_str().is_some_and(|v| !v.is_empty()),
+            "{c}"
+        );
+    }
+    wait_for(
+        "the server refuses the node without a client certificate",
+        || server.log().contains("TLS handshake error"),
+        || server.log_tail(),
+    );
+    assert!(!healthz(&stranger).contains("relay: connected"));
+    assert!(!server
+        .connections()
+        .iter()
+        .any(|c| c.name.contains("node-stranger")));
 }
 
 #[test]

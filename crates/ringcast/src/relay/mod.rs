@@ -556,6 +556,14 @@ async fn options(cfg: &crate::config::Config, name: String) -> Result<ConnectOpt
     if let Some(t) = &cfg.nats_token {
         opts = opts.token(t.clone());
     }
+    if let Some(ca) = &cfg.nats_tls_ca {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&cfg.nats_tls_cert, &cfg.nats_tls_key) {
+        opts = opts
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
     Ok(opts)
 }
 

@@ -203,6 +203,25 @@ fn validate_nats(c: &Config) -> Result<(), String> {
             ));
         }
     }
+    if c.nats_tls_cert.is_some() != c.nats_tls_key.is_some() {
+        return Err("--nats-tls-cert and --nats-tls-key go together".into());
+    }
+    for (flag, file) in [
+        ("--nats-tls-ca", &c.nats_tls_ca),
+        ("--nats-tls-cert", &c.nats_tls_cert),
+        ("--nats-tls-key", &c.nats_tls_key),
+    ] {
+        if let Some(path) = file {
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+            if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err(format!(
+                    "{flag} {}: not a PEM file (a DER one converts with `openssl x509 -inform der`)",
+                    path.display()
+                ));
+            }
+        }
+    }
     if let Some(path) = &c.nats_creds {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--nats-creds {}: {e}", path.display()))?;
@@ -792,6 +811,29 @@ mod tests {
         let good = "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n\n\
                     -----BEGIN USER NKEY SEED-----\nSUAM\n------END USER NKEY SEED------\n";
         assert!(validate(&creds(Some(good))).is_ok());
+        let pem = dir.join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let tls = |ca: Option<&std::path::Path>,
+                   cert: Option<&std::path::Path>,
+                   key: Option<&std::path::Path>| Config {
+            nats_tls_ca: ca.map(Into::into),
+            nats_tls_cert: cert.map(Into::into),
+            nats_tls_key: key.map(Into::into),
+            ..nats("ringcast", "tls://127.0.0.1:4222")
+        };
+        assert!(validate(&tls(Some(&pem), Some(&pem), Some(&pem))).is_ok());
+        refused(tls(None, Some(&pem), None), "go together");
+        let der = dir.join("ca.der");
+        std::fs::write(&der, [0x30, 0x82, 0x01, 0x0a]).unwrap();
+        refused(tls(Some(&der), None, None), "not a PEM file");
+        refused(
+            tls(Some(&dir.join("missing.pem")), None, None),
+            "--nats-tls-ca",
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

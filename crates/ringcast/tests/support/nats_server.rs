@@ -1098,3 +1098,215 @@ impl Drop for Netns {
             .output();
     }
 }
+
+/// PEM files for TLS tests, made with the `openssl` command: a CA, a server
+/// certificate for 127.0.0.1 and a client certificate, both signed by it.
+pub struct TlsFiles {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn create() -> TlsFiles {
+        let dir = std::env::temp_dir().join(format!("ringcast-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = |name: &str| dir.join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run openssl: {e} (apt-get install openssl)"));
+            assert!(
+                out.status.success(),
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ringcast test CA",
+        ];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(&ca);
+        for (who, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(f(&format!("{who}.ext")), ext).unwrap();
+            let (key, csr, pem, ext) = (
+                format!("{who}.key"),
+                format!("{who}.csr"),
+                format!("{who}.pem"),
+                format!("{who}.ext"),
+            );
+            let subj = format!("/CN=ringcast test {who}");
+            let mut req = vec!["req", "-subj", &subj];
+            req.extend(ec);
+            req.extend(["-keyout", &key, "-out", &csr]);
+            openssl(&req);
+            openssl(&[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ]);
+        }
+        TlsFiles {
+            ca: f("ca.pem"),
+            server_cert: f("server.pem"),
+            server_key: f("server.key"),
+            client_cert: f("client.pem"),
+            client_key: f("client.key"),
+            dir,
+        }
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A NATS operator, account and user made here (the `nsc` way, without
+/// nsc): the server's configuration for operator mode with the account
+/// preloaded, and the user's credentials file, as `nsc generate creds`
+/// writes it.
+pub struct Decentralized {
+    pub dir: PathBuf,
+    /// nats-server configuration (`-c`).
+    pub server_conf: PathBuf,
+    /// The user's `.creds` file.
+    pub creds: PathBuf,
+}
+
+impl Decentralized {
+    pub fn create() -> Decentralized {
+        use nkeys::KeyPair;
+        let dir = std::env::temp_dir().join(format!("ringcast-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (op, acc, user) = (
+            KeyPair::new_operator(),
+            KeyPair::new_account(),
+            KeyPair::new_user(),
+        );
+        let iat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // A JWT as NATS signs them: base64url (no padding) header and claims,
+        // ed25519 signature of both by the issuer's key.
+        let jwt = |issuer: &KeyPair, sub: &str, name: &str, nats: serde_json::Value| {
+            let header = serde_json::json!({"typ": "JWT", "alg": "ed25519-nkey"});
+            let claims = serde_json::json!({
+                "jti": format!("{name}{iat}"),
+                "iat": iat,
+                "iss": issuer.public_key(),
+                "name": name,
+                "sub": sub,
+                "nats": nats,
+            });
+            let body = format!(
+                "{}.{}",
+                base64url(header.to_string().as_bytes()),
+                base64url(claims.to_string().as_bytes())
+            );
+            let sig = issuer.sign(body.as_bytes()).unwrap();
+            format!("{body}.{}", base64url(&sig))
+        };
+        let op_jwt = jwt(
+            &op,
+            &op.public_key(),
+            "ringcast-test-operator",
+            serde_json::json!({"type": "operator", "version": 2}),
+        );
+        let unlimited = serde_json::json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1
+        });
+        let acc_jwt = jwt(
+            &op,
+            &acc.public_key(),
+            "ringcast-test-account",
+            serde_json::json!({"limits": unlimited, "type": "account", "version": 2}),
+        );
+        let user_jwt = jwt(
+            &acc,
+            &user.public_key(),
+            "ringcast-test-user",
+            serde_json::json!({
+                "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                "type": "user", "version": 2
+            }),
+        );
+        std::fs::write(dir.join("operator.jwt"), &op_jwt).unwrap();
+        let server_conf = dir.join("server.conf");
+        std::fs::write(
+            &server_conf,
+            format!(
+                "operator: {:?}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {:?}\n}}\n",
+                dir.join("operator.jwt"),
+                acc.public_key(),
+                acc_jwt
+            ),
+        )
+        .unwrap();
+        let creds = dir.join("user.creds");
+        std::fs::write(
+            &creds,
+            format!(
+                "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+                 ************************* IMPORTANT *************************\n\
+                 NKEY Seed printed below can be used to sign and prove identity.\n\
+                 NKEYs are sensitive and should be treated as secrets.\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n\n\
+                 *************************************************************\n",
+                user.seed().unwrap()
+            ),
+        )
+        .unwrap();
+        Decentralized {
+            dir,
+            server_conf,
+            creds,
+        }
+    }
+}
+
+impl Drop for Decentralized {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

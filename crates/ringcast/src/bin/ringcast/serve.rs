@@ -231,6 +231,31 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGCAST_NATS_TOKEN", value_name = "TOKEN")]
     nats_token: Option<String>,
 
+    /// TLS to NATS: a CA certificate (PEM) to trust besides the system's
+    /// roots; makes TLS required (default: TLS only if a server asks for it).
+    #[arg(long, env = "RINGCAST_NATS_TLS_CA", value_name = "FILE")]
+    nats_tls_ca: Option<std::path::PathBuf>,
+
+    /// TLS to NATS: this node's client certificate (PEM), with --nats-tls-key,
+    /// for servers that verify clients; makes TLS required.
+    #[arg(
+        long,
+        env = "RINGCAST_NATS_TLS_CERT",
+        value_name = "FILE",
+        requires = "nats_tls_key"
+    )]
+    nats_tls_cert: Option<std::path::PathBuf>,
+
+    /// TLS to NATS: the client certificate's private key (PEM), with
+    /// --nats-tls-cert.
+    #[arg(
+        long,
+        env = "RINGCAST_NATS_TLS_KEY",
+        value_name = "FILE",
+        requires = "nats_tls_cert"
+    )]
+    nats_tls_key: Option<std::path::PathBuf>,
+
     /// This node's name in relayed messages (default: HOSTNAME:PORT of --listen).
     #[arg(long, env = "RINGCAST_NODE_NAME", value_name = "NAME")]
     node_name: Option<String>,
@@ -280,6 +305,9 @@ impl ServeArgs {
             nats_user,
             nats_password,
             nats_token,
+            nats_tls_ca,
+            nats_tls_cert,
+            nats_tls_key,
             node_name,
             nats_prefix,
             relay_queue,
@@ -313,6 +341,9 @@ impl ServeArgs {
             nats_user,
             nats_password,
             nats_token,
+            nats_tls_ca,
+            nats_tls_cert,
+            nats_tls_key,
             node_name,
             nats_prefix,
             relay_queue,
