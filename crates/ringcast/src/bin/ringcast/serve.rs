@@ -237,7 +237,7 @@ pub struct ServeArgs {
     nats_tls_ca: Option<std::path::PathBuf>,
 
     /// TLS to NATS: this node's client certificate (PEM), with --nats-tls-key,
-    /// for servers that verify clients; makes TLS required.
+    /// for servers that verify clients; makes TLS required (default: none).
     #[arg(
         long,
         env = "RINGCAST_NATS_TLS_CERT",
@@ -247,7 +247,7 @@ pub struct ServeArgs {
     nats_tls_cert: Option<std::path::PathBuf>,
 
     /// TLS to NATS: the client certificate's private key (PEM), with
-    /// --nats-tls-cert.
+    /// --nats-tls-cert (default: none).
     #[arg(
         long,
         env = "RINGCAST_NATS_TLS_KEY",
