@@ -213,10 +213,14 @@ fn after_unsuback_no_data_of_that_topic_arrives() {
         }
         seq += 1;
     }
-    assert_eq!(
-        (ack.next_seq, ack.epoch),
-        (5, first.epoch),
-        "publishes accepted before the resubscription must not be resent"
+    // Seqs 2 to 4 were given before the resubscription; they may still be
+    // on their way from the topic's owner reactor to this connection's when
+    // the SUBACK is made (then they follow it, from next_seq, as checked
+    // above), but the sequence goes on: no restart, nothing sent twice.
+    assert!(
+        (2..=5).contains(&ack.next_seq) && ack.epoch == first.epoch,
+        "the resubscription continues the topic's sequence: {ack:?}, first epoch {}",
+        first.epoch
     );
     for seq in 1..=5 {
         assert_eq!(
