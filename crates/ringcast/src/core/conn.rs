@@ -136,9 +136,11 @@ impl RespConn {
 
 /// WebSocket state of an upgraded connection.
 pub struct WsConn {
-    /// Frame decoder and message reassembly; taken out while the reactor
-    /// handles the messages it yields (None only then).
-    pub decoder: Option<Decoder>,
+    /// Frame decoder and message reassembly while input is between frames
+    /// or messages; None when the input ended on a message boundary (a new
+    /// one is made for the next bytes: a silent peer keeps none), while the
+    /// reactor handles the messages it yields, and once reading stopped.
+    pub decoder: Option<Box<Decoder>>,
     /// Monotonic ns of the last bytes received (pongs included).
     pub last_rx: u64,
     /// A ping was sent since `last_rx`.
@@ -213,7 +215,9 @@ impl Conn {
             reserved: false,
             close_asked: false,
             kernel_queued: 0,
-            outq: VecDeque::with_capacity(16),
+            // Allocated by the first frame queued (and freed again by
+            // `trim` once the connection has nothing queued).
+            outq: VecDeque::new(),
             head_off: 0,
             queued: 0,
             sending: false,
@@ -326,6 +330,19 @@ impl Conn {
         self.queued = 0;
         self.head_off = 0;
         left
+    }
+
+    /// Frees the send queue's and the input's buffers when they hold
+    /// nothing (the core calls it on its periodic idle scan, so a busy
+    /// connection reallocates at most once per scan): an idle subscriber
+    /// keeps no heap memory but its fixed state.
+    pub fn trim(&mut self) {
+        if self.outq.is_empty() && self.outq.capacity() > 0 {
+            self.outq = VecDeque::new();
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+            self.inbuf = Vec::new();
+        }
     }
 
     /// Whether it holds replies back behind PUBLISH counts still to come

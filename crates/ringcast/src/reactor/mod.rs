@@ -130,7 +130,14 @@ Connection: close\r\n\
 \r\n\
 ringcast is out of file descriptors; try again shortly.\n";
 
-/// Memory the kernel reads while a send is in flight.
+/// Sends of several frames whose `SendBuf`s are kept for reuse after their
+/// completion (trimmed to this on every tick): enough for the sends of a few
+/// chunks in flight at once, so a loaded reactor does not allocate per send.
+const SPARE_SEND_BUFS: usize = 4 * SEND_CHUNK;
+
+/// Memory the kernel reads while a send of several frames is in flight.
+/// Only such a send has one (a single frame's address and length travel in
+/// its SQE), and only until it completes: an idle connection holds none.
 struct SendBuf {
     iov: [libc::iovec; MAX_IOV],
     msg: libc::msghdr,
@@ -152,9 +159,11 @@ struct Io {
     sending: bool,
     /// The core asked for the close ([`Action::Close`]).
     closing: bool,
-    /// The iovecs and msghdr of the send in flight: boxed, so their address
-    /// stays put while the kernel reads them, however `io` grows.
-    send_buf: Box<SendBuf>,
+    /// The iovecs and msghdr of the send of several frames in flight, if
+    /// that is what is in flight: boxed, so their address stays put while
+    /// the kernel reads them, however `io` grows; given back to
+    /// `Reactor::send_bufs` when the send completes.
+    send_buf: Option<Box<SendBuf>>,
 }
 
 pub(crate) struct Reactor {
@@ -183,6 +192,9 @@ pub(crate) struct Reactor {
     relay_dropping: bool,
     ring_fds: Vec<RawFd>,
     wake: Vec<bool>,
+    /// `SendBuf`s of completed sends, for the next send of several frames
+    /// (at most [`SPARE_SEND_BUFS`] kept past a tick).
+    send_bufs: Vec<Box<SendBuf>>,
     /// Completions taken off a full CQ while submitting, not yet handled.
     deferred: Vec<(u64, i32, u32)>,
     cqes: Vec<(u64, i32, u32)>,
@@ -231,6 +243,7 @@ impl Reactor {
             sys::realtime_ns,
         );
         let n = parts.listeners.len();
+        let max_conns = crate::core::max_conns(&parts.shared.config);
         Ok(Reactor {
             ring,
             bufs,
@@ -246,7 +259,10 @@ impl Reactor {
                 .collect(),
             accept_armed: vec![false; n],
             accepts_cancelled: false,
-            io: Vec::with_capacity(1024),
+            // Address space for every connection the core may hold, so the
+            // vector never moves: a move copies every entry and leaves the
+            // old copy resident in the heap. Untouched, it costs no memory.
+            io: Vec::with_capacity(max_conns),
             outboxes: parts.outboxes,
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
             inboxes: parts.inboxes,
@@ -255,6 +271,7 @@ impl Reactor {
             relay_dropping: false,
             ring_fds: Vec::new(),
             wake: vec![false; cores],
+            send_bufs: Vec::new(),
             deferred: Vec::new(),
             cqes: Vec::with_capacity(4096),
             tick: Box::new(types::Timespec::new().nsec(TICK_NS as u32)),
@@ -393,9 +410,10 @@ impl Reactor {
             // SAFETY: every SQE pushed here points only at memory that the
             // reactor keeps alive until its completion: frames held by the
             // connection's send queue in the core (released only after the
-            // send completes), the connection's boxed SendBuf (dropped only
-            // once its ops reach 0), the boxed tick timespec, the buffer ring
-            // owned by `self.bufs`.
+            // send completes), the boxed SendBuf in `Io::send_buf` (taken
+            // back only by the send's completion; the Io itself is dropped
+            // only once its ops reach 0), the boxed tick timespec, the
+            // buffer ring owned by `self.bufs`.
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 return;
             }
@@ -720,7 +738,13 @@ impl Reactor {
         if io.closing {
             return;
         }
-        let Some(plan) = self.core.prepare_send(idx, &mut io.send_buf.iov, now_rt) else {
+        let mut sb = match self.send_bufs.pop() {
+            Some(sb) => sb,
+            // SAFETY: iovec and msghdr are plain C structs; all-zero is valid.
+            None => Box::new(unsafe { std::mem::zeroed() }),
+        };
+        let Some(plan) = self.core.prepare_send(idx, &mut sb.iov, now_rt) else {
+            self.send_bufs.push(sb);
             return;
         };
         io.ops += 1;
@@ -742,7 +766,9 @@ impl Reactor {
         };
         let n = plan.iovecs;
         let sqe = if n == 1 {
-            let iov = io.send_buf.iov[0];
+            // The SQE carries the address and length: no memory to keep.
+            let iov = sb.iov[0];
+            self.send_bufs.push(sb);
             on_socket!(io, idx, |t| opcode::Send::new(
                 t,
                 iov.iov_base as *const u8,
@@ -751,23 +777,24 @@ impl Reactor {
             .flags(flags)
             .build())
         } else if plan.registered && self.features.writev_fixed && !plan.dont_wait {
+            // `io.send_buf` keeps the iovecs until the completion.
+            let sb = io.send_buf.insert(sb);
             on_socket!(io, idx, |t| opcode::WritevFixed::new(
                 t,
-                io.send_buf.iov.as_ptr(),
+                sb.iov.as_ptr(),
                 n as u32,
                 0
             )
             .build())
         } else {
-            let sb = &mut *io.send_buf;
+            // `io.send_buf` keeps the msghdr and iovecs until the completion.
+            let sb = io.send_buf.insert(sb);
             sb.msg.msg_iov = sb.iov.as_mut_ptr();
             sb.msg.msg_iovlen = n as _;
-            on_socket!(io, idx, |t| opcode::SendMsg::new(
-                t,
-                &io.send_buf.msg as *const libc::msghdr
-            )
-            .flags(flags as u32)
-            .build())
+            let msg = &sb.msg as *const libc::msghdr;
+            on_socket!(io, idx, |t| opcode::SendMsg::new(t, msg)
+                .flags(flags as u32)
+                .build())
         };
         let sqe = sqe.user_data(Op::conn(OpKind::Send, idx, io.gen));
         self.push_sqe(&sqe);
@@ -847,8 +874,7 @@ impl Reactor {
             recv_cancelling: false,
             sending: false,
             closing: false,
-            // SAFETY: iovec and msghdr are plain C structs; all-zero is valid.
-            send_buf: Box::new(unsafe { std::mem::zeroed() }),
+            send_buf: None,
         });
     }
 
@@ -927,6 +953,10 @@ impl Reactor {
         let Some(io) = self.io_of(op) else { return };
         io.ops -= 1;
         io.sending = false;
+        // The kernel is done with the iovecs: ready for another send.
+        if let Some(sb) = io.send_buf.take() {
+            self.send_bufs.push(sb);
+        }
         self.core.handle_sent(op.index, res);
         self.maybe_close(op.index);
     }
@@ -939,9 +969,31 @@ impl Reactor {
         if self.spare_fd.is_none() {
             self.spare_fd = sys::open_spare().ok();
         }
+        self.send_bufs.truncate(SPARE_SEND_BUFS);
         self.core.handle_tick(sys::monotonic_ns());
         if !self.core.shutting_down {
             self.arm_accept();
         }
+    }
+}
+
+
+#[cfg(test)]
+mod size_probe {
+    #[allow(dead_code)]
+    enum Entry<T> {
+        Vacant(usize),
+        Occupied(T),
+    }
+    #[test]
+    fn print_sizes() {
+        use std::mem::size_of;
+        eprintln!("Conn {}", size_of::<crate::core::Conn>());
+        eprintln!("Entry<Conn> {}", size_of::<Entry<crate::core::Conn>>());
+        eprintln!("Option<Io> {}", size_of::<Option<super::Io>>());
+        eprintln!("Life {}", size_of::<crate::core::Life>());
+        eprintln!("Wire {}", size_of::<crate::core::Wire>());
+        eprintln!("WsConn {}", size_of::<crate::core::WsConn>());
+        eprintln!("Action {}", size_of::<(crate::core::Action, u32)>());
     }
 }
