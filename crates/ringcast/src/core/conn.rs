@@ -149,6 +149,81 @@ pub struct WsConn {
     pub close_sent: bool,
 }
 
+/// A connection's send queue: a FIFO of frame references whose first
+/// frame is held inline, so a connection that is owed at most one frame at
+/// a time (an idle subscriber's SUBACK, a subscriber of a slow topic) never
+/// allocates; the rest live in a `VecDeque` allocated by the second frame
+/// queued and freed by [`SendQueue::trim`] once empty.
+/// Invariant: `more` is empty whenever `first` is `None`.
+#[derive(Default)]
+pub struct SendQueue {
+    first: Option<FrameRef>,
+    more: VecDeque<FrameRef>,
+}
+
+impl SendQueue {
+    pub fn new() -> SendQueue {
+        SendQueue::default()
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        debug_assert!(self.first.is_some() || self.more.is_empty());
+        self.first.is_none()
+    }
+
+    pub fn front(&self) -> Option<&FrameRef> {
+        self.first.as_ref()
+    }
+
+    pub fn push_back(&mut self, f: FrameRef) {
+        if self.first.is_none() {
+            self.first = Some(f);
+        } else {
+            self.more.push_back(f);
+        }
+    }
+
+    pub fn pop_front(&mut self) -> Option<FrameRef> {
+        let f = self.first.take();
+        self.first = self.more.pop_front();
+        f
+    }
+
+    /// Removes and returns the frame at `i`.
+    pub fn remove(&mut self, i: usize) -> Option<FrameRef> {
+        if i == 0 {
+            self.pop_front()
+        } else {
+            self.more.remove(i - 1)
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FrameRef> {
+        self.first.iter().chain(self.more.iter())
+    }
+
+    /// Frees the heap part when nothing is queued there.
+    pub fn trim(&mut self) {
+        if self.more.is_empty() && self.more.capacity() > 0 {
+            self.more = VecDeque::new();
+        }
+    }
+}
+
+impl std::ops::Index<usize> for SendQueue {
+    type Output = FrameRef;
+    fn index(&self, i: usize) -> &FrameRef {
+        match i {
+            0 => self.first.as_ref().expect("index 0 of an empty send queue"),
+            _ => &self.more[i - 1],
+        }
+    }
+}
+
 pub struct Conn {
     /// The socket, as a handle for questions about it (the driver owns it).
     pub fd: RawFd,
@@ -185,7 +260,7 @@ pub struct Conn {
     /// While draining: the socket's unacknowledged bytes when last looked
     /// at (a drop means the peer is reading, even with no send completing).
     pub kernel_queued: u32,
-    pub outq: VecDeque<FrameRef>,
+    pub outq: SendQueue,
     pub head_off: usize,
     pub queued: usize,
     pub sending: bool,
@@ -215,9 +290,7 @@ impl Conn {
             reserved: false,
             close_asked: false,
             kernel_queued: 0,
-            // Allocated by the first frame queued (and freed again by
-            // `trim` once the connection has nothing queued).
-            outq: VecDeque::new(),
+            outq: SendQueue::new(),
             head_off: 0,
             queued: 0,
             sending: false,
@@ -322,7 +395,7 @@ impl Conn {
         debug_assert!(!self.sending);
         self.drop_held(pool, arena);
         self.trailer = 0;
-        for f in self.outq.drain(..) {
+        while let Some(f) = self.outq.pop_front() {
             arena.release(pool, f);
         }
         *owed -= self.queued;
@@ -337,9 +410,7 @@ impl Conn {
     /// connection reallocates at most once per scan): an idle subscriber
     /// keeps no heap memory but its fixed state.
     pub fn trim(&mut self) {
-        if self.outq.is_empty() && self.outq.capacity() > 0 {
-            self.outq = VecDeque::new();
-        }
+        self.outq.trim();
         if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
             self.inbuf = Vec::new();
         }

@@ -911,7 +911,7 @@ impl Reactor {
         let more = cqueue::more(flags);
         let Some(io) = self.io_of(op) else {
             if let Some(bid) = cqueue::buffer_select(flags) {
-                self.bufs.give_back(bid);
+                self.bufs.consumed(bid, res.max(0) as usize, flags);
             }
             return;
         };
@@ -923,10 +923,12 @@ impl Reactor {
         if res > 0 {
             let bid = cqueue::buffer_select(flags).expect("recv without a buffer");
             let data = self.bufs.slice(bid, res as usize);
-            // SAFETY: the buffer stays ours (not in the ring) until give_back below.
+            // SAFETY: the kernel wrote these bytes and does not touch them
+            // again: the buffer is given back (or, consumed incrementally,
+            // its bytes past these are filled) only by `consumed` below.
             let data: &[u8] = unsafe { &*data };
             self.core.handle_bytes(idx, data);
-            self.bufs.give_back(bid);
+            self.bufs.consumed(bid, res as usize, flags);
             if !more {
                 self.core.act(Action::Read(idx));
             }
