@@ -552,6 +552,37 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_connection_holds_no_heap_memory() {
+        // Issue 15's budget per idle subscriber (see reactor::memory_budget)
+        // counts no heap block for the send queue or the input.
+        let pool = Pool::new(1 << 20, 1, 4096).unwrap();
+        let mut arena = Arena::new(&pool, 0);
+        let mut c = Conn::new(-1, 0, Wire::Tcp);
+        assert_eq!((c.outq.more.capacity(), c.inbuf.capacity()), (0, 0));
+        let mut owed = 0;
+        // One frame owed at a time (a SUBACK, then one DATA per send): inline.
+        for _ in 0..3 {
+            c.push(frame(&pool, &mut arena, 10, 1), &mut owed);
+            c.prepare_send(&mut iovecs());
+            c.complete_send(&pool, &mut arena, &mut owed, 10);
+        }
+        assert_eq!(
+            c.outq.more.capacity(),
+            0,
+            "one frame at a time stays inline"
+        );
+        // Several queued: the heap part, freed by trim once sent.
+        for _ in 0..3 {
+            c.push(frame(&pool, &mut arena, 10, 2), &mut owed);
+        }
+        assert!(c.outq.more.capacity() > 0);
+        c.prepare_send(&mut iovecs());
+        c.complete_send(&pool, &mut arena, &mut owed, 30);
+        c.trim();
+        assert_eq!((c.outq.len(), c.outq.more.capacity()), (0, 0));
+    }
+
+    #[test]
     fn dropping_unsent_keeps_a_torn_head_frame() {
         let pool = Pool::new(1 << 20, 1, 4096).unwrap();
         let mut arena = Arena::new(&pool, 0);

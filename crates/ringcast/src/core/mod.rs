@@ -1241,7 +1241,9 @@ impl Core {
 /// again as the entries), while address space reserved and never touched
 /// costs nothing.
 pub(crate) fn max_conns(c: &Config) -> usize {
-    c.max_connections.saturating_add(c.http_reserve).min(MAX_RESERVED_CONNS)
+    c.max_connections
+        .saturating_add(c.http_reserve)
+        .min(MAX_RESERVED_CONNS)
 }
 
 /// Cap on the connections [`max_conns`] reserves room for (the open-file
