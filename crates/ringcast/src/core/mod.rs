@@ -1236,10 +1236,10 @@ impl Core {
 
 /// The most connections one core may hold: every connection slot, plus the
 /// plain HTTP connections taken beyond them. The per-connection vectors are
-/// created with this capacity: growing one would copy every entry into a new
-/// block and leave the old one resident in the heap (about as much memory
-/// again as the entries), while address space reserved and never touched
-/// costs nothing.
+/// created with this capacity, so they never grow (a growth may copy every
+/// entry into a new block, and doubling leaves up to half of it unused):
+/// address space reserved and never touched costs no memory, and each entry
+/// becomes resident when first used.
 pub(crate) fn max_conns(c: &Config) -> usize {
     c.max_connections
         .saturating_add(c.http_reserve)

@@ -260,8 +260,7 @@ impl Reactor {
             accept_armed: vec![false; n],
             accepts_cancelled: false,
             // Address space for every connection the core may hold, so the
-            // vector never moves: a move copies every entry and leaves the
-            // old copy resident in the heap. Untouched, it costs no memory.
+            // vector never grows (see `core::max_conns`).
             io: Vec::with_capacity(max_conns),
             outboxes: parts.outboxes,
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
