@@ -268,6 +268,9 @@ pub struct Conn {
     pub in_flight_bytes: usize,
     /// Listed in the core's dirty list (a send should be submitted).
     pub dirty: bool,
+    /// A frame was queued since the last idle scan (`trim` keeps the send
+    /// queue's heap part of a connection in use).
+    pub queued_lately: bool,
 }
 
 impl Conn {
@@ -297,6 +300,7 @@ impl Conn {
             in_flight: 0,
             in_flight_bytes: 0,
             dirty: false,
+            queued_lately: false,
         }
     }
 
@@ -307,6 +311,7 @@ impl Conn {
         *owed += frame.len();
         self.queued += frame.len();
         self.outq.push_back(frame);
+        self.queued_lately = true;
         self.queued
     }
 
@@ -405,14 +410,14 @@ impl Conn {
         left
     }
 
-    /// Frees the send queue's and the input's buffers when they hold
-    /// nothing (the core calls it on its periodic idle scan, so a busy
-    /// connection reallocates at most once per scan): an idle subscriber
-    /// keeps no heap memory but its fixed state.
+    /// Frees the send queue's heap part when it holds nothing and no frame
+    /// was queued since the previous call (the core calls it on its
+    /// periodic idle scan): a connection that went idle keeps no heap
+    /// memory for its queue, and one in steady use never reallocates it
+    /// (tests/zero_alloc.rs).
     pub fn trim(&mut self) {
-        self.outq.trim();
-        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
-            self.inbuf = Vec::new();
+        if !std::mem::take(&mut self.queued_lately) {
+            self.outq.trim();
         }
     }
 
@@ -578,6 +583,11 @@ mod tests {
         assert!(c.outq.more.capacity() > 0);
         c.prepare_send(&mut iovecs());
         c.complete_send(&pool, &mut arena, &mut owed, 30);
+        c.trim();
+        assert!(
+            c.outq.more.capacity() > 0,
+            "kept: frames were queued lately"
+        );
         c.trim();
         assert_eq!((c.outq.len(), c.outq.more.capacity()), (0, 0));
     }
