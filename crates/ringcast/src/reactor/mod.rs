@@ -193,7 +193,10 @@ pub(crate) struct Reactor {
     ring_fds: Vec<RawFd>,
     wake: Vec<bool>,
     /// `SendBuf`s of completed sends, for the next send of several frames
-    /// (at most [`SPARE_SEND_BUFS`] kept past a tick).
+    /// (at most [`SPARE_SEND_BUFS`] kept past a tick). Boxed: one moves to
+    /// `Io::send_buf` and back without its contents moving (the kernel
+    /// reads them at their address while its send is in flight).
+    #[allow(clippy::vec_box)]
     send_bufs: Vec<Box<SendBuf>>,
     /// Completions taken off a full CQ while submitting, not yet handled.
     deferred: Vec<(u64, i32, u32)>,
