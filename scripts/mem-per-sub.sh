@@ -145,13 +145,13 @@ loaded() { # loaded NAME: RSS during W3 (19,000 subscribers, 40 topics, 400 msg/
     start_server "$s" || return 0
     local gen=("$PIN" "$GEN_CPU" -- "$RC" bench --proto "$PROTO" --port "$PORT" "${EXTRA[@]}" --cpu "$GEN_CPU"
         --server-pid "$SRV_PID" --json --workload steady --subs $n --topics 40 --size 64 --rate 400
-        --duration 10 --warmup 1)
+        --duration 10 --warmup 1 --timeout 120)
     if [[ $dry -eq 1 ]]; then show "${gen[@]}" '&'; echo "# RSS at start, after set-up, peak every 0.5 s"; SRV_PID=""; return 0; fi
     local r0; r0=$(rss_kib "$SRV_PID")
     local glog="$OUT_DIR/mem-w3-$s.log"
     "${gen[@]}" >"$OUT_DIR/mem-w3-$s.json" 2>"$glog" &
     GEN_PID=$!
-    if ! wait_for "$glog" "subscribers ready" 180; then
+    if ! wait_for "$glog" "subscribers ready" 240; then
         log "$s: W3 set-up failed: $(tail -n 2 "$glog" | tr '\n' ' ')"
         cleanup; return 0
     fi
