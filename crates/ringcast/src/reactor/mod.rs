@@ -206,6 +206,9 @@ pub(crate) struct Reactor {
     /// A descriptor kept open to be closed when accept fails for lack of
     /// descriptors, so a waiting client can be accepted and told.
     spare_fd: Option<OwnedFd>,
+    /// Input arrived since the loop last looked (for `--idle-spin`): a
+    /// socket completion or a message from another core or the relay.
+    worked: bool,
 }
 
 /// What a reactor leaves when it stops: its ring (closed by the engine
@@ -279,6 +282,7 @@ impl Reactor {
             tick: Box::new(types::Timespec::new().nsec(TICK_NS as u32)),
             tick_armed: false,
             spare_fd: sys::open_spare().ok(),
+            worked: false,
         })
     }
 
@@ -305,8 +309,12 @@ impl Reactor {
         self.shared.running.fetch_add(1, Ordering::SeqCst);
         started();
         let busy = self.shared.config.busy_poll;
+        let spin_ns = self.shared.config.idle_spin.as_nanos() as u64;
         let (mut loops, mut busy_ns) = (0u64, 0u64);
         let mut woke = sys::monotonic_ns();
+        // When the last turn that had input (a socket completion or a
+        // message from another core) began.
+        let mut last_work = woke;
         let result = loop {
             self.drain_inboxes();
             self.core.turn(woke);
@@ -316,10 +324,16 @@ impl Reactor {
             if self.core.finished() && self.accept_armed.iter().all(|a| !a) {
                 break Ok(());
             }
+            // With --idle-spin, a reactor that had input lately polls on
+            // (enters without waiting) until that long has passed.
+            if std::mem::take(&mut self.worked) {
+                last_work = woke;
+            }
+            let sleep = sys::monotonic_ns();
+            let spinning = spin_ns > 0 && sleep - last_work < spin_ns;
             // Connections that became dirty during the round are sent to
             // next, teardown goes on: no sleeping while any wait.
-            let wait = !busy && !self.core.busy() && self.park();
-            let sleep = sys::monotonic_ns();
+            let wait = !busy && !self.core.busy() && !spinning && self.park();
             busy_ns += sleep - woke;
             loops += 1;
             let st = &self.shared.stats[self.id];
@@ -491,10 +505,12 @@ impl Reactor {
     fn drain_inboxes(&mut self) {
         for from in 0..self.cores {
             while let Some(msg) = self.inboxes[from].as_mut().and_then(|c| c.pop()) {
+                self.worked = true;
                 self.core.handle_msg(msg);
             }
         }
         while let Some(msg) = self.relay.as_mut().and_then(|(_, c)| c.pop()) {
+            self.worked = true;
             self.core.handle_msg(msg);
         }
         self.core.end_batch();
@@ -818,6 +834,7 @@ impl Reactor {
             }
             for &(ud, res, flags) in &cqes {
                 let Some(op) = Op::decode(ud) else { continue };
+                self.worked |= matches!(op.kind, OpKind::Accept | OpKind::Recv | OpKind::Send);
                 match op.kind {
                     OpKind::Accept => self.on_accept(op.index as usize, res, flags),
                     OpKind::Recv => self.on_recv(op, res, flags),
