@@ -265,6 +265,18 @@ pub struct Cli {
     )]
     warmup_messages: Option<u64>,
 
+    /// Hold the subscribers idle this long once every subscription is
+    /// confirmed, before any traffic (for memory measurements:
+    /// scripts/mem-per-sub.sh samples the server's RSS meanwhile)
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "RINGCAST_BENCH_HOLD",
+        default_value_t = Secs(Duration::ZERO),
+        value_parser = parse_secs
+    )]
+    hold: Secs,
+
     /// Burst: measured bursts
     #[arg(
         long,
@@ -538,6 +550,7 @@ impl Cli {
             messages: self.messages,
             warmup: self.warmup.0,
             warmup_messages: self.warmup_messages,
+            hold: self.hold.0,
             bursts: self.bursts,
             gap: self.gap.0,
             procs: self.procs,

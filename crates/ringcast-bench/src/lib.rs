@@ -240,6 +240,8 @@ pub struct Params {
     pub warmup: Duration,
     /// Warm-up messages (steady) or bursts (burst), instead of `warmup`.
     pub warmup_messages: Option<u64>,
+    /// Idle time after set-up, before any traffic.
+    pub hold: Duration,
     /// Measured bursts.
     pub bursts: u64,
     /// Pause between bursts.
@@ -282,6 +284,7 @@ impl Default for Params {
             messages: None,
             warmup: Duration::from_secs(1),
             warmup_messages: None,
+            hold: Duration::ZERO,
             bursts: 100,
             gap: Duration::from_millis(10),
             procs: None,

@@ -409,6 +409,17 @@ impl<'a> Coordinator<'a> {
             },
             self.p.workload.name()
         );
+        if !self.p.hold.is_zero() {
+            eprintln!(
+                "ringcast bench: holding {} subscribers idle for {:.1} s",
+                self.p.subs,
+                self.p.hold.as_secs_f64()
+            );
+            let end = sys::now_ns() + self.p.hold.as_nanos() as u64;
+            while sys::now_ns() < end {
+                self.pump(100)?;
+            }
+        }
         let mut o = Outcome {
             per_topic: vec![0; self.p.subscriptions()],
             ..Default::default()

@@ -35,6 +35,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Reactors spin instead of sleeping in the kernel when idle (for dedicated cores).
     pub busy_poll: bool,
+    /// After handling work, a reactor goes on polling (entering the kernel
+    /// without waiting) this long before it parks, so a steady low-rate
+    /// stream does not pay a wake-up per message; zero parks at once.
+    pub idle_spin: Duration,
     /// Address of the WebSocket and HTTP listener (`/ws`, `/`, `/healthz`,
     /// `/metrics`); None: no such listener (default 127.0.0.1:7401).
     pub ws_listen: Option<SocketAddr>,
@@ -105,6 +109,7 @@ impl Default for Config {
             subscribe_token: None,
             shutdown_timeout: Duration::from_secs(5),
             busy_poll: false,
+            idle_spin: Duration::ZERO,
             ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7401))),
             resp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 6380))),
             allowed_origins: Vec::new(),

@@ -145,6 +145,10 @@ struct Sub {
     next: SubId,
 }
 
+/// Bytes of one subscription's entry (for the memory budget test).
+#[cfg(test)]
+pub(crate) const SUB_BYTES: usize = std::mem::size_of::<Sub>();
+
 /// One topic as one core sees it.
 #[derive(Debug)]
 pub struct Topic {

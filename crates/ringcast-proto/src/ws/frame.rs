@@ -373,6 +373,20 @@ impl Decoder {
         }
     }
 
+    /// Whether it holds nothing between messages: no header, frame or
+    /// fragmented message in progress, and neither closed nor failed. A
+    /// decoder that is idle can be dropped and replaced by a new one (the
+    /// server does so to keep no per-connection decoder while a peer is
+    /// silent).
+    pub fn is_idle(&self) -> bool {
+        self.head_len == 0
+            && self.frame.is_none()
+            && !self.fragmented
+            && (self.delivered || self.message.is_empty())
+            && !self.closed
+            && self.failed.is_none()
+    }
+
     /// Whether a close frame has been received (later input is ignored).
     pub fn is_closed(&self) -> bool {
         self.closed

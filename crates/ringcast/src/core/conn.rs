@@ -136,15 +136,92 @@ impl RespConn {
 
 /// WebSocket state of an upgraded connection.
 pub struct WsConn {
-    /// Frame decoder and message reassembly; taken out while the reactor
-    /// handles the messages it yields (None only then).
-    pub decoder: Option<Decoder>,
+    /// Frame decoder and message reassembly while input is between frames
+    /// or messages; None when the input ended on a message boundary (a new
+    /// one is made for the next bytes: a silent peer keeps none), while the
+    /// reactor handles the messages it yields, and once reading stopped.
+    pub decoder: Option<Box<Decoder>>,
     /// Monotonic ns of the last bytes received (pongs included).
     pub last_rx: u64,
     /// A ping was sent since `last_rx`.
     pub pinged: bool,
     /// A close frame was queued: nothing but control traffic follows.
     pub close_sent: bool,
+}
+
+/// A connection's send queue: a FIFO of frame references whose first
+/// frame is held inline, so a connection that is owed at most one frame at
+/// a time (an idle subscriber's SUBACK, a subscriber of a slow topic) never
+/// allocates; the rest live in a `VecDeque` allocated by the second frame
+/// queued and freed by [`SendQueue::trim`] once empty.
+/// Invariant: `more` is empty whenever `first` is `None`.
+#[derive(Default)]
+pub struct SendQueue {
+    first: Option<FrameRef>,
+    more: VecDeque<FrameRef>,
+}
+
+impl SendQueue {
+    pub fn new() -> SendQueue {
+        SendQueue::default()
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        debug_assert!(self.first.is_some() || self.more.is_empty());
+        self.first.is_none()
+    }
+
+    pub fn front(&self) -> Option<&FrameRef> {
+        self.first.as_ref()
+    }
+
+    pub fn push_back(&mut self, f: FrameRef) {
+        if self.first.is_none() {
+            self.first = Some(f);
+        } else {
+            self.more.push_back(f);
+        }
+    }
+
+    pub fn pop_front(&mut self) -> Option<FrameRef> {
+        let f = self.first.take();
+        self.first = self.more.pop_front();
+        f
+    }
+
+    /// Removes and returns the frame at `i`.
+    pub fn remove(&mut self, i: usize) -> Option<FrameRef> {
+        if i == 0 {
+            self.pop_front()
+        } else {
+            self.more.remove(i - 1)
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FrameRef> {
+        self.first.iter().chain(self.more.iter())
+    }
+
+    /// Frees the heap part when nothing is queued there.
+    pub fn trim(&mut self) {
+        if self.more.is_empty() && self.more.capacity() > 0 {
+            self.more = VecDeque::new();
+        }
+    }
+}
+
+impl std::ops::Index<usize> for SendQueue {
+    type Output = FrameRef;
+    fn index(&self, i: usize) -> &FrameRef {
+        match i {
+            0 => self.first.as_ref().expect("index 0 of an empty send queue"),
+            _ => &self.more[i - 1],
+        }
+    }
 }
 
 pub struct Conn {
@@ -183,7 +260,7 @@ pub struct Conn {
     /// While draining: the socket's unacknowledged bytes when last looked
     /// at (a drop means the peer is reading, even with no send completing).
     pub kernel_queued: u32,
-    pub outq: VecDeque<FrameRef>,
+    pub outq: SendQueue,
     pub head_off: usize,
     pub queued: usize,
     pub sending: bool,
@@ -191,6 +268,9 @@ pub struct Conn {
     pub in_flight_bytes: usize,
     /// Listed in the core's dirty list (a send should be submitted).
     pub dirty: bool,
+    /// A frame was queued since the last idle scan (`trim` keeps the send
+    /// queue's heap part of a connection in use).
+    pub queued_lately: bool,
 }
 
 impl Conn {
@@ -213,13 +293,14 @@ impl Conn {
             reserved: false,
             close_asked: false,
             kernel_queued: 0,
-            outq: VecDeque::with_capacity(16),
+            outq: SendQueue::new(),
             head_off: 0,
             queued: 0,
             sending: false,
             in_flight: 0,
             in_flight_bytes: 0,
             dirty: false,
+            queued_lately: false,
         }
     }
 
@@ -230,6 +311,7 @@ impl Conn {
         *owed += frame.len();
         self.queued += frame.len();
         self.outq.push_back(frame);
+        self.queued_lately = true;
         self.queued
     }
 
@@ -318,7 +400,7 @@ impl Conn {
         debug_assert!(!self.sending);
         self.drop_held(pool, arena);
         self.trailer = 0;
-        for f in self.outq.drain(..) {
+        while let Some(f) = self.outq.pop_front() {
             arena.release(pool, f);
         }
         *owed -= self.queued;
@@ -326,6 +408,17 @@ impl Conn {
         self.queued = 0;
         self.head_off = 0;
         left
+    }
+
+    /// Frees the send queue's heap part when it holds nothing and no frame
+    /// was queued since the previous call (the core calls it on its
+    /// periodic idle scan): a connection that went idle keeps no heap
+    /// memory for its queue, and one in steady use never reallocates it
+    /// (tests/zero_alloc.rs).
+    pub fn trim(&mut self) {
+        if !std::mem::take(&mut self.queued_lately) {
+            self.outq.trim();
+        }
     }
 
     /// Whether it holds replies back behind PUBLISH counts still to come
@@ -461,6 +554,42 @@ mod tests {
         expect.extend(vec![3u8; 30]);
         assert_eq!(stream, expect);
         assert_eq!(c.queued, 0);
+    }
+
+    #[test]
+    fn an_idle_connection_holds_no_heap_memory() {
+        // Issue 15's budget per idle subscriber (see reactor::memory_budget)
+        // counts no heap block for the send queue or the input.
+        let pool = Pool::new(1 << 20, 1, 4096).unwrap();
+        let mut arena = Arena::new(&pool, 0);
+        let mut c = Conn::new(-1, 0, Wire::Tcp);
+        assert_eq!((c.outq.more.capacity(), c.inbuf.capacity()), (0, 0));
+        let mut owed = 0;
+        // One frame owed at a time (a SUBACK, then one DATA per send): inline.
+        for _ in 0..3 {
+            c.push(frame(&pool, &mut arena, 10, 1), &mut owed);
+            c.prepare_send(&mut iovecs());
+            c.complete_send(&pool, &mut arena, &mut owed, 10);
+        }
+        assert_eq!(
+            c.outq.more.capacity(),
+            0,
+            "one frame at a time stays inline"
+        );
+        // Several queued: the heap part, freed by trim once sent.
+        for _ in 0..3 {
+            c.push(frame(&pool, &mut arena, 10, 2), &mut owed);
+        }
+        assert!(c.outq.more.capacity() > 0);
+        c.prepare_send(&mut iovecs());
+        c.complete_send(&pool, &mut arena, &mut owed, 30);
+        c.trim();
+        assert!(
+            c.outq.more.capacity() > 0,
+            "kept: frames were queued lately"
+        );
+        c.trim();
+        assert_eq!((c.outq.len(), c.outq.more.capacity()), (0, 0));
     }
 
     #[test]

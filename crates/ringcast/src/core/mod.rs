@@ -454,13 +454,16 @@ impl Core {
         let cores = shared.config.cores;
         let relay_on = !shared.config.nats.is_empty();
         let idle_scan_ns = idle_scan_period(&shared.config);
+        let conns = max_conns(&shared.config);
         Core {
             id,
             cores,
             arena: Arena::new(&shared.pool, id),
             last_epoch: shared.epoch,
             shared,
-            conns: Slab::with_capacity(1024),
+            // Address space for every connection this core may hold (see
+            // `max_conns`): the slab never moves.
+            conns: Slab::with_capacity(conns),
             next_gen: 1,
             topics: TopicTable::default(),
             patterns: pubsub::Patterns::default(),
@@ -1218,10 +1221,11 @@ impl Core {
         let mut idle = Vec::new();
         let mut late = Vec::new();
         let mut stalled = Vec::new();
-        for (i, c) in self.conns.iter() {
+        for (i, c) in self.conns.iter_mut() {
             if !c.is_live() {
                 continue;
             }
+            c.trim();
             // A frame begun and not finished in time (not while the engine
             // itself holds the connection's input: paused).
             let partial = c.partial_since != 0 && !matches!(c.wire, Wire::Http { .. });
@@ -1258,6 +1262,22 @@ impl Core {
         self.scan_web(ping, idle, late);
     }
 }
+
+/// The most connections one core may hold: every connection slot, plus the
+/// plain HTTP connections taken beyond them. The per-connection vectors are
+/// created with this capacity, so they never grow (a growth may copy every
+/// entry into a new block, and doubling leaves up to half of it unused):
+/// address space reserved and never touched costs no memory, and each entry
+/// becomes resident when first used.
+pub(crate) fn max_conns(c: &Config) -> usize {
+    c.max_connections
+        .saturating_add(c.http_reserve)
+        .min(MAX_RESERVED_CONNS)
+}
+
+/// Cap on the connections [`max_conns`] reserves room for (the open-file
+/// limit caps the real number far below it).
+const MAX_RESERVED_CONNS: usize = 1 << 24;
 
 /// Takes one of `limit` slots counted by `count`; false when none is free.
 pub(crate) fn take_slot(count: &AtomicUsize, limit: usize) -> bool {

@@ -171,10 +171,9 @@ impl Core {
             self.conns[idx as usize].reserved = false;
         }
         self.queue_bytes(idx, response);
-        let max_message = self.shared.config.max_frame as usize + 4;
         let c = &mut self.conns[idx as usize];
         c.wire = Wire::Ws(Box::new(WsConn {
-            decoder: Some(Decoder::new(Role::Server, max_message)),
+            decoder: None,
             last_rx: self.now,
             pinged: false,
             close_sent: false,
@@ -190,14 +189,18 @@ impl Core {
     /// each message. Returns the bytes consumed: all of them, unless the
     /// connection paused (waiting for a topic owner) or stopped reading.
     pub(crate) fn process_ws(&mut self, idx: u32, data: &[u8]) -> usize {
-        let Wire::Ws(w) = &mut self.conns[idx as usize].wire else {
+        let c = &mut self.conns[idx as usize];
+        let (true, Wire::Ws(w)) = (c.is_live(), &mut c.wire) else {
             return 0;
         };
         // Taken out while its events are handled (they borrow it); put back
-        // below, whatever happened to the connection meanwhile.
-        let Some(mut dec) = w.decoder.take() else {
-            return 0;
-        };
+        // below, whatever happened to the connection meanwhile, unless it is
+        // idle. Input that begins on a message boundary gets a new one.
+        let max_message = self.shared.config.max_frame as usize + 4;
+        let mut dec = w
+            .decoder
+            .take()
+            .unwrap_or_else(|| Box::new(Decoder::new(Role::Server, max_message)));
         let mut off = 0;
         while off < data.len() {
             let step = dec.decode(&data[off..]);
@@ -237,9 +240,10 @@ impl Core {
             }
         }
         dec.shrink();
-        // A connection that stopped reading keeps no decoder (nor its buffer).
+        // A connection that stopped reading keeps no decoder (nor its
+        // buffer), nor does one whose input ended between messages.
         let c = &mut self.conns[idx as usize];
-        if let (true, Wire::Ws(w)) = (c.is_live(), &mut c.wire) {
+        if let (true, false, Wire::Ws(w)) = (c.is_live(), dec.is_idle(), &mut c.wire) {
             w.decoder = Some(dec);
         }
         off

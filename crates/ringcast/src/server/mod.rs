@@ -610,7 +610,13 @@ impl Engine {
                 None => "off".into(),
             },
             c.cores,
-            if c.busy_poll { ", busy polling" } else { "" },
+            if c.busy_poll {
+                ", busy polling".to_string()
+            } else if !c.idle_spin.is_zero() {
+                format!(", polling {:?} after work before sleeping", c.idle_spin)
+            } else {
+                String::new()
+            },
             self.features,
             c.max_frame,
             mb(c.max_backlog),

@@ -127,6 +127,14 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGCAST_BUSY_POLL", value_parser = values::boolean)]
     busy_poll: bool,
 
+    /// After handling work, reactors poll this long before sleeping in the
+    /// kernel (a steady low-rate stream then pays no wake-up; an idle
+    /// daemon still sleeps); 0 sleeps at once (500us as 0.5ms)
+    #[arg(long, env = "RINGCAST_IDLE_SPIN", value_name = "DURATION",
+          value_parser = values::duration,
+          default_value = format_duration(defaults().idle_spin))]
+    idle_spin: Duration,
+
     /// WebSocket and HTTP address: /ws (subprotocol ringcast.v1), the live
     /// page at /, /healthz, /metrics; off disables it.
     #[arg(long, env = "RINGCAST_WS_LISTEN", value_name = "ADDR|off",
@@ -290,6 +298,7 @@ impl ServeArgs {
             subscribe_token,
             shutdown_timeout,
             busy_poll,
+            idle_spin,
             ws_listen,
             resp_listen,
             allowed_origins,
@@ -326,6 +335,7 @@ impl ServeArgs {
             subscribe_token,
             shutdown_timeout,
             busy_poll,
+            idle_spin,
             ws_listen,
             resp_listen,
             allowed_origins,
@@ -463,6 +473,18 @@ mod tests {
             !config_of(&[], &[("RINGCAST_BUSY_POLL", "off")])
                 .unwrap()
                 .busy_poll
+        );
+        // --idle-spin: off by default; a flag or its variable.
+        assert_eq!(config_of(&[], &[]).unwrap().idle_spin, Duration::ZERO);
+        assert_eq!(
+            config_of(&["--idle-spin", "0.2ms"], &[]).unwrap().idle_spin,
+            Duration::from_micros(200)
+        );
+        assert_eq!(
+            config_of(&[], &[("RINGCAST_IDLE_SPIN", "1ms")])
+                .unwrap()
+                .idle_spin,
+            Duration::from_millis(1)
         );
     }
 

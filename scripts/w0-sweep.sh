@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# w0-sweep.sh: W0 (1 publisher -> 1 subscriber, 64 B) at several rates, ringcast's
+# polling modes side by side, the peers at 1,000 msg/s, and the daemon's CPU when idle
+# (issue 15, adaptive polling).
+#
+# Usage:
+#   scripts/w0-sweep.sh [--spins "0 0.2ms 1ms"] [--rates "10 100 1000 10000"] [--secs S]
+#                       [--no-peers] [--dry-run]
+#
+#   --spins LIST   ringcast --idle-spin values to run (default "0 0.2ms 1ms"); busy polling
+#                  (--busy-poll) is always run too
+#   --rates LIST   messages per second (default "10 100 1000 10000")
+#   --secs S       measured seconds per rate (default 5; at least 20 messages), after 1 s of warm-up
+#   --no-peers     skip Redis, NATS and the tokio baseline (W0 at 1,000 msg/s each)
+#   --dry-run      print what would run, run nothing
+#
+# Servers are started one at a time as scripts/bench-compare.sh starts them (server
+# pinned to CPU $SERVER_CPU, default 1; generator to $GEN_CPU, default 0). For each
+# ringcast mode: every rate, then the daemon's CPU over 10 s with nothing to do (its
+# subscriber gone), from /proc/PID/stat. Prints one line per run:
+#   SERVER MODE RATE p50_us p99_us p99.9_us server_cpu_%_of_a_core
+# and writes them to bench-results/DATE/w0-sweep.txt (the JSON of each run beside it).
+#
+# Environment: SERVER_CPU, GEN_CPU, DATE, OUT_DIR, CARGO_TARGET_DIR.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PIN="$ROOT/scripts/pin.sh"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RC="$TARGET_DIR/release/ringcast"
+TOKIO="$TARGET_DIR/release/examples/tokio_baseline"
+SERVER_CPU=${SERVER_CPU:-1}
+GEN_CPU=${GEN_CPU:-0}
+DATE=${DATE:-$(date -u +%F)}
+OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$DATE}
+
+spins="0 0.2ms 1ms"; rates="10 100 1000 10000"; secs=5; peers=1; dry=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --spins) spins=$2; shift 2 ;;
+        --rates) rates=$2; shift 2 ;;
+        --secs) secs=$2; shift 2 ;;
+        --no-peers) peers=0; shift ;;
+        --dry-run) dry=1; shift ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "w0-sweep.sh: unknown flag $1" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "[w0-sweep $(date -u +%T)] $*" >&2; }
+show() { printf '%q ' "$@"; echo; }
+
+build=(cargo build --release -p ringcast -p ringcast-bench --bins --examples)
+if [[ $dry -eq 1 ]]; then show "${build[@]}"; else
+    "${build[@]}" -q || { echo "w0-sweep.sh: build failed" >&2; exit 1; }
+    mkdir -p "$OUT_DIR"
+fi
+
+SRV_PID=""
+stop_server() {
+    if [[ -n "$SRV_PID" && "$SRV_PID" != DRY ]] && kill -0 "$SRV_PID" 2>/dev/null; then
+        kill -TERM "$SRV_PID" 2>/dev/null
+        for _ in $(seq 1 50); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$SRV_PID" 2>/dev/null && kill -KILL "$SRV_PID" 2>/dev/null
+        wait "$SRV_PID" 2>/dev/null
+    fi
+    SRV_PID=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+start() { # start NAME PORT CMD...
+    local name=$1 port=$2; shift 2
+    if [[ $dry -eq 1 ]]; then show "$PIN" "$SERVER_CPU" -- "$@" '&'; SRV_PID=DRY; return 0; fi
+    "$PIN" "$SERVER_CPU" -- "$@" >"$OUT_DIR/w0-server-$name.log" 2>&1 &
+    SRV_PID=$!
+    for _ in $(seq 1 100); do
+        if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then sleep 0.5; return 0; fi
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "$name did not come up"; stop_server; return 1
+}
+
+run() { # run SERVER MODE RATE PROTO PORT
+    local s=$1 mode=$2 rate=$3 proto=$4 port=$5
+    local n=$(( rate * secs )); [[ $n -lt 20 ]] && n=20
+    local warm=$rate; [[ $warm -lt 5 ]] && warm=5
+    local out="$OUT_DIR/w0-$s-$mode-$rate.json"
+    local cmd=("$PIN" "$GEN_CPU" -- "$RC" bench --proto "$proto" --port "$port" --cpu "$GEN_CPU"
+        --server-pid "$SRV_PID" --json --workload steady --subs 1 --topics 1 --size 64
+        --rate "$rate" --messages "$n" --warmup-messages "$warm")
+    if [[ $dry -eq 1 ]]; then show "${cmd[@]}" '>' "$out"; return 0; fi
+    timeout 300 "${cmd[@]}" >"$out" 2>"${out%.json}.log" || { log "$s $mode $rate failed"; return 0; }
+    python3 - "$out" "$s" "$mode" "$rate" <<'PY' | tee -a "$OUT_DIR/w0-sweep.txt"
+import json, sys
+d = json.load(open(sys.argv[1]))
+l = d["latency_us"]
+cpu = 100.0 * d["server_cpu_s"] / d["publish_s"] if d.get("publish_s") else float("nan")
+print(f"{sys.argv[2]:<8} {sys.argv[3]:<10} {sys.argv[4]:>6} {l['p50']:>9.1f} {l['p99']:>9.1f} "
+      f"{l['p999']:>9.1f} {cpu:>6.1f}%")
+PY
+}
+
+idle_cpu() { # idle_cpu SERVER MODE: the daemon's CPU over 10 s with nothing to do
+    if [[ $dry -eq 1 ]]; then echo "# then /proc/\$PID/stat utime+stime over 10 s, idle"; return 0; fi
+    local a b hz; hz=$(getconf CLK_TCK)
+    a=$(awk '{print $14 + $15}' "/proc/$SRV_PID/stat"); sleep 10
+    b=$(awk '{print $14 + $15}' "/proc/$SRV_PID/stat")
+    awk -v s="$1" -v m="$2" -v a="$a" -v b="$b" -v hz="$hz" \
+        'BEGIN { printf "%-8s %-10s %6s %9s %9s %9s %6.1f%%\n", s, m, "idle", "-", "-", "-", 100 * (b - a) / hz / 10 }' \
+        | tee -a "$OUT_DIR/w0-sweep.txt"
+}
+
+[[ $dry -eq 1 ]] || echo "# $(date -u '+%F %T') UTC, $(git -C "$ROOT" rev-parse --short HEAD), secs=$secs" >>"$OUT_DIR/w0-sweep.txt"
+printf '%-8s %-10s %6s %9s %9s %9s %7s\n' server mode msg/s p50_us p99_us p99.9_us cpu
+for mode in $spins busy-poll; do
+    if [[ $mode == busy-poll ]]; then flags=(--busy-poll); else flags=(--idle-spin "$mode"); fi
+    start "ringcast-$mode" 7400 "$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:7400 "${flags[@]}" || continue
+    for r in $rates; do run ringcast "$mode" "$r" ringcast 7400; done
+    idle_cpu ringcast "$mode"
+    stop_server
+done
+if [[ $peers -eq 1 ]]; then
+    start redis 6390 redis-server --port 6390 --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning \
+        && { run redis - 1000 resp 6390; stop_server; }
+    start nats 4223 nats-server -a 127.0.0.1 -p 4223 && { run nats - 1000 nats 4223; stop_server; }
+    start tokio 7402 "$TOKIO" --listen 127.0.0.1:7402 --threads 1 && { run tokio - 1000 ringcast 7402; stop_server; }
+fi
