@@ -113,7 +113,7 @@ pub(crate) fn run(mut parts: RelayParts) {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ringcast: the NATS relay cannot start its runtime: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "the NATS relay cannot start its runtime: {e}");
             return;
         }
     };
@@ -194,6 +194,7 @@ impl Relay<'_> {
                     .shared
                     .relay_state
                     .store(RELAY_CONNECTED, Ordering::Relaxed);
+                tracing::info!(target: "ringcast", event = "relay", "NATS relay connected");
                 if std::mem::take(&mut self.lost) {
                     self.count(|s| {
                         s.relay_reconnects.fetch_add(1, Ordering::Relaxed);
@@ -206,6 +207,7 @@ impl Relay<'_> {
                     .relay_state
                     .store(RELAY_DISCONNECTED, Ordering::Relaxed);
                 if !self.lost {
+                    tracing::warn!(target: "ringcast", event = "relay", "NATS relay disconnected: reconnecting; subscribers get a GAP");
                     self.lost = true;
                     // Told now, so the notice comes before anything that
                     // arrives once the connection is back.
@@ -215,6 +217,7 @@ impl Relay<'_> {
                 }
             }
             Event::SlowConsumer(_) => {
+                tracing::warn!(target: "ringcast", event = "relay", "NATS reported this node a slow consumer: relayed messages were dropped");
                 self.gap("NATS reported this node a slow consumer: messages were dropped");
             }
             _ => {}
@@ -292,7 +295,7 @@ async fn relay(parts: &mut RelayParts) {
     {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("ringcast: the NATS relay cannot watch its wake-up socket: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "the NATS relay cannot watch its wake-up socket: {e}");
             return;
         }
     };
@@ -311,8 +314,10 @@ async fn relay(parts: &mut RelayParts) {
         opts = match opts.credentials_file(path).await {
             Ok(o) => o,
             Err(e) => {
-                eprintln!(
-                    "ringcast: cannot read NATS credentials {}: {e}",
+                tracing::error!(
+                    target: "ringcast",
+                    event = "relay",
+                    "cannot read NATS credentials {}: {e}",
                     path.display()
                 );
                 return;
@@ -331,7 +336,7 @@ async fn relay(parts: &mut RelayParts) {
     let client = match opts.connect(cfg.nats.clone()).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ringcast: NATS relay: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "NATS relay: {e}");
             return;
         }
     };
