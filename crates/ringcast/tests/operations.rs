@@ -526,3 +526,74 @@ fn upgrade_hand_over_on_the_same_ports_loses_no_frame_and_the_old_one_drains() {
     assert!(new.wait_exit(Duration::from_secs(15)).success());
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn sub_and_pub_against_a_port_that_is_not_native_fail_fast_naming_it() {
+    let (native, web, resp) = (free_addr(), free_addr(), free_addr());
+    let mut d = Daemon::spawn(
+        &[
+            "serve",
+            "--listen",
+            &native.to_string(),
+            "--ws-listen",
+            &web.to_string(),
+            "--resp-listen",
+            &resp.to_string(),
+            "--cores",
+            "1",
+        ],
+        &[],
+    );
+    d.wait_accepting(native, START);
+    d.wait_accepting(web, START);
+    d.wait_accepting(resp, START);
+    // The HTTP port answers the probe at once; a Redis port (like Redis)
+    // waits for the end of an inline command, and the CLI gives up after 2 s.
+    for (addr, words, seems, limit) in [
+        (
+            web,
+            &["sub", "t", "--count", "1"][..],
+            "answered in HTTP",
+            1,
+        ),
+        (resp, &["sub", "t", "--count", "1"], "Redis port", 4),
+        (web, &["pub", "t", "hello"], "answered in HTTP", 1),
+        (resp, &["pub", "t", "hello"], "Redis port", 4),
+    ] {
+        let began = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args(words)
+            .args(["--addr", &addr.to_string()])
+            .env_remove("RINGCAST_ADDR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let took = began.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{words:?} {addr}: {err}");
+        assert!(
+            took < Duration::from_secs(limit),
+            "{words:?} {addr} took {took:?}"
+        );
+        assert!(err.contains(seems), "{words:?} {addr}: {err}");
+        assert!(
+            err.contains("--listen"),
+            "names the native port's flag: {err}"
+        );
+        assert!(!err.contains("Client::"), "no library advice: {err}");
+    }
+    // The native port works as before.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args(["pub", "t", "hello", "--addr", &native.to_string()])
+        .env_remove("RINGCAST_ADDR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+}
