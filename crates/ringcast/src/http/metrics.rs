@@ -46,7 +46,7 @@ const BUSY: Family = Family {
 const LATENCY: Family = Family {
     name: "ringcast_publish_to_send_seconds",
     kind: Kind::Histogram,
-    doc: "Publish accepted (its ts_ns) to the send carrying it submitted, per send whose first new frame is DATA.",
+    doc: "Publish accepted (its ts_ns) to submission of the send that carries it: one sample per send whose first new frame is DATA, not one per delivery (later frames of a coalesced send are not sampled).",
 };
 
 /// Appends the exposition of `stats` to `out`. `reactors_running` is the
