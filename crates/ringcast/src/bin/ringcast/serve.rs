@@ -592,6 +592,48 @@ mod tests {
     }
 
     #[test]
+    fn log_flags_takeover_and_exit_codes_are_documented_and_parsed() {
+        let help = help_of(&["serve", "--help"]);
+        for want in [
+            "Exit codes:",
+            "130 or 143",
+            "--log-format",
+            "--log-level",
+            "--takeover",
+        ] {
+            assert!(help.contains(want), "{want} in {help}");
+        }
+        let args = |words: &[&str], env: &[(&str, &str)]| {
+            let argv = ["ringcast", "serve"].iter().chain(words);
+            match with_env(env, || parse(argv.map(Into::into).collect())) {
+                Ok(crate::Cli {
+                    command: Command::Serve(args),
+                }) => args,
+                other => panic!("{other:?}"),
+            }
+        };
+        let a = args(&[], &[]);
+        assert_eq!(a.log.log_format, logging::LogFormat::Text);
+        assert_eq!(a.log.log_level, None);
+        assert!(!a.takeover);
+        let a = args(
+            &["--log-format", "json", "--takeover"],
+            &[("RINGCAST_LOG_LEVEL", "warn,ringcast=debug")],
+        );
+        assert_eq!(a.log.log_format, logging::LogFormat::Json);
+        assert_eq!(a.log.log_level.as_deref(), Some("warn,ringcast=debug"));
+        assert!(a.takeover && a.into_config().takeover);
+        let a = args(
+            &[],
+            &[("RINGCAST_LOG_FORMAT", "json"), ("RINGCAST_TAKEOVER", "1")],
+        );
+        assert_eq!(a.log.log_format, logging::LogFormat::Json);
+        assert!(a.takeover);
+        usage_message(&["--log-format", "xml"], &[]);
+        usage_message(&["--log-level", "ringcast=loud"], &[]);
+    }
+
+    #[test]
     fn isolation_limits_have_flags_and_variables() {
         let c = config_of(
             &[
