@@ -105,7 +105,7 @@ fn readiness_is_sent_once_every_listener_accepts_and_stopping_on_sigterm() {
 #[test]
 fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() {
     const FLOOD: usize = 100;
-    let (native, web) = (free_addr(), free_addr());
+    let (native, web, resp) = (free_addr(), free_addr(), free_addr());
     let mut d = Daemon::spawn(
         &[
             "serve",
@@ -114,7 +114,7 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
             "--ws-listen",
             &web.to_string(),
             "--resp-listen",
-            "off",
+            &resp.to_string(),
             "--cores",
             "1",
             "--publish-token",
@@ -128,6 +128,8 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
             "--max-backlog",
             "256KiB",
             "--http-timeout",
+            "0.3",
+            "--frame-timeout",
             "0.3",
         ],
         &[],
@@ -186,9 +188,27 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
     h.write_all(b"GET /heal").unwrap();
     let h_addr = h.local_addr().unwrap();
     h.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
-    let mut resp = String::new();
-    let _ = h.read_to_string(&mut resp);
-    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    let mut answer = String::new();
+    let _ = h.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // A frame begun and never finished: ERROR 9 after --frame-timeout.
+    let mut part = client(native);
+    part.send_raw(&[200, 0, 0]).unwrap();
+    match part.next_frame() {
+        Ok(OwnedServerFrame::Error { code: 9, .. }) => {}
+        other => panic!("expected ERROR 9, got {other:?}"),
+    }
+    let part_addr = part.get_ref().local_addr().unwrap();
+
+    // A Redis request the parser refuses.
+    let mut r = TcpStream::connect(resp).unwrap();
+    r.write_all(b"*x\r\n").unwrap();
+    let r_addr = r.local_addr().unwrap();
+    r.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
+    let mut reply = String::new();
+    let _ = r.read_to_string(&mut reply);
+    assert!(reply.starts_with("-ERR Protocol error"), "{reply}");
 
     // A flood of garbage: one line in full, the rest counted.
     let mut flood = Vec::new();
@@ -203,7 +223,7 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink);
     }
-    drop((x, slow, y, z, publisher, h));
+    drop((x, slow, y, z, publisher, h, part, r));
 
     d.signal("TERM");
     let status = d.wait_exit(Duration::from_secs(15));
@@ -241,6 +261,10 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
     assert!(v["message"].as_str().unwrap().contains("ERROR 5"), "{v}");
     let v = once("http_timeout", h_addr);
     assert_eq!(v["front"], "http");
+    let v = once("incomplete_frame", part_addr);
+    assert!(v["message"].as_str().unwrap().contains("ERROR 9"), "{v}");
+    let v = once("resp_protocol_error", r_addr);
+    assert_eq!(v["front"], "resp");
 
     // The flood: the first in full, the others in one summary line.
     let garbage = full_lines(&events, "protocol_error");
