@@ -53,6 +53,9 @@ impl Daemon {
             &addr.to_string(),
             "--ws-listen",
             "127.0.0.1:0",
+            // Not the default 6380: another daemon (or Redis) may hold it.
+            "--resp-listen",
+            "127.0.0.1:0",
             "--cores",
             "2",
         ])
