@@ -605,10 +605,11 @@ impl Core {
     /// error reply on the Redis front.
     fn refuse_subscription(&mut self, idx: u32, name: &[u8], limit: usize) {
         let ev = crate::log::Event::SubscriptionLimit;
+        let topic = std::str::from_utf8(name).unwrap_or("(not UTF-8)");
         self.log_conn(
             idx,
             ev,
-            format_args!("SUBSCRIBE refused: --max-subscriptions ({limit}) reached"),
+            format_args!("SUBSCRIBE {topic} refused: --max-subscriptions ({limit}) reached"),
         );
         if self.conns[idx as usize].is_resp() {
             let msg = format!(
