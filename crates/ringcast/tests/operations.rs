@@ -619,3 +619,33 @@ fn sub_and_pub_against_a_port_that_is_not_native_fail_fast_naming_it() {
     d.signal("TERM");
     assert!(d.wait_exit(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn a_failure_to_start_is_one_log_line_and_exit_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut d = Daemon::spawn(
+        &[
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--ws-listen",
+            "off",
+            "--resp-listen",
+            "off",
+        ],
+        &[],
+    );
+    let status = d.wait_exit(START);
+    assert_eq!(status.code(), Some(1), "{:#?}", d.lines());
+    // Every line is JSON (events() fails on any other), the last says why.
+    let events = d.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(event(&events[0]), "failed");
+    assert_eq!(events[0]["level"], "ERROR");
+    let text = events[0]["message"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("port {} in use", addr.port())),
+        "{text}"
+    );
+}

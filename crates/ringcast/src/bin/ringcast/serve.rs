@@ -355,7 +355,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     match ringcast::server::run_daemon(args.into_config()) {
         Ok(Outcome::Stopped(_)) => Ok(()),
         Ok(forced @ Outcome::Interrupted(_)) => Err(Failure::Exit(forced.exit_code())),
-        Err(e) => Err(Failure::Failed(e.to_string())),
+        Err(e) => {
+            // Through the logger, so that a log shipper reading JSON gets it
+            // as one of its lines; exit 1 without printing it twice.
+            tracing::error!(target: "ringcast", event = "failed", "{e}");
+            Err(Failure::Exit(1))
+        }
     }
 }
 
