@@ -131,6 +131,10 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
             "0.3",
             "--frame-timeout",
             "0.3",
+            "--ws-ping-interval",
+            "0.2",
+            "--ws-idle-timeout",
+            "0.5",
         ],
         &[],
     );
@@ -192,6 +196,13 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
     let _ = h.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 
+    // A WebSocket peer that answers nothing, not even the ping: closed
+    // after --ws-idle-timeout.
+    let (stream, key) = common::ws::WsClient::begin(web, None);
+    let ws_addr = stream.local_addr().unwrap();
+    let ws = common::ws::WsClient::finish(stream, &key);
+    d.wait_for("ws_idle", LOG_WAIT, |v| event(v) == "ws_idle");
+
     // A frame begun and never finished: ERROR 9 after --frame-timeout.
     let mut part = client(native);
     part.send_raw(&[200, 0, 0]).unwrap();
@@ -223,7 +234,7 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink);
     }
-    drop((x, slow, y, z, publisher, h, part, r));
+    drop((x, slow, y, z, publisher, h, part, r, ws));
 
     d.signal("TERM");
     let status = d.wait_exit(Duration::from_secs(15));
@@ -259,6 +270,8 @@ fn each_event_class_is_logged_once_with_its_context_and_a_flood_is_summarized() 
     assert!(v["message"].as_str().unwrap().contains("ERROR 5"), "{v}");
     let v = once("http_timeout", h_addr);
     assert_eq!(v["front"], "http");
+    let v = once("ws_idle", ws_addr);
+    assert_eq!(v["front"], "websocket");
     let v = once("incomplete_frame", part_addr);
     assert!(v["message"].as_str().unwrap().contains("ERROR 9"), "{v}");
     let v = once("resp_protocol_error", r_addr);
