@@ -698,17 +698,22 @@ impl Core {
         let pool = &self.shared.pool;
         let c = &mut self.conns[idx as usize];
         let hurried = c.hurried();
+        // Bytes a hurried connection will never get (counted at shutdown).
+        let mut dropped = 0;
         if (res == -libc::ECANCELED || res == -libc::EAGAIN) && hurried {
             // Cancelled so that its ERROR goes next, or no room right now
             // (MSG_DONTWAIT): nothing of it was sent.
             c.complete_send(pool, &mut self.arena, &mut self.owed, 0);
-            c.drop_unsent(pool, &mut self.arena, &mut self.owed);
+            dropped = c.drop_unsent(pool, &mut self.arena, &mut self.owed);
             if res == -libc::EAGAIN {
                 let key = ConnKey {
                     index: idx,
                     gen: c.gen,
                 };
                 self.retry_sends.push(key);
+                if self.shutting_down {
+                    self.count_unflushed(idx, dropped as u64);
+                }
                 return;
             }
         } else if res <= 0 {
@@ -736,9 +741,13 @@ impl Core {
                 };
             }
             if hurried {
-                c.drop_unsent(pool, &mut self.arena, &mut self.owed);
+                dropped = c.drop_unsent(pool, &mut self.arena, &mut self.owed);
             }
         }
+        if dropped > 0 && self.shutting_down {
+            self.count_unflushed(idx, dropped as u64);
+        }
+        let c = &mut self.conns[idx as usize];
         if !c.outq.is_empty() {
             if !c.dirty {
                 c.dirty = true;
