@@ -126,6 +126,8 @@ class Daemon:
                     self.binary, "serve", "--cores", "2",
                     "--listen", f"127.0.0.1:{self.native_port}",
                     "--ws-listen", f"127.0.0.1:{self.ws_port}",
+                    # Not the default 6380, which another daemon may hold.
+                    "--resp-listen", "off",
                 ],
                 stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             )

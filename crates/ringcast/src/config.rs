@@ -91,6 +91,10 @@ pub struct Config {
     /// relay, per reactor and direction; past it they are dropped, counted
     /// and reported as a gap (default 65,536).
     pub relay_queue: usize,
+    /// Share the listen ports with a ringcast already serving them (an
+    /// upgrade hand-over, docs/OPERATIONS.md) instead of refusing to start
+    /// when they are in use (default false).
+    pub takeover: bool,
 }
 
 impl Default for Config {
@@ -131,6 +135,7 @@ impl Default for Config {
             node_name: None,
             nats_prefix: "ringcast".into(),
             relay_queue: 65_536,
+            takeover: false,
         }
     }
 }

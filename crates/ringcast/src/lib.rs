@@ -2,8 +2,12 @@ pub mod config;
 mod core;
 mod front;
 pub mod http;
+/// Operator logs: events worth attention, rate-limited per reactor.
+pub mod log;
 mod mailbox;
 mod pool;
+/// The `process_*` metrics (CPU, memory, descriptors, start time) from /proc.
+pub mod process;
 mod reactor;
 /// The NATS relay (scale-out): subject mapping, and the relay thread.
 pub mod relay;

@@ -355,6 +355,12 @@ stats_table! {
         pub latency_sum_ns: AtomicU64,
         /// Number of latency samples.
         pub latency_count: AtomicU64,
+        /// Connections a graceful shutdown ended before they had everything
+        /// they were owed (its timeout hit). Read once the reactor stopped.
+        pub unflushed_conns: AtomicU64,
+        /// The bytes those connections were still owed: dropped from their
+        /// queues, or in the kernel's send buffer when they were reset.
+        pub unflushed_bytes: AtomicU64,
     }
 
     /// A snapshot of the whole engine's counters.
@@ -451,8 +457,13 @@ stats_table! {
         counter frames_sent => "ringcast_frames_sent_total";
         /// Sends the socket took only part of.
         counter short_sends => "ringcast_short_sends_total";
-        /// Bytes written to sockets.
-        counter bytes_out => "ringcast_sent_bytes_total";
+        /// Bytes written to sockets, by transport: subscriber data and
+        /// replies on tcp, websocket and resp; HTTP responses (pages,
+        /// /metrics, /healthz, refused handshakes) on http.
+        ///
+        /// Index: [`Transport`] as usize.
+        counter bytes_out[Transport::ALL.len()] by transport = Transport::label_at
+            => "ringcast_sent_bytes_total";
         /// Bytes queued for connections and not yet written.
         gauge backlog_bytes => "ringcast_backlog_bytes";
         /// Connections cut off by the engine, by reason.
@@ -494,6 +505,12 @@ impl CoreStats {
 
     pub fn gauge_connections(&self, t: Transport, delta: i64) {
         self.connections[t as usize].fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Counts `conns` connections ended by the shutdown timeout owed `bytes`.
+    pub fn count_unflushed(&self, conns: u64, bytes: u64) {
+        self.unflushed_conns.fetch_add(conns, Ordering::Relaxed);
+        self.unflushed_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Records one publish → submit latency sample.

@@ -81,6 +81,18 @@ pub fn nofile_limit() -> u64 {
     }
 }
 
+/// `sysconf(name)`, or `fallback` when it has no answer (the clock tick
+/// rate and the page size, for the process metrics).
+pub fn sysconf(name: libc::c_int, fallback: u64) -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let v = unsafe { libc::sysconf(name) };
+    if v > 0 {
+        v as u64
+    } else {
+        fallback
+    }
+}
+
 /// Raises the soft RLIMIT_NOFILE to the hard limit (best effort).
 pub fn raise_nofile_limit() {
     let mut rl = libc::rlimit {
@@ -183,16 +195,34 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
         &mut storage as *mut _ as *mut libc::sockaddr,
         &mut len
     ))?;
+    socket_addr(&storage)
+}
+
+/// The address of a connected socket's peer (for log lines).
+pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: plain data, zeroed is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    syscall!(getpeername(
+        fd,
+        &mut storage as *mut _ as *mut libc::sockaddr,
+        &mut len
+    ))?;
+    socket_addr(&storage)
+}
+
+/// A socket address the kernel wrote.
+fn socket_addr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
     match storage.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
-            let sin = unsafe { &*(&storage as *const _ as *const libc::sockaddr_in) };
+            let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
             let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
             Ok(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 => {
             // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
-            let sin6 = unsafe { &*(&storage as *const _ as *const libc::sockaddr_in6) };
+            let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
             let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Ok(SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
         }

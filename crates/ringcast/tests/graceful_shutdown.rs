@@ -53,7 +53,7 @@ impl Daemon {
             &addr.to_string(),
             "--ws-listen",
             "127.0.0.1:0",
-            // Not the default Redis port: it may be taken on the machine.
+            // Not the default 6380: another daemon (or Redis) may hold it.
             "--resp-listen",
             "127.0.0.1:0",
             "--cores",

@@ -189,6 +189,15 @@ fn metrics(addr: SocketAddr) -> Vec<Family> {
     prom::parse(&r.text()).unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{}", r.text()))
 }
 
+/// The /metrics body and its families.
+fn metrics_text(addr: SocketAddr) -> (String, Vec<Family>) {
+    let r = get(addr, "/metrics");
+    assert_eq!(r.status, 200, "{r:?}");
+    let text = r.text();
+    let f = prom::parse(&text).unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{text}"));
+    (text.to_string(), f)
+}
+
 fn val(f: &[Family], name: &str, labels: &[(&str, &str)]) -> f64 {
     prom::value(f, name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
 }
@@ -214,10 +223,45 @@ fn metrics_parse_and_move_with_traffic() {
         ("ringcast_websocket_upgrades_total", "counter"),
         ("ringcast_publish_to_send_seconds", "histogram"),
         ("ringcast_disconnects_total", "counter"),
+        ("ringcast_sent_bytes_total", "counter"),
+        ("ringcast_build_info", "gauge"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
     ] {
         let f = prom::family(&before, name).unwrap_or_else(|| panic!("no family {name}"));
         assert_eq!(f.kind, kind, "{name}");
     }
+    // Which build runs, and the process as client libraries report it.
+    let build = &prom::family(&before, "ringcast_build_info")
+        .unwrap()
+        .samples;
+    assert_eq!(build.len(), 1);
+    assert_eq!(build[0].value, 1.0);
+    assert_eq!(
+        build[0].label("version"),
+        Some(env!("CARGO_PKG_VERSION")),
+        "{build:?}"
+    );
+    assert!(build[0].label("commit").is_some_and(|c| !c.is_empty()));
+    // This test process is the engine's: at least its listeners are open.
+    assert!(val(&before, "process_open_fds", &[]) >= 3.0);
+    assert!(val(&before, "process_max_fds", &[]) >= val(&before, "process_open_fds", &[]));
+    assert!(val(&before, "process_resident_memory_bytes", &[]) > 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = val(&before, "process_start_time_seconds", &[]);
+    assert!(
+        started <= now + 1.0 && started > now - 3600.0,
+        "{started} vs {now}"
+    );
+    let (before_text, _) = metrics_text(addr);
+    let before_http = |f: &[Family]| val(f, "ringcast_sent_bytes_total", &[("transport", "http")]);
     // The /metrics request itself is the one HTTP connection.
     assert_eq!(connections(&before, "http"), 1.0);
     assert!(
@@ -248,6 +292,22 @@ fn metrics_parse_and_move_with_traffic() {
     assert_eq!(delta("ringcast_deliveries_total"), 2.0 * N as f64);
     assert_eq!(delta("ringcast_encodes_total"), N as f64);
     assert_eq!(delta("ringcast_websocket_upgrades_total"), 1.0);
+    // Bytes by transport: the frames on tcp and websocket, the /metrics
+    // responses (at least the second one's body) on http.
+    let sent = |f: &[Family], t: &str| val(f, "ringcast_sent_bytes_total", &[("transport", t)]);
+    for t in ["tcp", "websocket"] {
+        assert!(
+            sent(&during, t) - sent(&before, t) >= (N * 8) as f64,
+            "{t}: {} bytes sent",
+            sent(&during, t) - sent(&before, t)
+        );
+    }
+    assert!(
+        before_http(&during) - before_http(&before) >= before_text.len() as f64,
+        "http bytes {} < one /metrics body {}",
+        before_http(&during) - before_http(&before),
+        before_text.len()
+    );
     assert!(
         delta("ringcast_publish_to_send_seconds_count") > 0.0,
         "no publish-to-send latency sample"
@@ -288,7 +348,7 @@ fn metrics_parse_and_move_with_traffic() {
     assert_eq!(
         val(&after, "ringcast_connections_closed_total", &[])
             - val(&before, "ringcast_connections_closed_total", &[]),
-        5.0,
-        "the first /metrics connection, two subscribers, the publisher and the second /metrics"
+        6.0,
+        "three /metrics connections, two subscribers and the publisher"
     );
 }

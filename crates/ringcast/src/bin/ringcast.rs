@@ -8,6 +8,8 @@
 // they live in `ringcast/` to keep `src/bin/` to one entry per binary.
 #[path = "ringcast/connect.rs"]
 mod connect;
+#[path = "ringcast/logging.rs"]
+mod logging;
 #[path = "ringcast/publish.rs"]
 mod publish;
 #[path = "ringcast/serve.rs"]
@@ -31,6 +33,9 @@ pub enum Failure {
     Usage(clap::Error),
     /// The command ran and failed: `main` prints `ringcast: MESSAGE` and exits 1.
     Failed(String),
+    /// Exit at once with this code (what happened was logged): `serve`
+    /// stopped by a second signal.
+    Exit(u8),
 }
 
 impl Failure {
@@ -39,6 +44,7 @@ impl Failure {
         match self {
             Failure::Usage(e) => e.exit_code(),
             Failure::Failed(_) => 1,
+            Failure::Exit(code) => i32::from(*code),
         }
     }
 }
@@ -63,7 +69,9 @@ Examples:
   seq 1 1000 | ringcast pub numbers
   ringcast bench --help
 
-Exit codes: 0 success, 1 failure (the message says why), 2 bad usage.";
+Exit codes: 0 success, 1 failure (the message says why), 2 bad usage;
+`serve` exits 130 or 143 when a second SIGINT or SIGTERM cuts its graceful
+shutdown short (see `ringcast serve --help`).";
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -237,6 +245,7 @@ fn bench_help() -> String {
             format!("ringcast bench: the load generator (the ringcast-bench binary).\n{why}\n")
         }
         Err(Failure::Usage(e)) => e.to_string(),
+        Err(Failure::Exit(_)) => String::new(),
     }
 }
 
@@ -281,6 +290,7 @@ fn main() -> ExitCode {
             eprintln!("ringcast: {message}");
             ExitCode::FAILURE
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 

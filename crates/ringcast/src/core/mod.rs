@@ -32,6 +32,7 @@
 //! the driver.
 
 pub mod conn;
+mod events;
 mod pubsub;
 
 pub use conn::{Conn, Life, RespConn, Wire, WsConn, MAX_IOV};
@@ -441,6 +442,11 @@ pub(crate) struct Core {
     /// topic (its epoch): a function so the tests can set the time.
     pub(crate) realtime: fn() -> u64,
     latency: LatencyBatch,
+    /// Rate limits of this core's connection-event log lines.
+    pub(crate) log: crate::log::Limiter,
+    /// Connections the shutdown ended owing them bytes (counted once each
+    /// in the stats' unflushed figures).
+    unflushed: std::collections::HashSet<ConnKey>,
 }
 
 impl Core {
@@ -496,6 +502,8 @@ impl Core {
             unacked,
             realtime,
             latency: LatencyBatch::default(),
+            log: crate::log::Limiter::new(id),
+            unflushed: Default::default(),
         }
     }
 
@@ -643,6 +651,14 @@ impl Core {
             true
         } else {
             self.stats().refused.fetch_add(1, Ordering::Relaxed);
+            let (limit, label) = (cfg.max_connections, front.label());
+            self.log_fd(
+                crate::log::Event::ConnectionLimit,
+                fd,
+                label,
+                u32::MAX,
+                format_args!("connection refused: --max-connections ({limit}) reached"),
+            );
             return None;
         };
         let gen = self.next_gen;
@@ -713,17 +729,22 @@ impl Core {
         let pool = &self.shared.pool;
         let c = &mut self.conns[idx as usize];
         let hurried = c.hurried();
+        // Bytes a hurried connection will never get (counted at shutdown).
+        let mut dropped = 0;
         if (res == -libc::ECANCELED || res == -libc::EAGAIN) && hurried {
             // Cancelled so that its ERROR goes next, or no room right now
             // (MSG_DONTWAIT): nothing of it was sent.
             c.complete_send(pool, &mut self.arena, &mut self.owed, 0);
-            c.drop_unsent(pool, &mut self.arena, &mut self.owed);
+            dropped = c.drop_unsent(pool, &mut self.arena, &mut self.owed);
             if res == -libc::EAGAIN {
                 let key = ConnKey {
                     index: idx,
                     gen: c.gen,
                 };
                 self.retry_sends.push(key);
+                if self.shutting_down {
+                    self.count_unflushed(idx, dropped as u64);
+                }
                 return;
             }
         } else if res <= 0 {
@@ -738,7 +759,7 @@ impl Core {
             let st = &self.shared.stats[self.id];
             st.sends.fetch_add(1, Ordering::Relaxed);
             st.frames_sent.fetch_add(frames, Ordering::Relaxed);
-            st.bytes_out.fetch_add(res as u64, Ordering::Relaxed);
+            st.bytes_out[c.transport() as usize].fetch_add(res as u64, Ordering::Relaxed);
             if short {
                 st.short_sends.fetch_add(1, Ordering::Relaxed);
             }
@@ -751,9 +772,13 @@ impl Core {
                 };
             }
             if hurried {
-                c.drop_unsent(pool, &mut self.arena, &mut self.owed);
+                dropped = c.drop_unsent(pool, &mut self.arena, &mut self.owed);
             }
         }
+        if dropped > 0 && self.shutting_down {
+            self.count_unflushed(idx, dropped as u64);
+        }
+        let c = &mut self.conns[idx as usize];
         if !c.outq.is_empty() {
             if !c.dirty {
                 c.dirty = true;
@@ -802,6 +827,7 @@ impl Core {
         self.now = now;
         self.flush_counts(true);
         self.relay_timeouts(now);
+        self.log.tick(now);
         if !self.shutting_down && self.shared.shutdown.load(Ordering::Relaxed) {
             self.begin_shutdown();
         }
@@ -822,6 +848,8 @@ impl Core {
         let unacked = self.unacked;
         let mut closing = std::mem::take(&mut self.closing);
         let mut shut = Vec::new();
+        let mut lost = Vec::new();
+        let shutting_down = self.shutting_down;
         closing.retain(|key| {
             let Some(c) = self.conns.get_mut(key.index as usize) else {
                 return false;
@@ -857,6 +885,9 @@ impl Core {
                         // Its ERROR (or close) never reached the kernel.
                         self.shared.stats[self.id].count_cut(CutReason::Linger);
                     }
+                    if shutting_down && matches!(c.life, Life::Draining { .. }) {
+                        lost.push((key.index, c.queued as u64 + u64::from(unacked(c.fd))));
+                    }
                     c.life = Life::Closing { deadline: 0 };
                     shut.push(key.index);
                     true
@@ -866,6 +897,9 @@ impl Core {
             }
         });
         self.closing = closing;
+        for (idx, bytes) in lost {
+            self.count_unflushed(idx, bytes);
+        }
         for idx in shut {
             self.act(Action::ShutBoth(idx));
             self.maybe_finish(idx);
@@ -881,15 +915,40 @@ impl Core {
                 .map(|(i, _)| i as u32)
                 .collect();
             for idx in slow {
+                // Owed more than its ERROR 8: what is dropped never reaches it.
+                let before = self.conns[idx as usize].queued;
                 self.hurry(idx);
+                let dropped = before - self.conns[idx as usize].queued;
+                self.count_unflushed(idx, dropped as u64);
             }
         }
         if self.shutting_down && now >= self.shutdown_deadline {
             let all: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
             for idx in all {
+                // Still queued here or in the kernel's send buffer: lost
+                // with the reset (one already cut was counted then).
+                let c = &self.conns[idx as usize];
+                if c.life != (Life::Closing { deadline: 0 }) {
+                    let owed = c.queued as u64 + u64::from(unacked(c.fd));
+                    self.count_unflushed(idx, owed);
+                }
                 self.handle_reset(idx);
             }
         }
+    }
+
+    /// Counts `bytes` a shutdown leaves connection `idx` without; the
+    /// connection itself once, however often its bytes are counted.
+    fn count_unflushed(&mut self, idx: u32, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let key = ConnKey {
+            index: idx,
+            gen: self.conns[idx as usize].gen,
+        };
+        let first = self.unflushed.insert(key);
+        self.stats().count_unflushed(u64::from(first), bytes);
     }
 
     /// Every connection is gone (the driver stops once its accepts are too).
@@ -961,6 +1020,7 @@ impl Core {
         if !self.conns[idx as usize].is_live() {
             return;
         }
+        self.log_failure(idx, code, reason);
         self.remove_all_subs(idx);
         match self.conns[idx as usize].wire {
             // Not speaking the native protocol (yet): nothing to say. Redis
@@ -1119,10 +1179,18 @@ impl Core {
             if c.life != Life::Overflowing {
                 continue;
             }
-            let transport = c.transport() as usize;
+            let (transport, queued) = (c.transport() as usize, c.queued);
             self.stats().slow_consumers[transport].fetch_add(1, Ordering::Relaxed);
             self.stats().count_cut(CutReason::Backlog);
             let limit = self.shared.config.max_backlog;
+            self.log_conn(
+                idx,
+                crate::log::Event::SlowConsumer,
+                format_args!(
+                    "slow consumer cut off: {queued} bytes queued, over --max-backlog ({limit}); \
+                     unsent frames dropped, ERROR 6 sent"
+                ),
+            );
             let reason =
                 format!("slow consumer: more than {limit} bytes queued for this connection");
             self.fail(idx, ErrorCode::SlowConsumer, &reason, true);

@@ -241,6 +241,7 @@ impl Core {
             self.stats()
                 .relay_waits_expired
                 .fetch_add(1, Ordering::Relaxed);
+            self.log_relay_wait(&w.name);
             self.relay_settle(w, Some(RELAY_LATE));
         }
         if self
@@ -481,6 +482,12 @@ impl Core {
     pub(super) fn refuse_topic(&mut self, idx: u32) {
         let limit = self.shared.config.max_topics;
         if self.conns[idx as usize].is_resp() {
+            let ev = crate::log::Event::TopicRefused;
+            self.log_conn(
+                idx,
+                ev,
+                format_args!("SUBSCRIBE refused: --max-topics ({limit}) reached"),
+            );
             let msg = format!("ERR ringcast's topic limit ({limit}) is reached (--max-topics)");
             self.resp_reply(idx, &[Reply::Error(msg.as_bytes())]);
             return;
@@ -766,6 +773,13 @@ impl Core {
     /// Past `max_subscriptions`: ERROR 7 (the connection stays open), or an
     /// error reply on the Redis front.
     fn refuse_subscription(&mut self, idx: u32, name: &[u8], limit: usize) {
+        let ev = crate::log::Event::SubscriptionLimit;
+        let topic = std::str::from_utf8(name).unwrap_or("(not UTF-8)");
+        self.log_conn(
+            idx,
+            ev,
+            format_args!("SUBSCRIBE {topic} refused: --max-subscriptions ({limit}) reached"),
+        );
         if self.conns[idx as usize].is_resp() {
             let msg = format!(
                 "ERR too many subscriptions on this connection (limit {limit}, --max-subscriptions)"

@@ -66,6 +66,12 @@ impl Core {
                 Ok(Parsed::Skip { consumed }) => off += consumed,
                 Ok(Parsed::Incomplete { .. }) => break,
                 Err(e) => {
+                    let ev = crate::log::Event::RespProtocolError;
+                    self.log_conn(
+                        idx,
+                        ev,
+                        format_args!("RESP request refused, connection closed: {e}"),
+                    );
                     self.queue_bytes(idx, e.reply().as_bytes());
                     self.stats()
                         .resp_protocol_errors
@@ -651,7 +657,9 @@ impl Core {
             connected_clients: s.connections.load(Ordering::Relaxed) as u64,
             maxclients: s.config.max_connections as u64,
             total_connections_received: sum(|c| c.accepted.load(Ordering::Relaxed)),
-            total_net_output_bytes: sum(|c| c.bytes_out.load(Ordering::Relaxed)),
+            total_net_output_bytes: sum(|c| {
+                c.bytes_out.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+            }),
             rejected_connections: sum(|c| c.refused.load(Ordering::Relaxed)),
             pubsub_channels: s.topics.load(Ordering::Relaxed) as u64,
             pubsub_patterns: self.patterns.ids.len() as u64,

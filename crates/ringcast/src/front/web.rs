@@ -121,6 +121,7 @@ impl Core {
                     self.shared.running.load(Ordering::Relaxed),
                     &mut body,
                 );
+                metrics::render_process(&crate::process::ProcessStats::read(), &mut body);
                 let resp =
                     request::response(200, metrics::CONTENT_TYPE, &[], body.as_bytes(), head);
                 self.respond(idx, 200, &resp);
@@ -334,12 +335,26 @@ impl Core {
         }
         for idx in idle {
             self.stats().count_cut(CutReason::Idle);
+            let secs = self.shared.config.ws_idle_timeout.as_secs_f64();
+            let ev = crate::log::Event::WsIdle;
+            self.log_conn(
+                idx,
+                ev,
+                format_args!("WebSocket closed: silent for --ws-idle-timeout ({secs} s)"),
+            );
             self.remove_all_subs(idx);
             self.ws_queue_close(idx, close::GOING_AWAY, "idle timeout");
             self.drain(idx);
         }
         for idx in late {
             self.stats().count_cut(CutReason::RequestTimeout);
+            let secs = self.shared.config.http_timeout.as_secs_f64();
+            let ev = crate::log::Event::HttpTimeout;
+            self.log_conn(
+                idx,
+                ev,
+                format_args!("HTTP request not received within --http-timeout ({secs} s): 408"),
+            );
             let e = request::HttpError {
                 status: 408,
                 reason: "request not received in time",

@@ -6,6 +6,7 @@
 //! as integers; derived figures (seconds, ratios) as plain decimals, never
 //! `NaN`.
 
+use crate::process::ProcessStats;
 use crate::stats::{Family, Kind, Samples, Stats, LATENCY_BUCKETS_NS};
 use std::fmt::Write;
 
@@ -21,11 +22,14 @@ const REACTORS: Family = Family {
     doc: "Reactor threads currently running.",
 };
 
-const COALESCED: Family = Family {
-    name: "ringcast_coalesced_frames_per_send",
+const BUILD_INFO: Family = Family {
+    name: "ringcast_build_info",
     kind: Kind::Gauge,
-    doc: "Average frames per send since start (frames_sent / sends; 0 before any send).",
+    doc: "Always 1; its labels say which build runs: version (of the crate) and commit (git, or unknown).",
 };
+
+/// The git commit the binary was built from (build.rs), or `unknown`.
+pub const COMMIT: &str = env!("RINGCAST_COMMIT");
 
 const LOOPS: Family = Family {
     name: "ringcast_loop_iterations_total",
@@ -42,7 +46,7 @@ const BUSY: Family = Family {
 const LATENCY: Family = Family {
     name: "ringcast_publish_to_send_seconds",
     kind: Kind::Histogram,
-    doc: "Publish accepted (its ts_ns) to the send carrying it submitted, per send whose first new frame is DATA.",
+    doc: "Publish accepted (its ts_ns) to submission of the send that carries it: one sample per send whose first new frame is DATA, not one per delivery (later frames of a coalesced send are not sampled).",
 };
 
 /// Appends the exposition of `stats` to `out`. `reactors_running` is the
@@ -72,13 +76,12 @@ pub fn render(stats: &Stats, reactors_running: usize, out: &mut String) {
         }
     }
 
-    let coalesced = if s.sends == 0 {
-        0.0
-    } else {
-        s.frames_sent as f64 / s.sends as f64
-    };
-    w.header(&COALESCED);
-    w.sample_f64(COALESCED.name, &[], coalesced);
+    w.header(&BUILD_INFO);
+    w.sample(
+        BUILD_INFO.name,
+        &[("version", env!("CARGO_PKG_VERSION")), ("commit", COMMIT)],
+        1,
+    );
 
     let mut core_label = String::new();
     w.header(&LOOPS);
@@ -100,6 +103,68 @@ pub fn render(stats: &Stats, reactors_running: usize, out: &mut String) {
     }
 
     render_latency(&mut w, s);
+}
+
+/// The `process_*` families of Prometheus's client libraries (no
+/// `ringcast_` prefix: dashboards and alerts written for any process work).
+pub fn render_process(p: &ProcessStats, out: &mut String) {
+    let mut w = Writer { out };
+    let fams: [(Family, Option<f64>); 6] = [
+        (
+            Family {
+                name: "process_cpu_seconds_total",
+                kind: Kind::Counter,
+                doc: "Total user and system CPU time spent in seconds.",
+            },
+            p.cpu_seconds,
+        ),
+        (
+            Family {
+                name: "process_resident_memory_bytes",
+                kind: Kind::Gauge,
+                doc: "Resident memory size in bytes.",
+            },
+            p.resident_bytes.map(|b| b as f64),
+        ),
+        (
+            Family {
+                name: "process_virtual_memory_bytes",
+                kind: Kind::Gauge,
+                doc: "Virtual memory size in bytes.",
+            },
+            p.virtual_bytes.map(|b| b as f64),
+        ),
+        (
+            Family {
+                name: "process_open_fds",
+                kind: Kind::Gauge,
+                doc: "Number of open file descriptors.",
+            },
+            p.open_fds.map(|n| n as f64),
+        ),
+        (
+            Family {
+                name: "process_max_fds",
+                kind: Kind::Gauge,
+                doc: "Maximum number of open file descriptors.",
+            },
+            p.max_fds.map(|n| n as f64),
+        ),
+        (
+            Family {
+                name: "process_start_time_seconds",
+                kind: Kind::Gauge,
+                doc: "Start time of the process since unix epoch in seconds.",
+            },
+            p.start_time_seconds,
+        ),
+    ];
+    for (f, v) in fams {
+        if let Some(v) = v {
+            w.header(&f);
+            w.sample_f64(f.name, &[], v);
+        }
+    }
 }
 
 /// The publish → send-submitted histogram. Its `_count` is the total of the
@@ -232,7 +297,7 @@ mod tests {
             sends: 4,
             frames_sent: 10,
             short_sends: 1,
-            bytes_out: 4096,
+            bytes_out: [4096, 10, 20, 30],
             accepted: 7,
             closed: 2,
             refused: 1,
@@ -322,9 +387,10 @@ mod tests {
             "ringcast_deliveries_total 33",
             "ringcast_sends_total 4",
             "ringcast_frames_sent_total 10",
-            "ringcast_coalesced_frames_per_send 2.5",
+            "# TYPE ringcast_build_info gauge",
             "ringcast_short_sends_total 1",
-            "ringcast_sent_bytes_total 4096",
+            "ringcast_sent_bytes_total{transport=\"tcp\"} 4096",
+            "ringcast_sent_bytes_total{transport=\"http\"} 20",
             "ringcast_backlog_bytes 100",
             "ringcast_disconnects_total{reason=\"backlog\"} 1",
             "ringcast_disconnects_total{reason=\"linger\"} 2",
@@ -440,10 +506,16 @@ mod tests {
     fn empty_stats_render_zeroes_not_nan() {
         let text = rendered(&Stats::default(), 0);
         assert!(!text.contains("NaN"), "{text}");
-        assert!(!text.contains("inf"), "{text}");
-        assert!(text
-            .lines()
-            .any(|l| l == "ringcast_coalesced_frames_per_send 0"));
+        // Rust writes infinity as "inf", Prometheus would not parse it.
+        assert!(
+            !text.contains(" inf\n") && !text.contains("\"inf\""),
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l
+            == format!(
+                "ringcast_build_info{{version=\"{}\",commit=\"{COMMIT}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )));
         assert!(text
             .lines()
             .any(|l| l == "ringcast_publish_to_send_seconds_bucket{le=\"+Inf\"} 0"));
@@ -474,6 +546,33 @@ mod tests {
             == "# HELP ringcast_connections_shed_total Connections accepted and closed \
                 at once because the process was out of file descriptors."));
         assert!(!text.contains("Index:"), "rustdoc-only paragraphs stay out");
+    }
+
+    #[test]
+    fn process_families_are_named_as_client_libraries_name_them() {
+        let p = ProcessStats {
+            cpu_seconds: Some(1.5),
+            resident_bytes: Some(4096),
+            virtual_bytes: None,
+            open_fds: Some(7),
+            max_fds: Some(1024),
+            start_time_seconds: Some(1_700_000_000.25),
+        };
+        let mut text = String::new();
+        render_process(&p, &mut text);
+        for want in [
+            "# TYPE process_cpu_seconds_total counter",
+            "process_cpu_seconds_total 1.5",
+            "# TYPE process_resident_memory_bytes gauge",
+            "process_resident_memory_bytes 4096",
+            "process_open_fds 7",
+            "process_max_fds 1024",
+            "process_start_time_seconds 1700000000.25",
+        ] {
+            assert!(text.lines().any(|l| l == want), "{want:?} in\n{text}");
+        }
+        // A figure /proc did not give is left out, family and all.
+        assert!(!text.contains("process_virtual_memory_bytes"), "{text}");
     }
 
     #[test]

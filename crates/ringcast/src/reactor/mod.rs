@@ -351,6 +351,7 @@ impl Reactor {
         };
         self.shared.running.fetch_sub(1, Ordering::SeqCst);
         self.shared.parked[self.id].0.store(false, Ordering::SeqCst);
+        self.core.log.flush();
         // Frames still travelling to or from this core will never be
         // delivered: give them back (what other cores send after this is
         // drained by the engine once every reactor has stopped).
@@ -466,7 +467,11 @@ impl Reactor {
     fn cancel_accepts(&mut self) {
         self.accepts_cancelled = true;
         for which in 0..self.listeners.len() {
-            if self.accept_armed[which] {
+            if !self.accept_armed[which] {
+                // No accept uses it: close it now, so that new connections
+                // go to another process on the port (an upgrade hand-over).
+                self.listeners[which].0 = None;
+            } else {
                 let sqe = opcode::AsyncCancel::new(Op::accept(which))
                     .build()
                     .user_data(Op::plain(OpKind::Ignore));
@@ -852,6 +857,10 @@ impl Reactor {
     fn on_accept(&mut self, which: usize, res: i32, flags: u32) {
         if !cqueue::more(flags) {
             self.accept_armed[which] = false;
+            if self.accepts_cancelled {
+                // Its last accept is over: close it (see `cancel_accepts`).
+                self.listeners[which].0 = None;
+            }
         }
         if res < 0 {
             // The tick re-arms the accept, so a full fd table does not spin
@@ -912,6 +921,15 @@ impl Reactor {
             if self.listeners[which].1 == Front::Web {
                 sys::send_now(fd, SHED_RESPONSE);
             }
+            self.core.log_fd(
+                crate::log::Event::FdShed,
+                fd,
+                self.listeners[which].1.label(),
+                u32::MAX,
+                format_args!(
+                    "connection closed at once: out of file descriptors (raise LimitNOFILE)"
+                ),
+            );
             sys::close(fd);
             self.stats().fd_shed.fetch_add(1, Ordering::Relaxed);
         }

@@ -119,7 +119,7 @@ pub(crate) fn run(mut parts: RelayParts) {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ringcast: the NATS relay cannot start its runtime: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "the NATS relay cannot start its runtime: {e}");
             return;
         }
     };
@@ -202,6 +202,7 @@ impl Relay<'_> {
                     .shared
                     .relay_state
                     .store(RELAY_CONNECTED, Ordering::Relaxed);
+                tracing::info!(target: "ringcast", event = "relay", "NATS relay connected");
                 if std::mem::take(&mut self.lost) {
                     self.count(|s| {
                         s.relay_reconnects.fetch_add(1, Ordering::Relaxed);
@@ -214,6 +215,7 @@ impl Relay<'_> {
                     .relay_state
                     .store(RELAY_DISCONNECTED, Ordering::Relaxed);
                 if !self.lost {
+                    tracing::warn!(target: "ringcast", event = "relay", "NATS relay disconnected: reconnecting; subscribers get a GAP");
                     self.lost = true;
                     // Told now, so the notice comes before anything that
                     // arrives once the connection is back.
@@ -223,6 +225,7 @@ impl Relay<'_> {
                 }
             }
             Event::SlowConsumer(_) => {
+                tracing::warn!(target: "ringcast", event = "relay", "NATS reported this node a slow consumer: relayed messages were dropped");
                 self.gap("NATS reported this node a slow consumer: messages were dropped");
             }
             _ => {}
@@ -317,7 +320,7 @@ async fn relay(parts: &mut RelayParts) {
     {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("ringcast: the NATS relay cannot watch its wake-up socket: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "the NATS relay cannot watch its wake-up socket: {e}");
             return;
         }
     };
@@ -331,7 +334,7 @@ async fn relay(parts: &mut RelayParts) {
     let opts = match options(cfg, format!("ringcast {}", parts.node)).await {
         Ok(o) => o.no_echo().event_callback(events),
         Err(e) => {
-            eprintln!("ringcast: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "NATS relay: {e}");
             return;
         }
     };
@@ -341,7 +344,7 @@ async fn relay(parts: &mut RelayParts) {
     let client = match opts.connect(cfg.nats.clone()).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ringcast: NATS relay: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "NATS relay: {e}");
             return;
         }
     };
@@ -350,14 +353,14 @@ async fn relay(parts: &mut RelayParts) {
     let checker = match options(cfg, name).await {
         Ok(o) => o.connect(cfg.nats.clone()).await,
         Err(e) => {
-            eprintln!("ringcast: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "NATS relay: {e}");
             return;
         }
     };
     let checker = match checker {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ringcast: NATS relay: {e}");
+            tracing::error!(target: "ringcast", event = "relay", "NATS relay: {e}");
             return;
         }
     };

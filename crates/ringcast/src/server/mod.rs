@@ -12,6 +12,9 @@
 //! connection is owed, flushes for up to `shutdown_timeout`, closes, and
 //! returns its ring. Rings are closed only once every reactor has stopped.
 
+mod notify;
+pub use notify::notify;
+
 use crate::core::{Front, Msg, Shared};
 use crate::mailbox;
 use crate::pool::Pool;
@@ -75,6 +78,42 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// What a graceful shutdown delivered: [`Engine::finish`].
+#[derive(Clone, Debug)]
+pub struct ShutdownReport {
+    /// Connections the shutdown timeout ended before they had everything
+    /// they were owed (0: every owed byte was handed to the kernel and the
+    /// connection closed in order).
+    pub unflushed_conns: u64,
+    /// Bytes those connections were still owed: dropped from ringcast's
+    /// queues, or unsent in the kernel's send buffer when they were reset.
+    pub unflushed_bytes: u64,
+    /// The counters once every reactor stopped.
+    pub stats: Stats,
+}
+
+/// How [`run_daemon`] ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// A graceful shutdown completed (its timeout may have hit: see the report).
+    Stopped(Box<ShutdownReport>),
+    /// A second SIGINT or SIGTERM (the signal number) arrived during the
+    /// graceful shutdown: the process should exit at once, with
+    /// [`Outcome::exit_code`]; reactors are still running.
+    Interrupted(i32),
+}
+
+impl Outcome {
+    /// The process exit code: 0 after a graceful shutdown, 128 + the signal
+    /// number (130 SIGINT, 143 SIGTERM) when a second signal cut it short.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Stopped(_) => 0,
+            Outcome::Interrupted(sig) => (128 + sig) as u8,
+        }
+    }
+}
 
 /// A running engine: reactor threads serving the native protocol.
 pub struct Engine {
@@ -247,17 +286,18 @@ impl Engine {
         let fd_room = sys::nofile_limit().saturating_sub(reserve) as usize;
         config.max_connections = config.max_connections.min(fd_room.max(1));
         let cores = config.cores;
-        let (listeners, addr) = bind_all(config.listen, cores, "--listen")?;
+        let takeover = config.takeover;
+        let (listeners, addr) = bind_all(config.listen, cores, "--listen", takeover)?;
         let (ws_listeners, ws_addr): (Vec<Option<OwnedFd>>, _) = match config.ws_listen {
             Some(a) => {
-                let (l, a) = bind_all(a, cores, "--ws-listen")?;
+                let (l, a) = bind_all(a, cores, "--ws-listen", takeover)?;
                 (l.into_iter().map(Some).collect(), Some(a))
             }
             None => ((0..cores).map(|_| None).collect(), None),
         };
         let (resp_listeners, resp_addr): (Vec<Option<OwnedFd>>, _) = match config.resp_listen {
             Some(a) => {
-                let (l, a) = bind_all(a, cores, "--resp-listen")?;
+                let (l, a) = bind_all(a, cores, "--resp-listen", takeover)?;
                 (l.into_iter().map(Some).collect(), Some(a))
             }
             None => ((0..cores).map(|_| None).collect(), None),
@@ -505,8 +545,23 @@ impl Engine {
     }
 
     /// Waits for every reactor to stop (after [`Engine::shutdown`]).
-    pub fn wait(mut self) -> Result<(), Error> {
-        self.join()
+    pub fn wait(self) -> Result<(), Error> {
+        self.finish().map(|_| ())
+    }
+
+    /// Waits for every reactor to stop (after [`Engine::shutdown`]) and
+    /// says what the shutdown left undelivered.
+    pub fn finish(mut self) -> Result<ShutdownReport, Error> {
+        self.join()?;
+        let cores = &self.shared.stats;
+        let sum = |f: fn(&crate::stats::CoreStats) -> &std::sync::atomic::AtomicU64| {
+            cores.iter().map(|c| f(c).load(Ordering::Relaxed)).sum()
+        };
+        Ok(ShutdownReport {
+            unflushed_conns: sum(|c| &c.unflushed_conns),
+            unflushed_bytes: sum(|c| &c.unflushed_bytes),
+            stats: self.stats(),
+        })
     }
 
     fn join(&mut self) -> Result<(), Error> {
@@ -587,7 +642,7 @@ impl Engine {
              \x20 frame pool         {} registered, shared by all rings\n\
              \x20 publish auth       {}\n\
              \x20 subscribe auth     {}\n\
-             \x20 shutdown timeout   {:?}\n\
+             \x20 shutdown timeout   {:?}{}\n\
              \x20 epoch base         {} (each topic's epoch is above it)",
             env!("CARGO_PKG_VERSION"),
             self.addr,
@@ -640,17 +695,24 @@ impl Engine {
                 "open"
             },
             c.shutdown_timeout,
+            if c.takeover {
+                " (takeover: the ports may be shared with the process being replaced)"
+            } else {
+                ""
+            },
             self.shared.epoch,
         )
     }
 }
 
 /// Binds one SO_REUSEPORT listener per reactor on `addr` (all on the same
-/// port when `addr` has port 0); `flag` names the setting in errors.
+/// port when `addr` has port 0); `flag` names the setting in errors. With
+/// `takeover` a port another process serves is shared, not refused.
 fn bind_all(
     addr: SocketAddr,
     cores: usize,
     flag: &'static str,
+    takeover: bool,
 ) -> Result<(Vec<OwnedFd>, SocketAddr), Error> {
     let in_use = |addr: SocketAddr| {
         move |e: io::Error| {
@@ -662,7 +724,7 @@ fn bind_all(
         }
     };
     let mut addr = addr;
-    if addr.port() != 0 {
+    if addr.port() != 0 && !takeover {
         sys::check_port_free(&addr).map_err(in_use(addr))?;
     }
     let mut listeners = Vec::with_capacity(cores);
@@ -683,9 +745,12 @@ impl Drop for Engine {
     }
 }
 
-/// Runs the daemon in the foreground: prints the effective configuration,
-/// serves until SIGINT or SIGTERM, then shuts down gracefully.
-pub fn run_daemon(config: Config) -> Result<(), Error> {
+/// Runs the daemon in the foreground: logs the effective configuration,
+/// tells systemd it is ready (`$NOTIFY_SOCKET`, once every reactor runs),
+/// serves until SIGINT or SIGTERM, then shuts down gracefully. A second
+/// SIGINT or SIGTERM during the shutdown returns [`Outcome::Interrupted`]
+/// at once (the caller exits; the reactors are not waited for).
+pub fn run_daemon(config: Config) -> Result<Outcome, Error> {
     // Block the signals before any reactor thread exists, so they inherit
     // the mask and only this thread's sigwait sees them.
     // SAFETY: sigset_t is plain data; the calls below only fill and apply it.
@@ -698,30 +763,137 @@ pub fn run_daemon(config: Config) -> Result<(), Error> {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
     let engine = Engine::start(config)?;
-    eprintln!("{}", engine.describe());
-    let mut sig: libc::c_int = 0;
-    // SAFETY: `set` and `sig` are valid for the call.
-    unsafe { libc::sigwait(&set, &mut sig) };
-    let name = if sig == libc::SIGINT {
-        "SIGINT"
-    } else {
-        "SIGTERM"
-    };
-    eprintln!(
-        "ringcast: {name} received: flushing {} connections (at most {:?}), then exiting",
-        engine.connections(),
-        engine.config().shutdown_timeout
+    tracing::info!(target: crate::log::TARGET, event = "start", "{}", engine.describe());
+    let status = format!(
+        "READY=1\nSTATUS=serving on {} with {} reactors",
+        engine.local_addr(),
+        engine.config().cores
     );
-    engine.shutdown();
+    if let Err(e) = notify(&status) {
+        tracing::warn!(target: crate::log::TARGET, event = "notify", "cannot notify systemd ($NOTIFY_SOCKET): {e}");
+    }
+    let sig = wait_signal(&set, None).unwrap_or(libc::SIGTERM);
+    let name = signal_name(sig);
+    let timeout = engine.config().shutdown_timeout;
     let stats = engine.stats();
-    engine.wait()?;
-    eprintln!(
-        "ringcast: stopped cleanly ({} publishes, {} deliveries, {} slow consumers cut off)",
-        stats.publishes,
-        stats.deliveries,
-        stats.slow_consumers.iter().sum::<u64>()
+    tracing::info!(
+        target: crate::log::TARGET,
+        event = "shutdown",
+        connections = engine.connections(),
+        owed_bytes = stats.backlog_bytes,
+        "{name} received: stopped accepting; flushing what {} connections are owed ({} bytes queued), \
+         at most {timeout:?}; a second SIGINT or SIGTERM stops at once",
+        engine.connections(),
+        stats.backlog_bytes,
     );
-    Ok(())
+    let _ = notify("STOPPING=1\nSTATUS=flushing subscribers");
+    engine.shutdown();
+    let connections = engine.connections();
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("ringcast-stop".into())
+        .spawn(move || {
+            let _ = tx.send(engine.finish());
+        })
+        .map_err(|e| Error::Reactor(0, e))?;
+    loop {
+        match rx.try_recv() {
+            Ok(result) => {
+                let report = result?;
+                log_stopped(&report, timeout);
+                return Ok(Outcome::Stopped(Box::new(report)));
+            }
+            Err(mpsc::TryRecvError::Disconnected) => return Err(Error::Panicked(0)),
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        if let Some(second) = wait_signal(&set, Some(std::time::Duration::from_millis(20))) {
+            let outcome = Outcome::Interrupted(second);
+            tracing::warn!(
+                target: crate::log::TARGET,
+                event = "stopped",
+                forced = true,
+                "second signal ({}): stopped at once, without waiting for the flush to end \
+                 ({connections} connections were open when it began); exit code {}",
+                signal_name(second),
+                outcome.exit_code()
+            );
+            return Ok(outcome);
+        }
+    }
+}
+
+/// The last log line of a graceful shutdown: what was delivered.
+fn log_stopped(r: &ShutdownReport, timeout: std::time::Duration) {
+    let s = &r.stats;
+    let totals = format!(
+        "{} publishes, {} deliveries, {} slow consumers cut off since start",
+        s.publishes,
+        s.deliveries,
+        s.slow_consumers_total()
+    );
+    if r.unflushed_conns == 0 && r.unflushed_bytes == 0 {
+        tracing::info!(
+            target: crate::log::TARGET,
+            event = "stopped",
+            unflushed_connections = 0u64,
+            unflushed_bytes = 0u64,
+            "stopped: every connection was sent all it was owed ({totals})"
+        );
+    } else {
+        tracing::warn!(
+            target: crate::log::TARGET,
+            event = "stopped",
+            unflushed_connections = r.unflushed_conns,
+            unflushed_bytes = r.unflushed_bytes,
+            "stopped: the shutdown timeout ({timeout:?}) hit with {} connections still owed {} bytes, \
+             not delivered ({totals})",
+            r.unflushed_conns,
+            r.unflushed_bytes
+        );
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+/// Waits for a signal of `set` (blocked in every thread): at most `limit`,
+/// or for ever with `None`. Returns the signal, or `None` on timeout.
+fn wait_signal(set: &libc::sigset_t, limit: Option<std::time::Duration>) -> Option<i32> {
+    loop {
+        let rc = match limit {
+            None => {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: `set` and `sig` are valid for the call.
+                match unsafe { libc::sigwait(set, &mut sig) } {
+                    0 => sig,
+                    _ => -1,
+                }
+            }
+            Some(d) => {
+                let ts = libc::timespec {
+                    tv_sec: d.as_secs() as libc::time_t,
+                    tv_nsec: d.subsec_nanos() as libc::c_long,
+                };
+                // SAFETY: `set` and `ts` are valid for the call; no siginfo is asked for.
+                unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) }
+            }
+        };
+        if rc > 0 {
+            return Some(rc);
+        }
+        let e = io::Error::last_os_error();
+        if limit.is_some() && e.raw_os_error() == Some(libc::EAGAIN) {
+            return None;
+        }
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! on port 0 and clients with timeouts, so a hang fails instead of blocking.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod healthy;
 pub mod prom;
 pub mod ws;

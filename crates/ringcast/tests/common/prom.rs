@@ -26,6 +26,13 @@ pub struct Sample {
     pub value: f64,
 }
 
+impl Sample {
+    /// The value of its label `name`.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        label(&self.labels, name)
+    }
+}
+
 /// A metric family: its `# TYPE`, `# HELP` and samples.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Family {

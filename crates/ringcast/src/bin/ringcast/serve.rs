@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ringcast::server::Outcome;
 use ringcast::Config;
 
 use crate::connect::{self, Token};
+use crate::logging::{self, LogArgs};
 use crate::Failure;
 use ringcast::values::{self, format_bytes, format_duration};
 
@@ -26,8 +28,16 @@ type MaybeAddr = Option<SocketAddr>;
 const LONG_ABOUT: &str = "\
 Run the broadcast daemon in the foreground until SIGINT or SIGTERM, then shut
 down gracefully: stop accepting, flush what each subscriber is owed (bounded
-by --shutdown-timeout), send ERROR 8, and exit 0. The effective configuration
-is printed in one block at start.
+by --shutdown-timeout), send ERROR 8, and exit 0. The last log line says
+whether every owed byte was flushed or how many connections were still owed
+how many bytes when the timeout hit. A second SIGINT or SIGTERM during the
+flush stops at once. Under systemd (Type=notify) readiness is sent once every
+reactor runs.
+
+Logs go to stderr (--log-format, --log-level): the effective configuration
+at start, then the events an operator should see (slow consumers cut off,
+refusals, limits hit, protocol errors rate-limited, relay state, shutdown);
+nothing per message.
 
 Every flag has an environment variable: a flag beats its variable, which beats
 the default, and an empty variable counts as unset. BYTES takes B, K/KiB, M/MiB
@@ -39,7 +49,12 @@ Examples:
   ringcast serve
   ringcast serve --listen 0.0.0.0:7400 --cores 4 --cpus 2-5 --busy-poll
   RINGCAST_PUBLISH_TOKEN=s3cret ringcast serve --max-backlog 16MiB
-  ringcast serve --ws-listen off";
+  ringcast serve --ws-listen off
+  ringcast serve --log-format json --log-level warn,ringcast=info
+
+Exit codes: 0 stopped after a graceful shutdown (even when its timeout hit:
+the last log line says), 1 could not start or failed (the message says why),
+2 bad usage, 130 or 143 a second SIGINT or SIGTERM stopped it at once.";
 
 /// The flags of `serve`: one per [`Config`] field, each with a `RINGCAST_*`
 /// variable and the default of `Config::default()`.
@@ -278,6 +293,17 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGCAST_RELAY_QUEUE", value_name = "N",
           value_parser = values::positive, default_value_t = defaults().relay_queue)]
     relay_queue: usize,
+
+    /// Share the listen ports with a ringcast already serving them, for an
+    /// upgrade without downtime: start the new version with --takeover,
+    /// then SIGTERM the old one (it stops accepting at once, then drains);
+    /// without it a port in use is an error. Off by default; the variable
+    /// takes 1 or 0.
+    #[arg(long, env = "RINGCAST_TAKEOVER", value_parser = values::boolean)]
+    takeover: bool,
+
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 impl ServeArgs {
@@ -320,6 +346,8 @@ impl ServeArgs {
             node_name,
             nats_prefix,
             relay_queue,
+            takeover,
+            log: _,
         } = self;
         Config {
             listen,
@@ -357,13 +385,24 @@ impl ServeArgs {
             node_name,
             nats_prefix,
             relay_queue,
+            takeover,
         }
     }
 }
 
 /// `ringcast serve [OPTIONS]`.
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
-    ringcast::server::run_daemon(args.into_config()).map_err(|e| Failure::Failed(e.to_string()))
+    logging::init(&args.log).map_err(Failure::Failed)?;
+    match ringcast::server::run_daemon(args.into_config()) {
+        Ok(Outcome::Stopped(_)) => Ok(()),
+        Ok(forced @ Outcome::Interrupted(_)) => Err(Failure::Exit(forced.exit_code())),
+        Err(e) => {
+            // Through the logger, so that a log shipper reading JSON gets it
+            // as one of its lines; exit 1 without printing it twice.
+            tracing::error!(target: "ringcast", event = "failed", "{e}");
+            Err(Failure::Exit(1))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -608,6 +647,48 @@ mod tests {
             usage_message(&["--allowed-origins", bad], &[]);
         }
         usage_message(&["--ws-listen", "nowhere"], &[]);
+    }
+
+    #[test]
+    fn log_flags_takeover_and_exit_codes_are_documented_and_parsed() {
+        let help = help_of(&["serve", "--help"]);
+        for want in [
+            "Exit codes:",
+            "130 or 143",
+            "--log-format",
+            "--log-level",
+            "--takeover",
+        ] {
+            assert!(help.contains(want), "{want} in {help}");
+        }
+        let args = |words: &[&str], env: &[(&str, &str)]| {
+            let argv = ["ringcast", "serve"].iter().chain(words);
+            match with_env(env, || parse(argv.map(Into::into).collect())) {
+                Ok(crate::Cli {
+                    command: Command::Serve(args),
+                }) => args,
+                other => panic!("{other:?}"),
+            }
+        };
+        let a = args(&[], &[]);
+        assert_eq!(a.log.log_format, logging::LogFormat::Text);
+        assert_eq!(a.log.log_level, None);
+        assert!(!a.takeover);
+        let a = args(
+            &["--log-format", "json", "--takeover"],
+            &[("RINGCAST_LOG_LEVEL", "warn,ringcast=debug")],
+        );
+        assert_eq!(a.log.log_format, logging::LogFormat::Json);
+        assert_eq!(a.log.log_level.as_deref(), Some("warn,ringcast=debug"));
+        assert!(a.takeover && a.into_config().takeover);
+        let a = args(
+            &[],
+            &[("RINGCAST_LOG_FORMAT", "json"), ("RINGCAST_TAKEOVER", "1")],
+        );
+        assert_eq!(a.log.log_format, logging::LogFormat::Json);
+        assert!(a.takeover);
+        usage_message(&["--log-format", "xml"], &[]);
+        usage_message(&["--log-level", "ringcast=loud"], &[]);
     }
 
     #[test]
