@@ -10,9 +10,10 @@
 #
 # Needs the nightly toolchain (`cargo +nightly`) and cargo-fuzz
 # (`cargo install cargo-fuzz`). The targets are built without a sanitizer
-# (ringcast-proto has no unsafe code) but with debug assertions on, except
-# `topics`, which drives the engine's core and frame pool and is built with
-# AddressSanitizer. One process per target (the machine is shared): no -fork,
+# (ringcast-proto has no unsafe code; the engine's unsafe is checked by
+# scripts/miri.sh) but with debug assertions on, so the engine's
+# debug_assert! invariants and its frame reference count are checked too.
+# One process per target (the machine is shared): no -fork,
 # no -jobs. New inputs go to fuzz/corpus/<target>/ (commit them after --cmin);
 # a failing input is written to fuzz/artifacts/<target>/ and the script stops
 # with its path: copy it to fuzz/regressions/<target>/ with the fix, and
@@ -51,7 +52,6 @@ fi
 mkdir -p logs
 for t in "${targets[@]}"; do
     san=(-s none)
-    [ "$t" = topics ] && san=(-s address)
     mkdir -p "corpus/$t" "artifacts/$t"
     echo "== $t: ${secs}s${runs:+, at most $runs runs}" >&2
     run cargo +nightly fuzz run "${san[@]}" -a "$t" "corpus/$t" -- \
