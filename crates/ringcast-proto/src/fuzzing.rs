@@ -111,7 +111,8 @@ pub fn native(data: &[u8]) {
                             (seq, ts_ns, topic.as_bytes(), payload)
                         );
                         let mut enc = vec![0; native::data_frame_len(topic.len(), payload.len())];
-                        let n = native::encode_data(&mut enc, seq, ts_ns, topic.as_bytes(), payload);
+                        let n =
+                            native::encode_data(&mut enc, seq, ts_ns, topic.as_bytes(), payload);
                         assert_eq!(&enc[..n], &buf[..consumed]);
                     }
                     consumed
@@ -144,7 +145,10 @@ pub fn native(data: &[u8]) {
                     other => panic!("prefix {cut} of a {consumed}-byte frame: {other:?}"),
                 }
             };
-            assert!(need > cut && need <= consumed, "need {need} at {cut} of {consumed}");
+            assert!(
+                need > cut && need <= consumed,
+                "need {need} at {cut} of {consumed}"
+            );
         }
         buf = &buf[consumed..];
     }
@@ -304,11 +308,17 @@ pub fn http(data: &[u8]) {
             };
             assert!(token(request.method), "method {:?}", request.method);
             assert!(request.path.starts_with('/') || request.path == "*");
-            assert!(request.path.bytes().chain(request.query.bytes()).all(|b| b.is_ascii_graphic()));
+            assert!(request
+                .path
+                .bytes()
+                .chain(request.query.bytes())
+                .all(|b| b.is_ascii_graphic()));
             assert!(request.version_minor <= 1);
             for (name, value) in request.headers() {
                 assert!(token(name), "header name {name:?}");
-                assert!(value.iter().all(|&b| b == b'\t' || !(b < 0x20 || b == 0x7f)));
+                assert!(value
+                    .iter()
+                    .all(|&b| b == b'\t' || !(b < 0x20 || b == 0x7f)));
                 assert!(value.first().map_or(true, |b| !b" \t".contains(b)));
                 assert!(value.last().map_or(true, |b| !b" \t".contains(b)));
             }

@@ -11,8 +11,11 @@ use std::fs;
 use std::panic;
 use std::path::{Path, PathBuf};
 
+/// A fuzz target's check.
+type Check = fn(&[u8]);
+
 /// The targets whose checks live in this crate.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Check)] = &[
     ("native", ringcast_proto::fuzzing::native),
     ("ws_frame", ringcast_proto::fuzzing::ws_frame),
     ("ws_handshake", ringcast_proto::fuzzing::ws_handshake),
@@ -42,7 +45,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn replay(target: &str, check: fn(&[u8])) -> usize {
+fn replay(target: &str, check: Check) -> usize {
     let mut n = 0;
     for sub in ["corpus", "regressions"] {
         for file in files(&fuzz_dir().join(sub).join(target)) {
@@ -65,7 +68,10 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
 fn every_corpus_and_regression_input_passes() {
     for (target, check) in TARGETS {
         let n = replay(target, *check);
-        assert!(n > 0, "no corpus for fuzz target {target} under fuzz/corpus/{target}");
+        assert!(
+            n > 0,
+            "no corpus for fuzz target {target} under fuzz/corpus/{target}"
+        );
         eprintln!("{target}: {n} inputs");
     }
 }

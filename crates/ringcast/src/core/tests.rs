@@ -343,20 +343,31 @@ pub fn fuzz_topics(data: &[u8]) {
 /// each core holds one subscription per (client of its own, topic held),
 /// each topic's local subscriber list has exactly those clients, and a
 /// topic nobody holds exists on no core (it was reclaimed).
-fn check_counts(sim: &mut Sim, rng: &mut impl Choose, who: &[Client], track: &HashMap<Client, Track>) {
+fn check_counts(
+    sim: &mut Sim,
+    rng: &mut impl Choose,
+    who: &[Client],
+    track: &HashMap<Client, Track>,
+) {
     sim.quiesce(rng);
     for (core, c) in sim.cores.iter().enumerate() {
         let mine: Vec<&Client> = who.iter().filter(|w| w.core == core).collect();
         let held: usize = mine.iter().map(|w| track[w].holds.len()).sum();
         assert_eq!(c.topics.subscriptions(), held, "core {core}: subscriptions");
         for topic in TOPICS {
-            let holders = mine.iter().filter(|w| track[w].holds.contains(topic)).count();
+            let holders = mine
+                .iter()
+                .filter(|w| track[w].holds.contains(topic))
+                .count();
             let anywhere = who.iter().any(|w| track[w].holds.contains(topic));
             match c.topics.get(Ns::Channel, topic.as_bytes()) {
                 Some(id) => {
                     let t = c.topics.topic(id);
                     assert_eq!(t.subs.len(), holders, "core {core}: {topic} subscribers");
-                    assert!(anywhere, "core {core}: {topic} held by nobody, not reclaimed");
+                    assert!(
+                        anywhere,
+                        "core {core}: {topic} held by nobody, not reclaimed"
+                    );
                 }
                 None => assert_eq!(holders, 0, "core {core}: {topic} missing"),
             }
@@ -519,7 +530,10 @@ fn run(seed: u64, rng: &mut impl Choose, cores: usize, clients: usize, steps: us
     assert_eq!(sim.cores[0].shared.topics.load(Ordering::Relaxed), 0);
     // Every frame was sent and given back (counted in debug builds only).
     let live = sim.cores[0].shared.pool.live_refs();
-    assert!(matches!(live, None | Some(0)), "seed {seed}: {live:?} frame references left");
+    assert!(
+        matches!(live, None | Some(0)),
+        "seed {seed}: {live:?} frame references left"
+    );
 }
 
 fn check(
@@ -612,14 +626,15 @@ fn check(
 
 #[test]
 fn random_schedules_keep_order_seq_and_delivery_on_two_cores() {
-    for seed in 0..150 {
+    // Miri (scripts/miri.sh) interprets every step: two schedules there.
+    for seed in 0..if cfg!(miri) { 2 } else { 150 } {
         run_schedule(seed, 2, 6, 400);
     }
 }
 
 #[test]
 fn random_schedules_keep_order_seq_and_delivery_on_four_cores() {
-    for seed in 1000..1100 {
+    for seed in 1000..if cfg!(miri) { 1001 } else { 1100 } {
         run_schedule(seed, 4, 10, 500);
     }
 }
@@ -779,6 +794,7 @@ mod stamps {
 /// The `topics` fuzz target's committed inputs (fuzz/corpus/topics and
 /// fuzz/regressions/topics), replayed through the same check on stable.
 #[test]
+#[cfg_attr(miri, ignore = "reads files; the corpus is replayed natively")]
 fn the_topics_fuzz_corpus_passes() {
     let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     let mut n = 0;
