@@ -21,15 +21,16 @@
 # Each run's libFuzzer log is kept in fuzz/logs/<target>.log; its last lines
 # give executions (`Done N runs`), coverage (`cov:` edges, `ft:` features).
 set -euo pipefail
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/../fuzz"
 
-secs=60 runs=-1 cmin=0 dry=0 targets=()
+secs=60 runs= cmin=0 dry=0 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs="$2"; shift ;;
         --cmin) cmin=1 ;;
         --dry-run) dry=1 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$self"; exit 0 ;;
         [0-9]*) secs="$1" ;;
         -*) echo "fuzz.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) targets+=("$1") ;;
@@ -54,9 +55,14 @@ for t in "${targets[@]}"; do
     san=(-s none)
     mkdir -p "corpus/$t" "artifacts/$t"
     echo "== $t: ${secs}s${runs:+, at most $runs runs}" >&2
-    run cargo +nightly fuzz run "${san[@]}" -a "$t" "corpus/$t" -- \
-        -max_total_time="$secs" -runs="$runs" -print_final_stats=1 \
-        -artifact_prefix="artifacts/$t/" 2> >(tee "logs/$t.log" | grep -E 'DONE|Done|pulse|NEW_FUNC' >&2 || true)
+    cmd=(cargo +nightly fuzz run "${san[@]}" -a "$t" "corpus/$t" --
+        -max_total_time="$secs" ${runs:+-runs="$runs"} -print_final_stats=1
+        -artifact_prefix="artifacts/$t/")
+    if [ "$dry" = 1 ]; then
+        echo "+ ${cmd[*]}" >&2
+    else
+        "${cmd[@]}" 2> >(tee "logs/$t.log" | grep -E 'DONE|Done|pulse|NEW_FUNC' >&2 || true)
+    fi
     [ "$dry" = 1 ] || tail -n 15 "logs/$t.log" | grep -E 'DONE|^Done|stat::' >&2 || true
     if [ "$cmin" = 1 ]; then
         run cargo +nightly fuzz cmin "${san[@]}" -a "$t" "corpus/$t"

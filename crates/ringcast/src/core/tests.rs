@@ -628,14 +628,14 @@ fn check(
 fn random_schedules_keep_order_seq_and_delivery_on_two_cores() {
     // Miri (scripts/miri.sh) interprets every step: two schedules there.
     for seed in 0..if cfg!(miri) { 2 } else { 150 } {
-        run_schedule(seed, 2, 6, 400);
+        run_schedule(seed, 2, 6, if cfg!(miri) { 80 } else { 400 });
     }
 }
 
 #[test]
 fn random_schedules_keep_order_seq_and_delivery_on_four_cores() {
     for seed in 1000..if cfg!(miri) { 1001 } else { 1100 } {
-        run_schedule(seed, 4, 10, 500);
+        run_schedule(seed, 4, 10, if cfg!(miri) { 80 } else { 500 });
     }
 }
 
