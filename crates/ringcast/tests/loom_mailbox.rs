@@ -28,7 +28,9 @@
 //! consumer slept, was woken by the tick with no MSG_RING, and then found a
 //! message: in the engine that message waited for the tick (up to 50 ms);
 //! in the model it is recorded, and each test asserts whether any execution
-//! lost one.
+//! lost one. To see the interleaving of a loss, run a test with
+//! `LOOM_LOST_PANIC=1 LOOM_LOG=trace LOOM_LOCATION=1`: the model then
+//! panics at the loss, and loom prints the execution's trace.
 // Not `cfg(loom)`: tokio, a dependency, has code of its own under that name.
 #![cfg(ringcast_loom)]
 
