@@ -152,3 +152,12 @@ globs = [
 ]
 for i, (p, s) in enumerate(globs):
     put("glob", str(i), bytes([len(p)]) + p + s)
+
+# topics: byte 0 = cores (2 + b % 3), byte 1 = clients (2 + b % 8), then one
+# schedule choice per byte (see crates/ringcast/src/core/tests.rs): random
+# choices of a few lengths, reproducible.
+import random
+rng = random.Random(14)
+for i in range(12):
+    n = rng.choice([40, 120, 400, 1200])
+    put("topics", str(i), bytes([i % 3, i % 8]) + bytes(rng.randrange(256) for _ in range(n)))
