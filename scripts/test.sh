@@ -20,6 +20,12 @@
 #                                engine that stops with one outstanding fails
 #   scripts/ws-interop.py        Python's `websockets` (an independent RFC 6455
 #                                implementation) against the real daemon
+#   scripts/miri.sh --optional   Miri over the frame pool, the mailbox and the
+#                                in-memory core (about 4 minutes), when a nightly
+#                                toolchain with miri is installed; skipped with a
+#                                line otherwise (docs/RELIABILITY.md)
+# `cargo test --release` also replays every fuzz corpus and regression input
+# (fuzz/corpus, fuzz/regressions) through the fuzz targets' checks.
 # Needs: cargo, and (installed from Debian when missing, as root) chromium,
 # python3-websockets, redis-server, redis-tools, python3-venv, nodejs, npm,
 # nats-server, iproute2 and openssl (certificates for the NATS TLS test);
@@ -33,7 +39,7 @@ for a in "$@"; do
     case "$a" in
         --dry-run) dry=1 ;;
         --no-install) install=0 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $a (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -82,3 +88,4 @@ run cargo test -p ringcast --lib --test roundtrip --test multicore_order --test 
     --test resp_front --test resp_clients
 run cargo build --release --bin ringcast
 run "$py" scripts/ws-interop.py --binary target/release/ringcast
+run bash scripts/miri.sh --optional --skip-loom

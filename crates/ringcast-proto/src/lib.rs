@@ -12,8 +12,13 @@
 //! - [`resp`]: Redis's RESP2/RESP3: requests parsed as redis-server parses
 //!   them, replies, and the pub/sub pushes.
 //! - [`glob`]: Redis's glob patterns (`PSUBSCRIBE`), matched exactly as Redis does.
+//!
+//! `fuzzing` (hidden) holds the checks the fuzz targets in `fuzz/` run, so
+//! that `tests/fuzz_corpus.rs` replays their corpora on the stable toolchain.
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod glob;
 pub mod http;
 pub mod native;

@@ -33,6 +33,16 @@ pub mod internals {
     pub use crate::pool::{Arena, FrameRef, Pool};
 }
 
+/// The fuzz targets' entry points into the engine (`fuzz/`, feature
+/// `fuzzing`). Not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The per-core topic and subscription state machine of 2 to 4 cores,
+    /// driven in memory by arbitrary operation sequences (see `core::tests`).
+    pub use crate::core::tests::fuzz_topics as topics;
+}
+
 pub use config::Config;
 pub use server::Engine;
 pub use stats::Stats;

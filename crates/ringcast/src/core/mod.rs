@@ -1390,5 +1390,7 @@ fn data_ts(bytes: &[u8], ws_len_byte: usize) -> Option<u64> {
     proto::DataView::new(bytes.get(off..)?).map(|d| d.ts_ns())
 }
 
-#[cfg(test)]
-mod tests;
+// The in-memory multi-core simulation: unit tests, and the `topics` fuzz
+// target (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod tests;

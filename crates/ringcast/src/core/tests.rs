@@ -4,6 +4,13 @@
 //! adversarial order (any interleaving across pairs of cores, FIFO within a
 //! pair, as the mailboxes guarantee). Each seed is a different schedule;
 //! a failure names its seed so it can be replayed.
+//!
+//! The same simulation is the `topics` fuzz target (`fuzz/`, built with the
+//! `fuzzing` feature): [`fuzz_topics`] takes every choice (which client does
+//! what, which message is delivered next) from the fuzzer's bytes instead of
+//! a seeded generator, and checks the same promises plus the subscription
+//! counts at every quiescent point.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use super::*;
 use crate::pool::Pool;
@@ -11,6 +18,16 @@ use crate::proto::{decode_server, ClientFrame, ServerFrame};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+
+/// Where a schedule's choices come from.
+trait Choose {
+    /// A choice among `n` (n > 0).
+    fn below(&mut self, n: usize) -> usize;
+    /// Whether the choices have run out (the schedule then winds down).
+    fn exhausted(&self) -> bool {
+        false
+    }
+}
 
 /// A deterministic generator (xorshift64*): schedules replay from their seed.
 struct Rng(u64);
@@ -24,8 +41,28 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+}
+
+impl Choose for Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
+    }
+}
+
+/// Choices read from a fuzzer's bytes, one byte each; 0 once they run out.
+struct Bytes<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Choose for Bytes<'_> {
+    fn below(&mut self, n: usize) -> usize {
+        let b = self.data.get(self.at).copied().unwrap_or(0);
+        self.at += 1;
+        usize::from(b) % n
+    }
+    fn exhausted(&self) -> bool {
+        self.at >= self.data.len()
     }
 }
 
@@ -164,7 +201,7 @@ impl Sim {
 
     /// Delivers the oldest message of one random non-empty pair of cores.
     /// Returns false when nothing is in flight.
-    fn deliver_one(&mut self, rng: &mut Rng) -> bool {
+    fn deliver_one(&mut self, rng: &mut impl Choose) -> bool {
         let n = self.cores.len();
         let busy: Vec<(usize, usize)> = (0..n)
             .flat_map(|f| (0..n).map(move |t| (f, t)))
@@ -211,7 +248,7 @@ impl Sim {
         true
     }
 
-    fn quiesce(&mut self, rng: &mut Rng) {
+    fn quiesce(&mut self, rng: &mut impl Choose) {
         while self.deliver_one(rng) {}
     }
 
@@ -285,6 +322,64 @@ const TOPICS: [&str; 5] = ["t.a", "t.b", "t.c", "t.d", "t.e"];
 ///   new, greater epoch.
 fn run_schedule(seed: u64, cores: usize, clients: usize, steps: usize) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    run(seed, &mut rng, cores, clients, steps, false);
+}
+
+/// The `topics` fuzz target: byte 0 picks 2 to 4 cores, byte 1 2 to 9
+/// clients, and every later byte is one choice of [`run`]'s schedule (what
+/// to do, who does it, on which topic, which message between cores arrives
+/// next), with a quiescent count check among the actions.
+pub fn fuzz_topics(data: &[u8]) {
+    let [c, k, rest @ ..] = data else {
+        return;
+    };
+    let cores = 2 + usize::from(*c) % 3;
+    let clients = 2 + usize::from(*k) % 8;
+    let mut choices = Bytes { data: rest, at: 0 };
+    run(0, &mut choices, cores, clients, 4096, true);
+}
+
+/// Delivers everything in flight, then checks each core's counts against
+/// what the clients asked for (every request has been answered by now):
+/// each core holds one subscription per (client of its own, topic held),
+/// each topic's local subscriber list has exactly those clients, and a
+/// topic nobody holds exists on no core (it was reclaimed).
+fn check_counts(
+    sim: &mut Sim,
+    rng: &mut impl Choose,
+    who: &[Client],
+    track: &HashMap<Client, Track>,
+) {
+    sim.quiesce(rng);
+    for (core, c) in sim.cores.iter().enumerate() {
+        let mine: Vec<&Client> = who.iter().filter(|w| w.core == core).collect();
+        let held: usize = mine.iter().map(|w| track[w].holds.len()).sum();
+        assert_eq!(c.topics.subscriptions(), held, "core {core}: subscriptions");
+        for topic in TOPICS {
+            let holders = mine
+                .iter()
+                .filter(|w| track[w].holds.contains(topic))
+                .count();
+            let anywhere = who.iter().any(|w| track[w].holds.contains(topic));
+            match c.topics.get(Ns::Channel, topic.as_bytes()) {
+                Some(id) => {
+                    let t = c.topics.topic(id);
+                    assert_eq!(t.subs.len(), holders, "core {core}: {topic} subscribers");
+                    assert!(
+                        anywhere,
+                        "core {core}: {topic} held by nobody, not reclaimed"
+                    );
+                }
+                None => assert_eq!(holders, 0, "core {core}: {topic} missing"),
+            }
+        }
+    }
+}
+
+/// One schedule: `steps` random actions (fewer when `rng` runs out), then
+/// everything delivered, then everybody unsubscribes; see [`run_schedule`]
+/// for what is checked. `counts`: one action in 11 is [`check_counts`].
+fn run(seed: u64, rng: &mut impl Choose, cores: usize, clients: usize, steps: usize, counts: bool) {
     let mut sim = Sim::new(cores, Config::default());
     let who: Vec<Client> = (0..clients).map(|i| sim.connect(i % cores)).collect();
     let mut track: HashMap<Client, Track> = who.iter().map(|&c| (c, Track::default())).collect();
@@ -298,13 +393,17 @@ fn run_schedule(seed: u64, cores: usize, clients: usize, steps: usize) {
     let mut publish_id = 0u64;
 
     for step in 0..steps {
+        if rng.exhausted() {
+            break;
+        }
         if std::env::var("SIM_DEBUG").is_ok() {
             eprintln!("step {step}");
         }
-        match rng.below(10) {
+        match rng.below(if counts { 11 } else { 10 }) {
             0..=3 => {
-                sim.deliver_one(&mut rng);
+                sim.deliver_one(rng);
             }
+            10 => check_counts(&mut sim, rng, &who, &track),
             4 | 5 => {
                 let c = who[rng.below(who.len())];
                 let topic = TOPICS[rng.below(TOPICS.len())];
@@ -378,7 +477,7 @@ fn run_schedule(seed: u64, cores: usize, clients: usize, steps: usize) {
     // Deliver what is in flight, reading after every delivery (epochs are
     // checked in the order they were sent).
     loop {
-        let more = sim.deliver_one(&mut rng);
+        let more = sim.deliver_one(rng);
         for &c in &who {
             for got in sim.received(c) {
                 check(
@@ -419,7 +518,7 @@ fn run_schedule(seed: u64, cores: usize, clients: usize, steps: usize) {
             sim.send(c, ClientFrame::Unsubscribe { topic: &topic });
         }
     }
-    sim.quiesce(&mut rng);
+    sim.quiesce(rng);
     for core in &sim.cores {
         assert_eq!(
             core.topics.len(),
@@ -430,6 +529,12 @@ fn run_schedule(seed: u64, cores: usize, clients: usize, steps: usize) {
         assert_eq!(core.topics.subscriptions(), 0);
     }
     assert_eq!(sim.cores[0].shared.topics.load(Ordering::Relaxed), 0);
+    // Every frame was sent and given back (counted in debug builds only).
+    let live = sim.cores[0].shared.pool.live_refs();
+    assert!(
+        matches!(live, None | Some(0)),
+        "seed {seed}: {live:?} frame references left"
+    );
 }
 
 fn check(
@@ -522,15 +627,16 @@ fn check(
 
 #[test]
 fn random_schedules_keep_order_seq_and_delivery_on_two_cores() {
-    for seed in 0..150 {
-        run_schedule(seed, 2, 6, 400);
+    // Miri (scripts/miri.sh) interprets every step: two schedules there.
+    for seed in 0..if cfg!(miri) { 2 } else { 150 } {
+        run_schedule(seed, 2, 6, if cfg!(miri) { 80 } else { 400 });
     }
 }
 
 #[test]
 fn random_schedules_keep_order_seq_and_delivery_on_four_cores() {
-    for seed in 1000..1100 {
-        run_schedule(seed, 4, 10, 500);
+    for seed in 1000..if cfg!(miri) { 1001 } else { 1100 } {
+        run_schedule(seed, 4, 10, if cfg!(miri) { 80 } else { 500 });
     }
 }
 
@@ -645,6 +751,7 @@ fn replies_count_toward_the_backlog_limit() {
         .all(|g| matches!(g, Got::Pong(_))));
 }
 
+#[cfg(test)]
 mod stamps {
     use super::super::data_ts;
     use crate::proto::{data_frame_len, encode_data};
@@ -683,4 +790,31 @@ mod stamps {
         assert_eq!(data_ts(&pong, 1), None);
         assert_eq!(data_ts(&[], 0), None);
     }
+}
+
+/// The `topics` fuzz target's committed inputs (fuzz/corpus/topics and
+/// fuzz/regressions/topics), replayed through the same check on stable.
+#[test]
+#[cfg_attr(miri, ignore = "reads files; the corpus is replayed natively")]
+fn the_topics_fuzz_corpus_passes() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut n = 0;
+    for dir in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join("topics")) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        files.sort();
+        for file in files {
+            let data = std::fs::read(&file).unwrap();
+            let ok = std::panic::catch_unwind(|| fuzz_topics(&data)).is_ok();
+            assert!(
+                ok,
+                "{} fails the topics fuzz target (in fuzz/: cargo +nightly fuzz run topics <file>)",
+                file.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no corpus under fuzz/corpus/topics");
 }

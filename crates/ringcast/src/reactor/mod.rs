@@ -344,9 +344,7 @@ impl Reactor {
             }
             woke = sys::monotonic_ns();
             self.core.now = woke;
-            self.shared.parked[self.id]
-                .0
-                .store(false, Ordering::Relaxed);
+            self.shared.parked[self.id].clear();
             self.reap();
         };
         self.shared.running.fetch_sub(1, Ordering::SeqCst);
@@ -379,7 +377,7 @@ impl Reactor {
     /// Announces that this reactor is about to sleep; says whether it may
     /// (nothing arrived in the meantime).
     fn park(&self) -> bool {
-        self.shared.parked[self.id].0.store(true, Ordering::SeqCst);
+        self.shared.parked[self.id].announce();
         // Messages held back by a full queue must be retried without a
         // wake-up from the consumer: do not sleep while any are waiting.
         let idle = self.inboxes.iter().flatten().all(|c| c.is_empty())
@@ -387,9 +385,7 @@ impl Reactor {
             && self.relay.as_ref().map_or(true, |(_, c)| c.is_empty())
             && self.relay_held.is_empty();
         if !idle {
-            self.shared.parked[self.id]
-                .0
-                .store(false, Ordering::Relaxed);
+            self.shared.parked[self.id].clear();
         }
         idle
     }

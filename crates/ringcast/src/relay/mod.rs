@@ -506,9 +506,10 @@ async fn relay(parts: &mut RelayParts) {
             continue;
         }
         // Park: a reactor that queues work from now on wakes us.
-        r.parts.shared.relay_parked.store(true, Ordering::SeqCst);
+        // Swaps, not stores: see mailbox::Parked (the same protocol).
+        r.parts.shared.relay_parked.swap(true, Ordering::SeqCst);
         if r.parts.from_cores.iter().any(|q| !q.is_empty()) {
-            r.parts.shared.relay_parked.store(false, Ordering::SeqCst);
+            r.parts.shared.relay_parked.swap(false, Ordering::AcqRel);
             continue;
         }
         tokio::select! {
@@ -537,7 +538,7 @@ async fn relay(parts: &mut RelayParts) {
             }
             _ = tokio::time::sleep(POLL) => {}
         }
-        r.parts.shared.relay_parked.store(false, Ordering::SeqCst);
+        r.parts.shared.relay_parked.swap(false, Ordering::AcqRel);
         r.flush_wakes();
     }
     let _ = tokio::time::timeout(CLIENT_WAIT, client.flush()).await;

@@ -1,0 +1,4 @@
+//! Fuzz target: see `ringcast_proto::fuzzing::resp` for what it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringcast_proto::fuzzing::resp(data));
