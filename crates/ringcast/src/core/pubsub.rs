@@ -274,6 +274,17 @@ impl Core {
             joins &= joins - 1;
             self.answer_join(ns, name.clone(), core);
         }
+        self.confirm_waiting(id, waiting);
+        if let Some(reason) = late {
+            self.topic_gap(id, reason);
+        }
+        // Everyone who waited may have gone.
+        self.release_if_unused(id);
+    }
+
+    /// Confirms the subscriptions to topic `id` that `waiting` paused
+    /// (those still live), and lets their connections go on with their input.
+    fn confirm_waiting(&mut self, id: TopicId, waiting: Vec<ConnKey>) {
         for key in waiting {
             if !self.live(key) {
                 continue;
@@ -294,11 +305,6 @@ impl Core {
             }
             self.resume(idx);
         }
-        if let Some(reason) = late {
-            self.topic_gap(id, reason);
-        }
-        // Everyone who waited may have gone.
-        self.release_if_unused(id);
     }
 
     /// Answers core `core`'s join of topic `topic` (which this core owns):
@@ -1340,26 +1346,7 @@ impl Core {
         let t = self.topics.topic_mut(id);
         t.reg = Registration::Pattern;
         t.announced = true;
-        for key in waiting {
-            if !self.live(key) {
-                continue;
-            }
-            let idx = key.index;
-            let c = &mut self.conns[idx as usize];
-            c.pending_subs -= 1;
-            if c.life == Life::Paused {
-                c.life = Life::Open;
-            }
-            if !c.is_live() {
-                continue;
-            }
-            if self.topics.find(idx, id).is_none() {
-                self.add_subscriber(idx, id);
-            } else {
-                self.suback(idx, id);
-            }
-            self.resume(idx);
-        }
+        self.confirm_waiting(id, waiting);
         // Everyone who waited may have gone: then withdraw it again.
         if let Some(id) = self.topics.get(Ns::Pattern, pattern) {
             self.release_if_unused(id);
