@@ -294,12 +294,17 @@ fn metrics_parse_and_move_with_traffic() {
     assert_eq!(delta("ringcast_websocket_upgrades_total"), 1.0);
     // Bytes by transport: the frames on tcp and websocket, the /metrics
     // responses (at least the second one's body) on http.
+    // (Counted when the kernel reports the send done, which may come after
+    // the subscriber read the bytes: polled.)
     let sent = |f: &[Family], t: &str| val(f, "ringcast_sent_bytes_total", &[("transport", t)]);
     for t in ["tcp", "websocket"] {
+        let mut got = 0.0;
         assert!(
-            sent(&during, t) - sent(&before, t) >= (N * 8) as f64,
-            "{t}: {} bytes sent",
-            sent(&during, t) - sent(&before, t)
+            wait_until(CLOSE_TIMEOUT, || {
+                got = sent(&metrics(addr), t) - sent(&before, t);
+                got >= (N * 8) as f64
+            }),
+            "{t}: {got} bytes sent"
         );
     }
     assert!(
