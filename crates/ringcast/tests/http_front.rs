@@ -285,7 +285,19 @@ fn metrics_parse_and_move_with_traffic() {
         assert_eq!(common::ws::data_seq(&tcp_sub.frame("TCP subscriber")), seq);
     }
     // Both received everything; the latency samples are counted after the
-    // sends are submitted, which the receipt proves.
+    // sends are submitted, which the receipt proves. Sent bytes are counted
+    // when the kernel reports the send done, which may come after the
+    // subscriber read them: the engine's own counters are awaited first.
+    let sent = |f: &[Family], t: &str| val(f, "ringcast_sent_bytes_total", &[("transport", t)]);
+    let counted = |t: Transport| engine.stats().bytes_out[t as usize] as f64;
+    for (t, label) in [(Transport::Tcp, "tcp"), (Transport::WebSocket, "websocket")] {
+        let want = sent(&before, label) + (N * 8) as f64;
+        assert!(
+            wait_until(CLOSE_TIMEOUT, || counted(t) >= want),
+            "{label}: {} bytes sent, {want} expected at least",
+            counted(t)
+        );
+    }
     let during = metrics(addr);
     let delta = |name: &str| val(&during, name, &[]) - val(&before, name, &[]);
     assert_eq!(delta("ringcast_publishes_total"), N as f64);
@@ -294,17 +306,11 @@ fn metrics_parse_and_move_with_traffic() {
     assert_eq!(delta("ringcast_websocket_upgrades_total"), 1.0);
     // Bytes by transport: the frames on tcp and websocket, the /metrics
     // responses (at least the second one's body) on http.
-    // (Counted when the kernel reports the send done, which may come after
-    // the subscriber read the bytes: polled.)
-    let sent = |f: &[Family], t: &str| val(f, "ringcast_sent_bytes_total", &[("transport", t)]);
     for t in ["tcp", "websocket"] {
-        let mut got = 0.0;
         assert!(
-            wait_until(CLOSE_TIMEOUT, || {
-                got = sent(&metrics(addr), t) - sent(&before, t);
-                got >= (N * 8) as f64
-            }),
-            "{t}: {got} bytes sent"
+            sent(&during, t) - sent(&before, t) >= (N * 8) as f64,
+            "{t}: {} bytes sent",
+            sent(&during, t) - sent(&before, t)
         );
     }
     assert!(
