@@ -247,6 +247,8 @@ struct HealthyShared {
     /// Frames missing between two received ones (seq jumps).
     seq_gaps: AtomicU64,
     hist: Mutex<[Histogram<u64>; 3]>,
+    /// Per phase: (latency us, realtime ns at receipt) of the slowest frame.
+    worst: Mutex<[(u64, u64); 3]>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -263,6 +265,8 @@ struct PhaseStats {
     p50_us: u64,
     p99_us: u64,
     max_us: u64,
+    /// Realtime ns at which the slowest frame arrived.
+    worst_at_ns: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -285,6 +289,7 @@ impl Healthy {
             order_violations: AtomicU64::new(0),
             seq_gaps: AtomicU64::new(0),
             hist: Mutex::new([hist(), hist(), hist()]),
+            worst: Mutex::new([(0, 0); 3]),
             errors: Mutex::new(Vec::new()),
         });
         let mut sub = Client::connect(addr).expect("healthy subscriber connects");
@@ -307,7 +312,8 @@ impl Healthy {
                 }
                 match sub.next_message() {
                     Ok(m) => {
-                        let lat_us = realtime_ns().saturating_sub(m.ts_ns) / 1000;
+                        let now_ns = realtime_ns();
+                        let lat_us = now_ns.saturating_sub(m.ts_ns) / 1000;
                         if m.seq != next_seq {
                             s.order_violations
                                 .fetch_add(u64::from(m.seq < next_seq), Ordering::Relaxed);
@@ -331,6 +337,10 @@ impl Healthy {
                         let phase = phase.min(2);
                         s.received[phase].fetch_add(1, Ordering::Relaxed);
                         let _ = s.hist.lock().unwrap()[phase].record(lat_us.max(1));
+                        let mut w = s.worst.lock().unwrap();
+                        if lat_us > w[phase].0 {
+                            w[phase] = (lat_us, now_ns);
+                        }
                     }
                     Err(ClientError::Io(e))
                         if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -400,6 +410,7 @@ impl Healthy {
                 p50_us: hist[i].value_at_quantile(0.50),
                 p99_us: hist[i].value_at_quantile(0.99),
                 max_us: hist[i].max(),
+                worst_at_ns: s.worst.lock().unwrap()[i].1,
             })
             .collect();
         drop(hist);
@@ -650,6 +661,7 @@ fn fault_resets(d: &mut Daemon, o: &Opts) -> Outcome {
         .flat_map(|h| h.join().unwrap_or_default())
         .collect();
     let n = subs.len();
+    let connected_at = start.elapsed();
     // 64 KiB frames until the daemon holds a backlog for them (their
     // kernel send buffers are full, sends wait on the 4 KiB windows): every
     // subscriber then has a send in flight and frames queued behind it.
@@ -664,6 +676,11 @@ fn fault_resets(d: &mut Daemon, o: &Opts) -> Outcome {
         backlog >= (n * payload.len()) as f64
     });
     let short = d.metric_sum("ringcast_short_sends_total");
+    eprintln!(
+        "chaos: resets: subscribers connected {:.3} s, backlog built {:.3} s into the fault",
+        connected_at.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
     // SO_LINGER 0: close sends RST.
     for c in &subs {
         let _ = socket2::SockRef::from(c.get_ref()).set_linger(Some(Duration::ZERO));
@@ -943,6 +960,7 @@ fn run_case(bin: &PathBuf, case: &Case, o: &Opts) -> CaseResult {
     thread::sleep(o.window());
     let fd_before = d.fds();
     healthy.set_phase(1);
+    let fault_ns = realtime_ns();
     let outcome = (case.fault)(&mut d, o);
     healthy.set_phase(2);
     if !case.exits {
@@ -987,6 +1005,13 @@ fn run_case(bin: &PathBuf, case: &Case, o: &Opts) -> CaseResult {
     if !case.exits && !h.errors.is_empty() {
         failures.push(format!("healthy: {}", h.errors.join("; ")));
     }
+    let worst = &h.phases[1];
+    eprintln!(
+        "chaos: {}: slowest healthy frame during the fault: {} ms, arrived {:.3} s into the fault",
+        case.name,
+        ms(worst.max_us),
+        worst.worst_at_ns.saturating_sub(fault_ns) as f64 / 1e9
+    );
     CaseResult {
         name: case.name,
         what: case.what,
