@@ -925,6 +925,19 @@ fn fault_sigterm(d: &mut Daemon, _o: &Opts) -> Outcome {
     stop.store(true, Ordering::Release);
     let published = publ.join().unwrap_or(0);
     let got: u64 = readers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    // The daemon's last log line: whether every connection got what it was owed.
+    let last = d
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|l| l.contains("stopped"))
+        .and_then(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some(v.get("message")?.as_str()?.to_string())
+        })
+        .unwrap_or_else(|| "no 'stopped' log line".into());
     let mut failures = Vec::new();
     match status {
         Some(st) if st.success() => {}
@@ -933,7 +946,7 @@ fn fault_sigterm(d: &mut Daemon, _o: &Opts) -> Outcome {
     }
     Outcome {
         note: format!(
-            "{} after {:.2} s; load: {published} published, {got} deliveries to 50 readers",
+            "{} after {:.2} s; load: {published} published, {got} deliveries to 50 readers; log: {last}",
             status
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "still running".into()),
