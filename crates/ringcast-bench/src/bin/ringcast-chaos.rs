@@ -1453,3 +1453,22 @@ fn main() {
     };
     std::process::exit(if ok { 0 } else { 1 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::slope_per_hour;
+
+    #[test]
+    fn the_slope_is_per_hour_and_ignores_noise_around_a_flat_line() {
+        // 1 MiB per 10 s: 360 MiB per hour.
+        let line: Vec<(f64, f64)> = (0..10)
+            .map(|i| (i as f64 * 10.0, i as f64 * 1048576.0))
+            .collect();
+        assert!((slope_per_hour(&line) - 360.0 * 1048576.0).abs() < 1.0);
+        let flat: Vec<(f64, f64)> = (0..10)
+            .map(|i| (i as f64 * 10.0, 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 }))
+            .collect();
+        assert!(slope_per_hour(&flat).abs() < 100.0);
+        assert_eq!(slope_per_hour(&[(0.0, 5.0)]), 0.0);
+    }
+}
