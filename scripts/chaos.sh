@@ -9,8 +9,8 @@
 #   --dry-run         print what would run, run nothing
 #
 # Builds `ringcast` and `ringcast-chaos` (release), then for each case starts
-# `ringcast serve` on free ports (native, HTTP/WebSocket, Redis; 2 reactors)
-# under prlimit, a healthy subscriber and its publisher (200 msg/s on a topic
+# `ringcast serve` on free ports (native, HTTP/WebSocket, Redis; 2 reactors;
+# flood under prlimit --nofile 1024), a healthy subscriber and its publisher (200 msg/s on a topic
 # of their own), and measures the healthy subscriber's delivery, order and
 # latency (from each frame's ts_ns) before, during and after the fault, the
 # daemon's liveness and its descriptors (/proc/PID/fd) back to the baseline.
