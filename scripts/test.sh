@@ -20,6 +20,11 @@
 #                                engine that stops with one outstanding fails
 #   scripts/ws-interop.py        Python's `websockets` (an independent RFC 6455
 #                                implementation) against the real daemon
+#   scripts/chaos.sh 2           the fault suite, 2-second windows (about 60 s):
+#                                a healthy subscriber beside each fault against
+#                                the real daemon; fails on a lost or reordered
+#                                frame, a dead daemon or leaked descriptors
+#                                (docs/RELIABILITY.md)
 #   scripts/miri.sh --optional   Miri over the frame pool, the mailbox and the
 #                                in-memory core (about 4 minutes), when a nightly
 #                                toolchain with miri is installed; skipped with a
@@ -88,4 +93,5 @@ run cargo test -p ringcast --lib --test roundtrip --test multicore_order --test 
     --test resp_front --test resp_clients
 run cargo build --release --bin ringcast
 run "$py" scripts/ws-interop.py --binary target/release/ringcast
+run bash scripts/chaos.sh 2
 run bash scripts/miri.sh --optional --skip-loom
