@@ -142,13 +142,19 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGCAST_BUSY_POLL", value_parser = values::boolean)]
     busy_poll: bool,
 
-    /// After handling work, reactors poll this long before sleeping in the
-    /// kernel (a steady low-rate stream then pays no wake-up; an idle
-    /// daemon still sleeps); 0 sleeps at once (500us as 0.5ms)
+    /// Adaptive polling: the most a reactor polls per gap between inputs.
+    /// It predicts a steady stream's next input, sleeps until shortly
+    /// before it, then polls, so the stream pays no wake-up; an idle daemon
+    /// still sleeps. 0 sleeps at once (500us as 0.5ms)
     #[arg(long, env = "RINGCAST_IDLE_SPIN", value_name = "DURATION",
           value_parser = values::duration,
           default_value = format_duration(defaults().idle_spin))]
     idle_spin: Duration,
+
+    /// With --idle-spin: poll that long after every input instead of
+    /// predicting the next one (for comparison); the variable takes 1 or 0.
+    #[arg(long, env = "RINGCAST_IDLE_SPIN_FIXED", value_parser = values::boolean)]
+    idle_spin_fixed: bool,
 
     /// WebSocket and HTTP address: /ws (subprotocol ringcast.v1), the live
     /// page at /, /healthz, /metrics; off disables it.
@@ -325,6 +331,7 @@ impl ServeArgs {
             shutdown_timeout,
             busy_poll,
             idle_spin,
+            idle_spin_fixed,
             ws_listen,
             resp_listen,
             allowed_origins,
@@ -364,6 +371,7 @@ impl ServeArgs {
             shutdown_timeout,
             busy_poll,
             idle_spin,
+            idle_spin_fixed,
             ws_listen,
             resp_listen,
             allowed_origins,
