@@ -152,7 +152,8 @@ pub struct ServeArgs {
     idle_spin: Duration,
 
     /// With --idle-spin: poll that long after every input instead of
-    /// predicting the next one (for comparison); the variable takes 1 or 0.
+    /// predicting the next one (for comparison); off by default, and the
+    /// variable takes 1 or 0.
     #[arg(long, env = "RINGCAST_IDLE_SPIN_FIXED", value_parser = values::boolean)]
     idle_spin_fixed: bool,
 
@@ -532,6 +533,13 @@ mod tests {
                 .unwrap()
                 .idle_spin,
             Duration::from_millis(1)
+        );
+        // --idle-spin-fixed: off by default (adaptive polling).
+        assert!(!config_of(&[], &[]).unwrap().idle_spin_fixed);
+        assert!(
+            config_of(&["--idle-spin", "1ms", "--idle-spin-fixed"], &[])
+                .unwrap()
+                .idle_spin_fixed
         );
     }
 
