@@ -12,9 +12,10 @@
 //! polling costs about `margin - lateness + slack` per gap. The spin per gap
 //! never exceeds the budget; when the stream stops (nothing in the window),
 //! the reactor parks until input, so an idle daemon costs nothing. A stream
-//! whose window and margin would take over a third of each gap (about
-//! 5,000 msg/s and up) is not polled for: the reactor parks as with no
-//! `--idle-spin` (its inputs then queue while it works).
+//! whose window and margin could take over half of each gap (about
+//! 5,000 msg/s and up with a steady stream, sooner with a jittery one) is
+//! not polled for: the reactor parks as with no `--idle-spin` (its inputs
+//! then queue while it works).
 //!
 //! Invariants: `0 <= dev`, `0 <= late`; a spin window is at most `budget`.
 
@@ -131,10 +132,10 @@ impl Spin {
         if now >= end {
             return Idle::Park; // late, or the stream stopped
         }
-        // A stream so fast that polling around each input would take more
-        // than a third of every gap is not polled for: its inputs queue up
+        // A stream so fast that polling around each input could take more
+        // than half of every gap is not polled for: its inputs queue up
         // while the reactor works, and it parks as with no --idle-spin.
-        if 3 * (2 * half + self.margin()) > self.gap {
+        if 2 * (2 * half + self.margin()) > self.gap {
             return Idle::Park;
         }
         // The timer fires about `late` after its deadline.
