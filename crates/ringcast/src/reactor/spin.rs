@@ -12,10 +12,9 @@
 //! polling costs about `margin - lateness + slack` per gap. The spin per gap
 //! never exceeds the budget; when the stream stops (nothing in the window),
 //! the reactor parks until input, so an idle daemon costs nothing. A stream
-//! whose window and margin could take over half of each gap (about
-//! 5,000 msg/s and up with a steady stream, sooner with a jittery one) is
-//! not polled for: the reactor parks as with no `--idle-spin` (its inputs
-//! then queue while it works).
+//! with gaps under two budgets (2,500 msg/s and up with 0.2 ms) is not
+//! polled for: the reactor parks as with no `--idle-spin` (its inputs then
+//! queue while it works).
 //!
 //! Invariants: `0 <= dev`, `0 <= late`; a spin window is at most `budget`.
 
@@ -132,10 +131,10 @@ impl Spin {
         if now >= end {
             return Idle::Park; // late, or the stream stopped
         }
-        // A stream so fast that polling around each input could take more
-        // than half of every gap is not polled for: its inputs queue up
+        // A stream faster than one input per two budgets is not polled
+        // for (polling would take most of every gap): its inputs queue up
         // while the reactor works, and it parks as with no --idle-spin.
-        if 2 * (2 * half + self.margin()) > self.gap {
+        if self.gap < 2 * self.budget {
             return Idle::Park;
         }
         // The timer fires about `late` after its deadline.
@@ -217,7 +216,7 @@ mod tests {
         let last = steady(&mut s, 10 * MS, 100 * US, 50);
         assert_eq!(s.idle(last + 20 * US), Idle::Park);
         // A slower one is polled for once it is due.
-        let mut s = Spin::new(300 * US);
+        let mut s = Spin::new(150 * US);
         let last = steady(&mut s, 10 * MS, 400 * US, 50);
         assert_eq!(s.idle(last + 380 * US), Idle::Poll);
     }
