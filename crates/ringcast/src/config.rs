@@ -41,6 +41,7 @@ pub struct Config {
     /// ends shortly before it, then polls until it arrives (at most this
     /// long), so a steady stream pays no wake-up per message; with no
     /// stream it parks until input. Zero parks at once (no prediction).
+    /// Default 200 µs.
     pub idle_spin: Duration,
     /// With `idle_spin`, poll for that long after every input instead of
     /// predicting the next one (the fixed spin, kept for comparison).
@@ -119,7 +120,9 @@ impl Default for Config {
             subscribe_token: None,
             shutdown_timeout: Duration::from_secs(5),
             busy_poll: false,
-            idle_spin: Duration::ZERO,
+            // Chosen by measurement: docs/BENCHMARKS.md, "W0 rate sweep with
+            // adaptive polling".
+            idle_spin: Duration::from_micros(200),
             idle_spin_fixed: false,
             ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7401))),
             resp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 6380))),

@@ -522,8 +522,15 @@ mod tests {
                 .unwrap()
                 .busy_poll
         );
-        // --idle-spin: off by default; a flag or its variable.
-        assert_eq!(config_of(&[], &[]).unwrap().idle_spin, Duration::ZERO);
+        // --idle-spin: 200 µs by default; a flag or its variable.
+        assert_eq!(
+            config_of(&[], &[]).unwrap().idle_spin,
+            Duration::from_micros(200)
+        );
+        assert_eq!(
+            config_of(&["--idle-spin", "0"], &[]).unwrap().idle_spin,
+            Duration::ZERO
+        );
         assert_eq!(
             config_of(&["--idle-spin", "0.2ms"], &[]).unwrap().idle_spin,
             Duration::from_micros(200)
