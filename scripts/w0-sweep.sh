@@ -4,11 +4,14 @@
 # (issue 15, adaptive polling).
 #
 # Usage:
-#   scripts/w0-sweep.sh [--spins "0 0.2ms 1ms"] [--rates "10 100 1000 10000"] [--secs S]
-#                       [--no-peers] [--dry-run]
+#   scripts/w0-sweep.sh [--spins "0 0.3ms fixed:0.2ms"] [--rates "10 100 1000 10000"] [--secs S]
+#                       [--repeat N] [--no-peers] [--dry-run]
 #
-#   --spins LIST   ringcast --idle-spin values to run (default "0 0.2ms 1ms"); busy polling
-#                  (--busy-poll) is always run too
+#   --spins LIST   ringcast modes to run (default "0 0.3ms"): DURATION runs --idle-spin DURATION
+#                  (adaptive polling; 0 parks at once), fixed:DURATION runs it with
+#                  --idle-spin-fixed; busy polling (--busy-poll) is always run too
+#   --repeat N     run every mode and peer N times, taking turns (default 1); the summary
+#                  gives the median of each cell over the repeats
 #   --rates LIST   messages per second (default "10 100 1000 10000")
 #   --secs S       measured seconds per rate (default 5; at least 20 messages), after 1 s of warm-up
 #   --no-peers     skip Redis, NATS and the tokio baseline (W0 at 1,000 msg/s each)
@@ -35,12 +38,13 @@ GEN_CPU=${GEN_CPU:-0}
 DATE=${DATE:-$(date -u +%F)}
 OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$DATE}
 
-spins="0 0.2ms 1ms"; rates="10 100 1000 10000"; secs=5; peers=1; dry=0
+spins="0 0.3ms"; rates="10 100 1000 10000"; secs=5; peers=1; dry=0; repeat=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --spins) spins=$2; shift 2 ;;
         --rates) rates=$2; shift 2 ;;
         --secs) secs=$2; shift 2 ;;
+        --repeat) repeat=$2; shift 2 ;;
         --no-peers) peers=0; shift ;;
         --dry-run) dry=1; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
@@ -87,7 +91,7 @@ run() { # run SERVER MODE RATE PROTO PORT
     local s=$1 mode=$2 rate=$3 proto=$4 port=$5
     local n=$(( rate * secs )); [[ $n -lt 20 ]] && n=20
     local warm=$rate; [[ $warm -lt 5 ]] && warm=5
-    local out="$OUT_DIR/w0-$s-$mode-$rate.json"
+    local out="$OUT_DIR/w0-$s-$mode-$rate-r$rep.json"
     local cmd=("$PIN" "$GEN_CPU" -- "$RC" bench --proto "$proto" --port "$port" --cpu "$GEN_CPU"
         --server-pid "$SRV_PID" --json --workload steady --subs 1 --topics 1 --size 64
         --rate "$rate" --messages "$n" --warmup-messages "$warm")
@@ -98,9 +102,10 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 l = d["latency_us"]
 cpu = 100.0 * d["server_cpu_s"] / d["publish_s"] if d.get("publish_s") else float("nan")
-print(f"{sys.argv[2]:<8} {sys.argv[3]:<10} {sys.argv[4]:>6} {l['p50']:>9.1f} {l['p99']:>9.1f} "
+print(f"{sys.argv[2]:<8} {sys.argv[3]:<12} {sys.argv[4]:>6} {l['p50']:>9.1f} {l['p99']:>9.1f} "
       f"{l['p999']:>9.1f} {cpu:>6.1f}%")
 PY
+    tail -n 1 "$OUT_DIR/w0-sweep.txt" >>"$OUT_DIR/w0-sweep-cur.txt"
 }
 
 idle_cpu() { # idle_cpu SERVER MODE: the daemon's CPU over 10 s with nothing to do
@@ -109,22 +114,44 @@ idle_cpu() { # idle_cpu SERVER MODE: the daemon's CPU over 10 s with nothing to 
     a=$(awk '{print $14 + $15}' "/proc/$SRV_PID/stat"); sleep 10
     b=$(awk '{print $14 + $15}' "/proc/$SRV_PID/stat")
     awk -v s="$1" -v m="$2" -v a="$a" -v b="$b" -v hz="$hz" \
-        'BEGIN { printf "%-8s %-10s %6s %9s %9s %9s %6.1f%%\n", s, m, "idle", "-", "-", "-", 100 * (b - a) / hz / 10 }' \
+        'BEGIN { printf "%-8s %-12s %6s %9s %9s %9s %6.1f%%\n", s, m, "idle", "-", "-", "-", 100 * (b - a) / hz / 10 }' \
         | tee -a "$OUT_DIR/w0-sweep.txt"
+    tail -n 1 "$OUT_DIR/w0-sweep.txt" >>"$OUT_DIR/w0-sweep-cur.txt"
 }
 
-[[ $dry -eq 1 ]] || echo "# $(date -u '+%F %T') UTC, $(git -C "$ROOT" rev-parse --short HEAD), secs=$secs" >>"$OUT_DIR/w0-sweep.txt"
-printf '%-8s %-10s %6s %9s %9s %9s %7s\n' server mode msg/s p50_us p99_us p99.9_us cpu
-for mode in $spins busy-poll; do
-    if [[ $mode == busy-poll ]]; then flags=(--busy-poll); else flags=(--idle-spin "$mode"); fi
-    start "ringcast-$mode" 7400 "$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:7400 "${flags[@]}" || continue
-    for r in $rates; do run ringcast "$mode" "$r" ringcast 7400; done
-    idle_cpu ringcast "$mode"
-    stop_server
+[[ $dry -eq 1 ]] || echo "# $(date -u '+%F %T') UTC, $(git -C "$ROOT" rev-parse --short HEAD), secs=$secs, repeat=$repeat, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/w0-sweep.txt"
+[[ $dry -eq 1 ]] || : >"$OUT_DIR/w0-sweep-cur.txt"
+printf '%-8s %-12s %6s %9s %9s %9s %7s\n' server mode msg/s p50_us p99_us p99.9_us cpu
+for rep in $(seq 1 "$repeat"); do
+    for mode in $spins busy-poll; do
+        case $mode in
+            busy-poll) flags=(--busy-poll) ;;
+            fixed:*) flags=(--idle-spin "${mode#fixed:}" --idle-spin-fixed) ;;
+            *) flags=(--idle-spin "$mode") ;;
+        esac
+        start "ringcast-$mode" 7400 "$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:7400 "${flags[@]}" || continue
+        for r in $rates; do run ringcast "$mode" "$r" ringcast 7400; done
+        idle_cpu ringcast "$mode"
+        stop_server
+    done
+    if [[ $peers -eq 1 ]]; then
+        start redis 6390 redis-server --port 6390 --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning \
+            && { run redis - 1000 resp 6390; stop_server; }
+        start nats 4223 nats-server -a 127.0.0.1 -p 4223 && { run nats - 1000 nats 4223; stop_server; }
+        start tokio 7402 "$TOKIO" --listen 127.0.0.1:7402 --threads 1 && { run tokio - 1000 ringcast 7402; stop_server; }
+    fi
+    [[ $dry -eq 1 ]] || log "repeat $rep done, load $(cut -d' ' -f1-3 /proc/loadavg)"
 done
-if [[ $peers -eq 1 ]]; then
-    start redis 6390 redis-server --port 6390 --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning \
-        && { run redis - 1000 resp 6390; stop_server; }
-    start nats 4223 nats-server -a 127.0.0.1 -p 4223 && { run nats - 1000 nats 4223; stop_server; }
-    start tokio 7402 "$TOKIO" --listen 127.0.0.1:7402 --threads 1 && { run tokio - 1000 ringcast 7402; stop_server; }
-fi
+[[ $dry -eq 1 ]] && exit 0
+echo "# medians over $repeat repeat(s), load at the end $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT_DIR/w0-sweep.txt"
+python3 - "$OUT_DIR/w0-sweep-cur.txt" <<'PY' | tee -a "$OUT_DIR/w0-sweep.txt"
+import sys, statistics as st
+cells = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) < 7: continue
+    cells.setdefault((f[0], f[1], f[2]), []).append(f[3:7])
+for (s, m, r), rows in cells.items():
+    med = [st.median(float(x.rstrip('%')) if x != '-' else float('nan') for x in col) for col in zip(*rows)]
+    print(f"{s:<8} {m:<12} {r:>6} {med[0]:>9.1f} {med[1]:>9.1f} {med[2]:>9.1f} {med[3]:>6.1f}%  (n={len(rows)})")
+PY

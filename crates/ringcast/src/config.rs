@@ -35,10 +35,17 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Reactors spin instead of sleeping in the kernel when idle (for dedicated cores).
     pub busy_poll: bool,
-    /// After handling work, a reactor goes on polling (entering the kernel
-    /// without waiting) this long before it parks, so a steady low-rate
-    /// stream does not pay a wake-up per message; zero parks at once.
+    /// Adaptive polling: the most a reactor polls (enters the kernel
+    /// without waiting) per gap between inputs. It predicts the next input
+    /// of a steady stream from the gaps it saw, sleeps with a timeout that
+    /// ends shortly before it, then polls until it arrives (at most this
+    /// long), so a steady stream pays no wake-up per message; with no
+    /// stream it parks until input. Zero parks at once (no prediction).
+    /// Default 200 µs.
     pub idle_spin: Duration,
+    /// With `idle_spin`, poll for that long after every input instead of
+    /// predicting the next one (the fixed spin, kept for comparison).
+    pub idle_spin_fixed: bool,
     /// Address of the WebSocket and HTTP listener (`/ws`, `/`, `/healthz`,
     /// `/metrics`); None: no such listener (default 127.0.0.1:7401).
     pub ws_listen: Option<SocketAddr>,
@@ -113,7 +120,10 @@ impl Default for Config {
             subscribe_token: None,
             shutdown_timeout: Duration::from_secs(5),
             busy_poll: false,
-            idle_spin: Duration::ZERO,
+            // Chosen by measurement: docs/BENCHMARKS.md, "W0 rate sweep with
+            // adaptive polling".
+            idle_spin: Duration::from_micros(200),
+            idle_spin_fixed: false,
             ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7401))),
             resp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 6380))),
             allowed_origins: Vec::new(),

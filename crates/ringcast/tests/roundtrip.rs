@@ -326,8 +326,21 @@ fn replies_come_in_request_order() {
 
 #[test]
 fn with_idle_spin_frames_flow_across_cores_and_an_idle_engine_parks() {
+    idle_spin_delivers_and_parks(false);
+}
+
+#[test]
+fn with_fixed_idle_spin_frames_flow_across_cores_and_an_idle_engine_parks() {
+    idle_spin_delivers_and_parks(true);
+}
+
+/// A steady stream (so adaptive polling predicts it and parks with
+/// timeouts), then a burst, across cores; then nothing: the reactors must
+/// park, not poll on.
+fn idle_spin_delivers_and_parks(fixed: bool) {
     let mut cfg = common::config(2);
     cfg.idle_spin = Duration::from_millis(2);
+    cfg.idle_spin_fixed = fixed;
     let engine = common::start(cfg);
     let addr = engine.local_addr();
     let mut sub = common::connect(addr);
@@ -341,6 +354,10 @@ fn with_idle_spin_frames_flow_across_cores_and_an_idle_engine_parks() {
         publisher
             .publish(topics[i as usize % 4], &i.to_le_bytes())
             .unwrap();
+        if i < 100 {
+            // Paced, not timed: the first half is a steady 1 ms stream.
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let mut seen = [false; 200];
     let mut next_seq = [1u64; 4];

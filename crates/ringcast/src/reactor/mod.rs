@@ -26,6 +26,7 @@
 //! copied aside (not handled) and handled by the next `reap`.
 
 mod ring;
+mod spin;
 pub(crate) use ring::Waker;
 
 use crate::core::MAX_IOV;
@@ -35,6 +36,7 @@ use crate::stats::CoreStats;
 use crate::sys;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use ring::BufRing;
+use spin::{Idle, Spin};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
@@ -209,6 +211,20 @@ pub(crate) struct Reactor {
     /// Input arrived since the loop last looked (for `--idle-spin`): a
     /// socket completion or a message from another core or the relay.
     worked: bool,
+    /// Like `worked`, without send completions (which follow the reactor's
+    /// own sends): what adaptive polling predicts the next of.
+    arrived: bool,
+}
+
+/// How `enter` waits for completions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Not at all (polling).
+    No,
+    /// For at least one.
+    Yes,
+    /// For at least one, or this many ns.
+    For(u64),
 }
 
 /// What a reactor leaves when it stops: its ring (closed by the engine
@@ -283,6 +299,7 @@ impl Reactor {
             tick_armed: false,
             spare_fd: sys::open_spare().ok(),
             worked: false,
+            arrived: false,
         })
     }
 
@@ -310,6 +327,14 @@ impl Reactor {
         started();
         let busy = self.shared.config.busy_poll;
         let spin_ns = self.shared.config.idle_spin.as_nanos() as u64;
+        let fixed = self.shared.config.idle_spin_fixed;
+        let mut spin = Spin::new(if fixed { 0 } else { spin_ns });
+        if spin_ns > 0 && !fixed {
+            // Timed parks end when asked, not up to 50 µs later (the default
+            // timer slack), so the margin before a predicted input is small.
+            // SAFETY: PR_SET_TIMERSLACK takes a value, no memory.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        }
         let (mut loops, mut busy_ns) = (0u64, 0u64);
         let mut woke = sys::monotonic_ns();
         // When the last turn that had input (a socket completion or a
@@ -324,25 +349,46 @@ impl Reactor {
             if self.core.finished() && self.accept_armed.iter().all(|a| !a) {
                 break Ok(());
             }
-            // With --idle-spin, a reactor that had input lately polls on
-            // (enters without waiting) until that long has passed.
             if std::mem::take(&mut self.worked) {
                 last_work = woke;
             }
+            if std::mem::take(&mut self.arrived) {
+                spin.input(woke);
+            }
             let sleep = sys::monotonic_ns();
-            let spinning = spin_ns > 0 && sleep - last_work < spin_ns;
             // Connections that became dirty during the round are sent to
-            // next, teardown goes on: no sleeping while any wait.
-            let wait = !busy && !self.core.busy() && !spinning && self.park();
+            // next, teardown goes on: no sleeping while any wait. With
+            // --idle-spin, adaptive polling decides (see `spin`); with
+            // --idle-spin-fixed, a reactor that had input lately polls on
+            // until that long has passed.
+            let idle = if busy || self.core.busy() {
+                Idle::Poll
+            } else if fixed {
+                if spin_ns > 0 && sleep - last_work < spin_ns {
+                    Idle::Poll
+                } else {
+                    Idle::Park
+                }
+            } else {
+                spin.idle(sleep)
+            };
+            let wait = match idle {
+                Idle::Poll => Wait::No,
+                Idle::Park if self.park() => Wait::Yes,
+                Idle::ParkFor(ns) if self.park() => Wait::For(ns),
+                _ => Wait::No,
+            };
             busy_ns += sleep - woke;
             loops += 1;
             let st = &self.shared.stats[self.id];
             st.loops.store(loops, Ordering::Relaxed);
             st.busy_ns.store(busy_ns, Ordering::Relaxed);
-            if let Err(e) = self.enter(wait) {
-                break Err(e);
-            }
+            let timed_out = match self.enter(wait) {
+                Ok(t) => t,
+                Err(e) => break Err(e),
+            };
             woke = sys::monotonic_ns();
+            spin.woke(woke, timed_out);
             self.core.now = woke;
             self.shared.parked[self.id].clear();
             self.reap();
@@ -390,10 +436,18 @@ impl Reactor {
         idle
     }
 
-    fn enter(&mut self, wait: bool) -> std::io::Result<()> {
+    /// Submits what is queued and takes in completions, waiting as told.
+    /// Says whether a timed wait ended by its timeout.
+    fn enter(&mut self, wait: Wait) -> std::io::Result<bool> {
         loop {
-            let res = if wait {
+            let res = if wait == Wait::Yes {
                 self.ring.submit_and_wait(1)
+            } else if let Wait::For(ns) = wait {
+                let ts = types::Timespec::new()
+                    .sec(ns / 1_000_000_000)
+                    .nsec((ns % 1_000_000_000) as u32);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
             } else {
                 let n = self.ring.submission().len() as u32;
                 // SAFETY: a plain io_uring_enter with no argument struct; the
@@ -408,9 +462,10 @@ impl Reactor {
                 }
             };
             match res {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(false),
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => return Ok(true),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
@@ -507,11 +562,13 @@ impl Reactor {
         for from in 0..self.cores {
             while let Some(msg) = self.inboxes[from].as_mut().and_then(|c| c.pop()) {
                 self.worked = true;
+                self.arrived = true;
                 self.core.handle_msg(msg);
             }
         }
         while let Some(msg) = self.relay.as_mut().and_then(|(_, c)| c.pop()) {
             self.worked = true;
+            self.arrived = true;
             self.core.handle_msg(msg);
         }
         self.core.end_batch();
@@ -742,7 +799,7 @@ impl Reactor {
     /// completions and messages that arrived (publishes among them).
     fn interleave(&mut self) {
         self.post_wakes();
-        if self.enter(false).is_ok() {
+        if self.enter(Wait::No).is_ok() {
             self.core.now = sys::monotonic_ns();
             self.reap();
         }
@@ -836,6 +893,7 @@ impl Reactor {
             for &(ud, res, flags) in &cqes {
                 let Some(op) = Op::decode(ud) else { continue };
                 self.worked |= matches!(op.kind, OpKind::Accept | OpKind::Recv | OpKind::Send);
+                self.arrived |= matches!(op.kind, OpKind::Accept | OpKind::Recv);
                 match op.kind {
                     OpKind::Accept => self.on_accept(op.index as usize, res, flags),
                     OpKind::Recv => self.on_recv(op, res, flags),

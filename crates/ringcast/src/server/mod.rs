@@ -667,8 +667,10 @@ impl Engine {
             c.cores,
             if c.busy_poll {
                 ", busy polling".to_string()
-            } else if !c.idle_spin.is_zero() {
+            } else if !c.idle_spin.is_zero() && c.idle_spin_fixed {
                 format!(", polling {:?} after work before sleeping", c.idle_spin)
+            } else if !c.idle_spin.is_zero() {
+                format!(", adaptive polling (up to {:?} per gap)", c.idle_spin)
             } else {
                 String::new()
             },

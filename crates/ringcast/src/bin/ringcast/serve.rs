@@ -142,13 +142,20 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGCAST_BUSY_POLL", value_parser = values::boolean)]
     busy_poll: bool,
 
-    /// After handling work, reactors poll this long before sleeping in the
-    /// kernel (a steady low-rate stream then pays no wake-up; an idle
-    /// daemon still sleeps); 0 sleeps at once (500us as 0.5ms)
+    /// Adaptive polling: the most a reactor polls per gap between inputs.
+    /// It predicts a steady stream's next input, sleeps until shortly
+    /// before it, then polls, so the stream pays no wake-up; an idle daemon
+    /// still sleeps. 0 sleeps at once (500us as 0.5ms)
     #[arg(long, env = "RINGCAST_IDLE_SPIN", value_name = "DURATION",
           value_parser = values::duration,
           default_value = format_duration(defaults().idle_spin))]
     idle_spin: Duration,
+
+    /// With --idle-spin: poll that long after every input instead of
+    /// predicting the next one (for comparison); off by default, and the
+    /// variable takes 1 or 0.
+    #[arg(long, env = "RINGCAST_IDLE_SPIN_FIXED", value_parser = values::boolean)]
+    idle_spin_fixed: bool,
 
     /// WebSocket and HTTP address: /ws (subprotocol ringcast.v1), the live
     /// page at /, /healthz, /metrics; off disables it.
@@ -325,6 +332,7 @@ impl ServeArgs {
             shutdown_timeout,
             busy_poll,
             idle_spin,
+            idle_spin_fixed,
             ws_listen,
             resp_listen,
             allowed_origins,
@@ -364,6 +372,7 @@ impl ServeArgs {
             shutdown_timeout,
             busy_poll,
             idle_spin,
+            idle_spin_fixed,
             ws_listen,
             resp_listen,
             allowed_origins,
@@ -513,8 +522,15 @@ mod tests {
                 .unwrap()
                 .busy_poll
         );
-        // --idle-spin: off by default; a flag or its variable.
-        assert_eq!(config_of(&[], &[]).unwrap().idle_spin, Duration::ZERO);
+        // --idle-spin: 200 µs by default; a flag or its variable.
+        assert_eq!(
+            config_of(&[], &[]).unwrap().idle_spin,
+            Duration::from_micros(200)
+        );
+        assert_eq!(
+            config_of(&["--idle-spin", "0"], &[]).unwrap().idle_spin,
+            Duration::ZERO
+        );
         assert_eq!(
             config_of(&["--idle-spin", "0.2ms"], &[]).unwrap().idle_spin,
             Duration::from_micros(200)
@@ -524,6 +540,13 @@ mod tests {
                 .unwrap()
                 .idle_spin,
             Duration::from_millis(1)
+        );
+        // --idle-spin-fixed: off by default (adaptive polling).
+        assert!(!config_of(&[], &[]).unwrap().idle_spin_fixed);
+        assert!(
+            config_of(&["--idle-spin", "1ms", "--idle-spin-fixed"], &[])
+                .unwrap()
+                .idle_spin_fixed
         );
     }
 
