@@ -87,6 +87,37 @@ impl Transport {
     }
 }
 
+/// How a reactor waited before a loop turn that found input (a received
+/// segment, an accepted socket or a message from another core).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Waited {
+    /// It did not sleep: it was working or polling (`--busy-poll`,
+    /// `--idle-spin`), so the input cost no wake-up.
+    Polling = 0,
+    /// It slept with a timeout (adaptive polling's park before a predicted
+    /// input) and the input woke it first: a wake-up paid.
+    Timed = 1,
+    /// It slept until input: a wake-up paid.
+    Parked = 2,
+}
+
+impl Waited {
+    pub const ALL: [Waited; 3] = [Waited::Polling, Waited::Timed, Waited::Parked];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Waited::Polling => "polling",
+            Waited::Timed => "timed",
+            Waited::Parked => "parked",
+        }
+    }
+
+    fn label_at(i: usize) -> Option<&'static str> {
+        Self::ALL.get(i).map(|w| w.label())
+    }
+}
+
 /// Why a connection was cut off by the engine (not by its peer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -406,6 +437,12 @@ stats_table! {
         /// Index: [`Transport`] as usize.
         counter slow_consumers[Transport::ALL.len()] by transport = Transport::label_at
             => "ringcast_slow_consumers_total";
+        /// Event-loop turns that found input, by how the reactor had waited
+        /// for it (polling: no wake-up paid; timed, parked: woken from sleep).
+        ///
+        /// Index: [`Waited`] as usize. Shows what `--idle-spin` catches.
+        counter input_turns[Waited::ALL.len()] by waited = Waited::label_at
+            => "ringcast_input_turns_total";
         /// Subscriptions held, all connections.
         gauge subscriptions => "ringcast_subscriptions";
         /// Topics created by a first subscriber.

@@ -317,6 +317,7 @@ mod tests {
             relay_reconnects: 24,
             relay_gaps: 25,
             relay_waits_expired: 26,
+            input_turns: [40, 41, 42],
             subscriptions: 12,
             topics: 5,
             backlog_bytes: 100,
@@ -379,6 +380,10 @@ mod tests {
             "ringcast_connections_refused_total 1",
             "ringcast_slow_consumers_total{transport=\"tcp\"} 1",
             "ringcast_slow_consumers_total{transport=\"resp\"} 2",
+            "# TYPE ringcast_input_turns_total counter",
+            "ringcast_input_turns_total{waited=\"polling\"} 40",
+            "ringcast_input_turns_total{waited=\"timed\"} 41",
+            "ringcast_input_turns_total{waited=\"parked\"} 42",
             "# TYPE ringcast_subscriptions gauge",
             "ringcast_subscriptions 12",
             "ringcast_topics 5",
@@ -470,7 +475,7 @@ mod tests {
                 assert!(v.is_finite() && v >= 0.0, "{line}");
             }
         }
-        assert_eq!(typed.len(), 38);
+        assert_eq!(typed.len(), 39);
     }
 
     #[test]

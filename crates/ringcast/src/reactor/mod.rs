@@ -32,7 +32,7 @@ pub(crate) use ring::Waker;
 use crate::core::MAX_IOV;
 use crate::core::{Action, Core, Front, Msg, RelayOut, Shared, TICK_NS};
 use crate::mailbox::{Consumer, Producer};
-use crate::stats::CoreStats;
+use crate::stats::{CoreStats, Waited};
 use crate::sys;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use ring::BufRing;
@@ -340,6 +340,7 @@ impl Reactor {
         // When the last turn that had input (a socket completion or a
         // message from another core) began.
         let mut last_work = woke;
+        let mut waited = Waited::Polling;
         let result = loop {
             self.drain_inboxes();
             self.core.turn(woke);
@@ -354,6 +355,8 @@ impl Reactor {
             }
             if std::mem::take(&mut self.arrived) {
                 spin.input(woke);
+                self.shared.stats[self.id].input_turns[waited as usize]
+                    .fetch_add(1, Ordering::Relaxed);
             }
             let sleep = sys::monotonic_ns();
             // Connections that became dirty during the round are sent to
@@ -386,6 +389,12 @@ impl Reactor {
             let timed_out = match self.enter(wait) {
                 Ok(t) => t,
                 Err(e) => break Err(e),
+            };
+            waited = match wait {
+                Wait::No => Waited::Polling,
+                Wait::For(_) if timed_out => Waited::Polling,
+                Wait::For(_) => Waited::Timed,
+                Wait::Yes => Waited::Parked,
             };
             woke = sys::monotonic_ns();
             spin.woke(woke, timed_out);
