@@ -6,120 +6,17 @@
 
 mod common;
 
+use common::resp::{bulk, Resp, R};
 use common::ws::{NativeReader, WsClient};
-use common::{config, start, wait_until, READ_TIMEOUT};
+use common::{config, start, wait_until};
 use ringcast::proto::ClientFrame;
 use ringcast::topic::owner_of;
 use ringcast::{Config, Engine};
 use ringcast_client::OwnedServerFrame;
-use ringcast_proto::native::Decoded;
-use ringcast_proto::resp::{decode_reply, encode_command, ReplyRef};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use ringcast_proto::resp::encode_command;
+use std::io::{ErrorKind, Read};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// A reply, owned: aggregates of every kind (array, push, map, set) as a list.
-#[derive(Clone, Debug, PartialEq)]
-enum R {
-    Simple(Vec<u8>),
-    Err(String),
-    Int(i64),
-    Bulk(Vec<u8>),
-    Null,
-    List(Vec<R>),
-}
-
-fn own(r: ReplyRef<'_>) -> R {
-    match r {
-        ReplyRef::SimpleString(s) => R::Simple(s.to_vec()),
-        ReplyRef::Error(e) => R::Err(String::from_utf8_lossy(e).into()),
-        ReplyRef::Integer(n) => R::Int(n),
-        ReplyRef::Bulk(b) => R::Bulk(b.to_vec()),
-        ReplyRef::NullBulk | ReplyRef::NullArray | ReplyRef::Null => R::Null,
-        other => match other.aggregate() {
-            Some(a) => R::List(a.iter().map(own).collect()),
-            None => panic!("unexpected reply {other:?}"),
-        },
-    }
-}
-
-fn bulk(s: &str) -> R {
-    R::Bulk(s.as_bytes().to_vec())
-}
-
-/// A RESP connection with a read timeout.
-struct Resp {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Resp {
-    fn connect(addr: SocketAddr) -> Resp {
-        let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        s.set_nodelay(true).unwrap();
-        Resp { s, buf: Vec::new() }
-    }
-
-    fn send(&mut self, args: &[&[u8]]) {
-        let mut out = Vec::new();
-        encode_command(args, &mut out);
-        self.s.write_all(&out).unwrap();
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.s.write_all(bytes)
-    }
-
-    /// The next reply; None at end of stream.
-    fn try_read(&mut self) -> std::io::Result<Option<R>> {
-        loop {
-            if let Decoded::Frame { frame, consumed } =
-                decode_reply(&self.buf, usize::MAX).expect("a well-formed reply")
-            {
-                let r = own(frame);
-                self.buf.drain(..consumed);
-                return Ok(Some(r));
-            }
-            let mut chunk = [0u8; 64 * 1024];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return Ok(None),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn read(&mut self, what: &str) -> R {
-        match self.try_read() {
-            Ok(Some(r)) => r,
-            Ok(None) => panic!("{what}: connection closed"),
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-
-    fn call(&mut self, args: &[&[u8]]) -> R {
-        self.send(args);
-        self.read(&format!(
-            "reply to {:?}",
-            args[0].escape_ascii().to_string()
-        ))
-    }
-
-    /// Asserts the server closed the connection (after any replies left).
-    fn expect_closed(&mut self, what: &str) {
-        let end = Instant::now() + READ_TIMEOUT;
-        loop {
-            match self.try_read() {
-                Ok(None) => return,
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
-                Err(e) => panic!("{what}: expected a close, got {e}"),
-                Ok(Some(_)) => assert!(Instant::now() < end, "{what}: never closed"),
-            }
-        }
-    }
-}
 
 fn engine2() -> Engine {
     start(config(2))

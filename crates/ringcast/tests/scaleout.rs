@@ -19,6 +19,7 @@ mod common;
 #[path = "support/nats_server.rs"]
 mod nats;
 
+use common::resp::{Resp, R};
 use common::ws::{http_exchange, request, server_frame, WsClient, WsEvent};
 use common::{connect, start, wait_until};
 use nats::{
@@ -29,11 +30,7 @@ use ringcast::proto::ClientFrame;
 use ringcast::topic::owner_of;
 use ringcast::{Config, Engine};
 use ringcast_client::{Client, ClientError, OwnedServerFrame};
-use ringcast_proto::native::Decoded;
-use ringcast_proto::resp::{decode_reply, encode_command, ReplyRef};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -326,93 +323,7 @@ impl Source for WsSource {
     }
 }
 
-/// A reply of the Redis front, owned.
-#[derive(Clone, Debug, PartialEq)]
-enum R {
-    Simple(Vec<u8>),
-    Err(String),
-    Int(i64),
-    Bulk(Vec<u8>),
-    Null,
-    List(Vec<R>),
-}
-
-fn own(r: ReplyRef<'_>) -> R {
-    match r {
-        ReplyRef::SimpleString(s) => R::Simple(s.to_vec()),
-        ReplyRef::Error(e) => R::Err(String::from_utf8_lossy(e).into()),
-        ReplyRef::Integer(n) => R::Int(n),
-        ReplyRef::Bulk(b) => R::Bulk(b.to_vec()),
-        ReplyRef::NullBulk | ReplyRef::NullArray | ReplyRef::Null => R::Null,
-        other => match other.aggregate() {
-            Some(a) => R::List(a.iter().map(own).collect()),
-            None => panic!("unexpected reply {other:?}"),
-        },
-    }
-}
-
-/// A RESP2 connection to the Redis front.
-struct Resp {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
 impl Resp {
-    fn connect(addr: SocketAddr) -> Resp {
-        let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        s.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
-        s.set_nodelay(true).unwrap();
-        Resp { s, buf: Vec::new() }
-    }
-
-    fn send(&mut self, args: &[&[u8]]) {
-        let mut out = Vec::new();
-        encode_command(args, &mut out);
-        self.s.write_all(&out).unwrap();
-    }
-
-    /// The next reply; Ok(None) when the read timed out (nothing lost).
-    fn try_read(&mut self) -> Result<Option<R>, String> {
-        loop {
-            if let Decoded::Frame { frame, consumed } =
-                decode_reply(&self.buf, usize::MAX).map_err(|e| format!("bad reply: {e:?}"))?
-            {
-                let r = own(frame);
-                self.buf.drain(..consumed);
-                return Ok(Some(r));
-            }
-            let mut chunk = [0u8; 64 * 1024];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return Err("the Redis front closed the connection".into()),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
-    fn read(&mut self, what: &str) -> R {
-        match self.try_read() {
-            Ok(Some(r)) => r,
-            Ok(None) => panic!("{what}: no reply within {:?}", common::READ_TIMEOUT),
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-
-    /// SUBSCRIBE (or PSUBSCRIBE, SSUBSCRIBE) to `names` and read the confirmations.
-    fn subscribe(&mut self, cmd: &str, names: &[&str]) {
-        let mut args: Vec<&[u8]> = vec![cmd.as_bytes()];
-        args.extend(names.iter().map(|n| n.as_bytes()));
-        self.send(&args);
-        for n in names {
-            match self.read(cmd) {
-                R::List(v) if v.len() == 3 && v[1] == R::Bulk(n.as_bytes().to_vec()) => {}
-                other => panic!("{cmd} {n}: {other:?}"),
-            }
-        }
-    }
-
     /// Reads for `POLL` at most each time (for a reader thread).
     fn into_source(self) -> RespSource {
         self.s.set_read_timeout(Some(POLL)).unwrap();
@@ -426,8 +337,11 @@ struct RespSource(Resp);
 
 impl Source for RespSource {
     fn next(&mut self) -> Result<Option<Ev>, String> {
-        let Some(r) = self.0.try_read()? else {
-            return Ok(None);
+        let r = match self.0.try_read() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err("the Redis front closed the connection".into()),
+            Err(e) if is_timeout(&e) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
         };
         let data = |topic: String, payload: &R| match payload {
             R::Bulk(p) => Ok(Some(Ev::Data {

@@ -285,6 +285,21 @@ impl Core {
     /// Confirms the subscriptions to topic `id` that `waiting` paused
     /// (those still live), and lets their connections go on with their input.
     fn confirm_waiting(&mut self, id: TopicId, waiting: Vec<ConnKey>) {
+        self.end_wait(waiting, |core, idx| {
+            if core.topics.find(idx, id).is_none() {
+                core.add_subscriber(idx, id);
+            } else {
+                core.suback(idx, id);
+            }
+            true
+        });
+    }
+
+    /// Ends the wait of every connection in `waiting` that is still live:
+    /// one subscription fewer pending, no longer paused; then, if it is still
+    /// open, `answer` confirms or refuses its subscription and its input goes
+    /// on, unless `answer` returns false (it subscribed anew and waits again).
+    fn end_wait(&mut self, waiting: Vec<ConnKey>, mut answer: impl FnMut(&mut Self, u32) -> bool) {
         for key in waiting {
             if !self.live(key) {
                 continue;
@@ -298,12 +313,9 @@ impl Core {
             if !c.is_live() {
                 continue;
             }
-            if self.topics.find(idx, id).is_none() {
-                self.add_subscriber(idx, id);
-            } else {
-                self.suback(idx, id);
+            if answer(self, idx) {
+                self.resume(idx);
             }
-            self.resume(idx);
         }
     }
 
@@ -1376,40 +1388,28 @@ impl Core {
             }
             None => self.topics.remove(id),
         }
-        for key in waiting {
-            if !self.live(key) {
-                continue;
-            }
-            let idx = key.index;
-            let c = &mut self.conns[idx as usize];
-            c.pending_subs -= 1;
-            if c.life == Life::Paused {
-                c.life = Life::Open;
-            }
-            if !c.is_live() {
-                continue;
-            }
+        self.end_wait(waiting, |core, idx| {
             match answer {
-                Some(_) => match self.topics.get(ns, topic) {
-                    Some(id) if self.topics.topic(id).reg == Registration::Active => {
-                        if self.topics.find(idx, id).is_none() {
-                            self.add_subscriber_now(idx, id);
+                Some(_) => match core.topics.get(ns, topic) {
+                    Some(id) if core.topics.topic(id).reg == Registration::Active => {
+                        if core.topics.find(idx, id).is_none() {
+                            core.add_subscriber_now(idx, id);
                         } else {
-                            self.suback(idx, id);
+                            core.suback(idx, id);
                         }
                     }
                     // An earlier waiter's input unsubscribed, so the core
                     // left the topic (and maybe joined it again, pending a
                     // new answer): subscribe anew (this pauses once more).
                     _ => {
-                        self.subscribe(idx, ns, topic);
-                        continue;
+                        core.subscribe(idx, ns, topic);
+                        return false;
                     }
                 },
-                None => self.refuse_topic(idx),
+                None => core.refuse_topic(idx),
             }
-            self.resume(idx);
-        }
+            true
+        });
         // Everyone who waited may have gone: then leave again.
         if let Some(id) = self.topics.get(ns, topic) {
             self.release_if_unused(id);

@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod healthy;
 pub mod prom;
+pub mod resp;
 pub mod ws;
 use ringcast::{Config, Engine};
 use ringcast_client::Client;
