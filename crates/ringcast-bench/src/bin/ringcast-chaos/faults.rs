@@ -3,6 +3,7 @@
 
 use crate::cases::*;
 use crate::daemon::Daemon;
+use crate::fronts::Front;
 use crate::healthy::{Healthy, HealthyReport, PhaseStats, PHASES};
 use crate::helpers::{ms, realtime_ns, wait_until};
 use std::path::PathBuf;
@@ -113,7 +114,7 @@ pub(crate) struct CaseResult {
 
 pub(crate) fn run_case(bin: &PathBuf, case: &Case, o: &Opts) -> CaseResult {
     let mut d = Daemon::spawn(bin, case.nofile, case.flags);
-    let healthy = Healthy::start(d.native);
+    let healthy = Healthy::start(&d, &Front::ALL);
     thread::sleep(o.window());
     let fd_before = d.fds();
     healthy.set_phase(1);
@@ -125,7 +126,8 @@ pub(crate) fn run_case(bin: &PathBuf, case: &Case, o: &Opts) -> CaseResult {
     }
     let h = healthy.finish(Duration::from_secs(5));
     let up = case.exits || d.alive();
-    // Descriptors back to the baseline (the healthy pair is still open).
+    // Descriptors back to the baseline (the healthy connections closed in
+    // `finish`, so after is below before).
     let mut fd_after = d.fds();
     if !case.exits {
         wait_until(Duration::from_secs(10), || {
@@ -140,35 +142,44 @@ pub(crate) fn run_case(bin: &PathBuf, case: &Case, o: &Opts) -> CaseResult {
     if !case.exits && fd_after > fd_before {
         failures.push(format!("descriptors {fd_before} -> {fd_after}"));
     }
-    if h.order_violations > 0 {
-        failures.push(format!("{} frames out of order", h.order_violations));
-    }
-    if h.seq_gaps > 0 {
-        failures.push(format!("{} seqs skipped", h.seq_gaps));
-    }
-    // Every frame published must arrive; with SIGTERM only those published
-    // before it (later ones may be refused by the closing daemon).
-    let must = if case.exits { 1 } else { 3 };
-    for (i, p) in h.phases.iter().enumerate().take(must) {
-        if p.received < p.published {
+    for fr in &h.fronts {
+        let name = fr.front.name();
+        if fr.order_violations > 0 {
             failures.push(format!(
-                "healthy lost {} of {} frames {}",
-                p.published - p.received,
-                p.published,
-                PHASES[i]
+                "{name}: {} frames out of order",
+                fr.order_violations
             ));
+        }
+        if fr.seq_gaps > 0 {
+            failures.push(format!("{name}: {} seqs skipped", fr.seq_gaps));
+        }
+        // Every frame published must arrive; with SIGTERM only those published
+        // before it (later ones may be refused by the closing daemon).
+        let must = if case.exits { 1 } else { 3 };
+        for (i, p) in fr.phases.iter().enumerate().take(must) {
+            if p.received < p.published {
+                failures.push(format!(
+                    "{name} healthy lost {} of {} frames {}",
+                    p.published - p.received,
+                    p.published,
+                    PHASES[i]
+                ));
+            }
         }
     }
     if !case.exits && !h.errors.is_empty() {
         failures.push(format!("healthy: {}", h.errors.join("; ")));
     }
-    let worst = &h.phases[1];
-    eprintln!(
-        "chaos: {}: slowest healthy frame during the fault: {} ms, arrived {:.3} s into the fault",
-        case.name,
-        ms(worst.max_us),
-        worst.worst_at_ns.saturating_sub(fault_ns) as f64 / 1e9
-    );
+    for fr in &h.fronts {
+        let worst = &fr.phases[1];
+        eprintln!(
+            "chaos: {}: slowest {} healthy frame during the fault: {} ms, arrived {:.3} s into the fault",
+            case.name,
+            fr.front.name(),
+            ms(worst.max_us),
+            worst.worst_at_ns.saturating_sub(fault_ns) as f64 / 1e9
+        );
+    }
     CaseResult {
         name: case.name,
         what: case.what,
@@ -214,32 +225,45 @@ pub(crate) fn faults(bin: &PathBuf, o: &Opts, names: &[String]) -> bool {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut ok = true;
     for r in &results {
-        let [b, f, a] = [
-            &r.healthy.phases[0],
-            &r.healthy.phases[1],
-            &r.healthy.phases[2],
-        ];
+        // One line per front in each healthy cell: native, WS, RESP.
+        let cell = |f: &dyn Fn(&crate::healthy::FrontReport, [&PhaseStats; 3]) -> String| {
+            r.healthy
+                .fronts
+                .iter()
+                .map(|fr| {
+                    let ph = [&fr.phases[0], &fr.phases[1], &fr.phases[2]];
+                    format!("{}: {}", fr.front.name(), f(fr, ph))
+                })
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
         println!(
-            "| {} | {}: {} | {} / {} / {} ({} frames) | {} | {} → {} | {} → {} ({}) | {} | {} | {} → {} | {} |",
+            "| {} | {}: {} | {} | {} | {} | {} | {} | {} | {} → {} | {} |",
             r.name,
             r.what,
             r.outcome.note,
-            pct(b),
-            pct(f),
-            pct(a),
-            b.published + f.published + a.published,
-            if r.healthy.order_violations == 0 && r.healthy.seq_gaps == 0 {
+            cell(&|_, [b, f, a]| format!(
+                "{} / {} / {} ({} frames)",
+                pct(b),
+                pct(f),
+                pct(a),
+                b.published + f.published + a.published
+            )),
+            cell(&|fr, _| if fr.order_violations == 0 && fr.seq_gaps == 0 {
                 "in order, no gap".to_string()
             } else {
-                format!("{} out of order, {} gaps", r.healthy.order_violations, r.healthy.seq_gaps)
+                format!("{} out of order, {} gaps", fr.order_violations, fr.seq_gaps)
+            }),
+            cell(&|_, [b, f, _]| format!("{} → {}", ms(b.p50_us), ms(f.p50_us))),
+            cell(&|_, [b, f, a]| format!("{} → {} ({})", ms(b.p99_us), ms(f.p99_us), ms(a.p99_us))),
+            cell(&|_, [_, f, _]| ms(f.max_us)),
+            if r.name == "sigterm" {
+                "exited"
+            } else if r.up {
+                "up"
+            } else {
+                "DIED"
             },
-            ms(b.p50_us),
-            ms(f.p50_us),
-            ms(b.p99_us),
-            ms(f.p99_us),
-            ms(a.p99_us),
-            ms(f.max_us),
-            if r.name == "sigterm" { "exited" } else if r.up { "up" } else { "DIED" },
             r.fd_before,
             r.fd_after,
             if r.failures.is_empty() {

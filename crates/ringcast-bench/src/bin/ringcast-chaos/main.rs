@@ -19,6 +19,7 @@
 mod cases;
 mod daemon;
 mod faults;
+mod fronts;
 mod healthy;
 mod helpers;
 mod soak;
