@@ -2,12 +2,12 @@
 //! `ringcast serve` started as a child process on free ports.
 //!
 //! `ringcast-chaos faults [--secs N] [CASE...]`: each case starts a fresh
-//! daemon, a healthy subscriber and its publisher (200 msg/s on a topic of
-//! their own), measures a baseline window, injects the fault for a window,
-//! measures the window after, and reports what the healthy subscriber saw
-//! (delivery, order, latency from the frame's `ts_ns`), whether the daemon
-//! stayed up and whether its descriptor count came back. Exit 1 when a
-//! case's promise is broken.
+//! daemon, three healthy subscribers (native, WebSocket, Redis) and their
+//! publisher (200 msg/s on a topic of their own each), measures a baseline
+//! window, injects the fault for a window, measures the window after, and
+//! reports what each healthy subscriber saw (delivery, order, latency),
+//! whether the daemon stayed up and whether its descriptor count came back.
+//! Exit 1 when a case's promise is broken.
 //!
 //! `ringcast-chaos soak --secs N --csv FILE`: subscribers, publishes,
 //! reconnects and subscribe/unsubscribe churn over many topic names; RSS
