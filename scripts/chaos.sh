@@ -10,9 +10,10 @@
 #
 # Builds `ringcast` and `ringcast-chaos` (release), then for each case starts
 # `ringcast serve` on free ports (native, HTTP/WebSocket, Redis; 2 reactors;
-# flood under prlimit --nofile 1024), a healthy subscriber and its publisher (200 msg/s on a topic
-# of their own), and measures the healthy subscriber's delivery, order and
-# latency (from each frame's ts_ns) before, during and after the fault, the
+# flood under prlimit --nofile 1024), three healthy subscribers (native,
+# WebSocket, Redis; 200 msg/s each on a topic of their own, one publisher),
+# and measures each one's delivery, order and latency (from each frame's
+# ts_ns; over Redis from the payload) before, during and after the fault, the
 # daemon's liveness and its descriptors (/proc/PID/fd) back to the baseline.
 # Prints a Markdown table (docs/RELIABILITY.md). Exit 1 when a case breaks a
 # promise: a healthy frame lost or out of order, the daemon died, descriptors

@@ -50,6 +50,7 @@ const UNSAFE_ALLOWED: &[(&str, &str)] = &[
     // The load generator.
     ("crates/ringcast-bench/src/sys.rs", "raw syscalls (libc)"),
     ("crates/ringcast-bench/src/run.rs", "epoll event buffers (zeroed libc structs)"),
+    ("crates/ringcast-bench/src/bin/ringcast-chaos/sys.rs", "raw syscalls: PR_SET_PDEATHSIG in pre_exec, setrlimit"),
     ("crates/ringcast-bench/examples/raw_uring_floor.rs", "the raw io_uring floor: SQEs and registered buffers"),
 ];
 
