@@ -4,10 +4,10 @@
 # (issue 15, adaptive polling).
 #
 # Usage:
-#   scripts/w0-sweep.sh [--spins "0 0.3ms fixed:0.2ms"] [--rates "10 100 1000 10000"] [--secs S]
+#   scripts/w0-sweep.sh [--spins "0 0.2ms fixed:0.3ms"] [--rates "10 100 1000 10000"] [--secs S]
 #                       [--repeat N] [--no-peers] [--dry-run]
 #
-#   --spins LIST   ringcast modes to run (default "0 0.3ms"): DURATION runs --idle-spin DURATION
+#   --spins LIST   ringcast modes to run (default "0 0.2ms"): DURATION runs --idle-spin DURATION
 #                  (adaptive polling; 0 parks at once), fixed:DURATION runs it with
 #                  --idle-spin-fixed; busy polling (--busy-poll) is always run too
 #   --repeat N     run every mode and peer N times, taking turns (default 1); the summary
@@ -21,10 +21,13 @@
 # pinned to CPU $SERVER_CPU, default 1; generator to $GEN_CPU, default 0). For each
 # ringcast mode: every rate, then the daemon's CPU over 10 s with nothing to do (its
 # subscriber gone), from /proc/PID/stat. Prints one line per run:
-#   SERVER MODE RATE p50_us p99_us p99.9_us server_cpu_%_of_a_core
+#   SERVER MODE RATE p50_us p99_us p99.9_us server_cpu_%_of_a_core [polling_%]
+# polling_% (ringcast only): of the daemon's loop turns that found input during the
+# run, the share that found it awake (ringcast_input_turns_total{waited="polling"},
+# read from /metrics on 127.0.0.1:$HTTP_PORT): inputs that cost no wake-up.
 # and writes them to bench-results/DATE/w0-sweep.txt (the JSON of each run beside it).
 #
-# Environment: SERVER_CPU, GEN_CPU, DATE, OUT_DIR, CARGO_TARGET_DIR.
+# Environment: SERVER_CPU, GEN_CPU, HTTP_PORT (default 7409), DATE, OUT_DIR, CARGO_TARGET_DIR.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,10 +38,11 @@ RC="$TARGET_DIR/release/ringcast"
 TOKIO="$TARGET_DIR/release/examples/tokio_baseline"
 SERVER_CPU=${SERVER_CPU:-1}
 GEN_CPU=${GEN_CPU:-0}
+HTTP_PORT=${HTTP_PORT:-7409}
 DATE=${DATE:-$(date -u +%F)}
 OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$DATE}
 
-spins="0 0.3ms"; rates="10 100 1000 10000"; secs=5; peers=1; dry=0; repeat=1
+spins="0 0.2ms"; rates="10 100 1000 10000"; secs=5; peers=1; dry=0; repeat=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --spins) spins=$2; shift 2 ;;
@@ -87,8 +91,17 @@ start() { # start NAME PORT CMD...
     log "$name did not come up"; stop_server; return 1
 }
 
+turns() { # turns: ringcast's input turns "polling timed parked" from /metrics, or nothing
+    curl -s --max-time 2 "http://127.0.0.1:$HTTP_PORT/metrics" 2>/dev/null | awk '
+        /^ringcast_input_turns_total\{waited="polling"\}/ { p = $2 }
+        /^ringcast_input_turns_total\{waited="timed"\}/ { t = $2 }
+        /^ringcast_input_turns_total\{waited="parked"\}/ { k = $2 }
+        END { if (p != "") print p, t, k }'
+}
+
 run() { # run SERVER MODE RATE PROTO PORT
     local s=$1 mode=$2 rate=$3 proto=$4 port=$5
+    local before=""; [[ $s == ringcast && $dry -eq 0 ]] && before=$(turns)
     local n=$(( rate * secs )); [[ $n -lt 20 ]] && n=20
     local warm=$rate; [[ $warm -lt 5 ]] && warm=5
     local out="$OUT_DIR/w0-$s-$mode-$rate-r$rep.json"
@@ -97,13 +110,19 @@ run() { # run SERVER MODE RATE PROTO PORT
         --rate "$rate" --messages "$n" --warmup-messages "$warm")
     if [[ $dry -eq 1 ]]; then show "${cmd[@]}" '>' "$out"; return 0; fi
     timeout 300 "${cmd[@]}" >"$out" 2>"${out%.json}.log" || { log "$s $mode $rate failed"; return 0; }
-    python3 - "$out" "$s" "$mode" "$rate" <<'PY' | tee -a "$OUT_DIR/w0-sweep.txt"
+    local after=""; [[ -n $before ]] && after=$(turns)
+    python3 - "$out" "$s" "$mode" "$rate" "$before" "$after" <<'PY' | tee -a "$OUT_DIR/w0-sweep.txt"
 import json, sys
 d = json.load(open(sys.argv[1]))
 l = d["latency_us"]
 cpu = 100.0 * d["server_cpu_s"] / d["publish_s"] if d.get("publish_s") else float("nan")
+caught = ""
+if sys.argv[5] and sys.argv[6]:
+    delta = [float(b) - float(a) for a, b in zip(sys.argv[5].split(), sys.argv[6].split())]
+    if sum(delta) > 0:
+        caught = f" {100.0 * delta[0] / sum(delta):>6.1f}%"
 print(f"{sys.argv[2]:<8} {sys.argv[3]:<12} {sys.argv[4]:>6} {l['p50']:>9.1f} {l['p99']:>9.1f} "
-      f"{l['p999']:>9.1f} {cpu:>6.1f}%")
+      f"{l['p999']:>9.1f} {cpu:>6.1f}%{caught}")
 PY
     tail -n 1 "$OUT_DIR/w0-sweep.txt" >>"$OUT_DIR/w0-sweep-cur.txt"
 }
@@ -121,7 +140,7 @@ idle_cpu() { # idle_cpu SERVER MODE: the daemon's CPU over 10 s with nothing to 
 
 [[ $dry -eq 1 ]] || echo "# $(date -u '+%F %T') UTC, $(git -C "$ROOT" rev-parse --short HEAD), secs=$secs, repeat=$repeat, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/w0-sweep.txt"
 [[ $dry -eq 1 ]] || : >"$OUT_DIR/w0-sweep-cur.txt"
-printf '%-8s %-12s %6s %9s %9s %9s %7s\n' server mode msg/s p50_us p99_us p99.9_us cpu
+printf '%-8s %-12s %6s %9s %9s %9s %7s %7s\n' server mode msg/s p50_us p99_us p99.9_us cpu polling
 for rep in $(seq 1 "$repeat"); do
     for mode in $spins busy-poll; do
         case $mode in
@@ -129,7 +148,8 @@ for rep in $(seq 1 "$repeat"); do
             fixed:*) flags=(--idle-spin "${mode#fixed:}" --idle-spin-fixed) ;;
             *) flags=(--idle-spin "$mode") ;;
         esac
-        start "ringcast-$mode" 7400 "$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:7400 "${flags[@]}" || continue
+        start "ringcast-$mode" 7400 "$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:7400 \
+            --ws-listen "127.0.0.1:$HTTP_PORT" "${flags[@]}" || continue
         for r in $rates; do run ringcast "$mode" "$r" ringcast 7400; done
         idle_cpu ringcast "$mode"
         stop_server
@@ -150,8 +170,10 @@ cells = {}
 for line in open(sys.argv[1]):
     f = line.split()
     if len(f) < 7: continue
-    cells.setdefault((f[0], f[1], f[2]), []).append(f[3:7])
+    cells.setdefault((f[0], f[1], f[2]), []).append(f[3:8])
 for (s, m, r), rows in cells.items():
-    med = [st.median(float(x.rstrip('%')) if x != '-' else float('nan') for x in col) for col in zip(*rows)]
-    print(f"{s:<8} {m:<12} {r:>6} {med[0]:>9.1f} {med[1]:>9.1f} {med[2]:>9.1f} {med[3]:>6.1f}%  (n={len(rows)})")
+    cols = [[float(x.rstrip('%')) if x != '-' else float('nan') for x in col] for col in zip(*rows)]
+    med = [st.median(c) for c in cols]
+    caught = f" {med[4]:>6.1f}%" if len(med) > 4 else ""
+    print(f"{s:<8} {m:<12} {r:>6} {med[0]:>9.1f} {med[1]:>9.1f} {med[2]:>9.1f} {med[3]:>6.1f}%{caught}  (n={len(rows)})")
 PY
