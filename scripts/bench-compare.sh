@@ -97,7 +97,8 @@ W1_REPEATS=${W1_REPEATS:-3}
 read -r -a W2_RATES <<<"${W2_RATES:-5 20 100}"   # env W2_RATES="..." overrides
 
 log() { echo "[bench-compare $(date -u +%T)] $*" >&2; }
-show() { printf '%q ' "$@"; echo; }
+# shellcheck source=lib/server.sh
+source "$ROOT/scripts/lib/server.sh"
 
 selected() { # selected WORKLOAD SERVER: workload names and server names given
     # with --only each narrow their own kind (--only W0 --only redis: W0 on Redis).
@@ -145,19 +146,6 @@ else
 fi
 
 # ---- server lifecycle ----------------------------------------------------------
-SRV_PID=""
-stop_server() {
-    if [[ -n "$SRV_PID" ]] && kill -0 "$SRV_PID" 2>/dev/null; then
-        kill -TERM "$SRV_PID" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$SRV_PID" 2>/dev/null && kill -KILL "$SRV_PID" 2>/dev/null
-        wait "$SRV_PID" 2>/dev/null
-    fi
-    SRV_PID=""
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
-
 server_cmd() { # server_cmd NAME -> sets CMD array and PORT
     case "$1" in
         ringcast)    PORT=7400; CMD=("$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:$PORT) ;;
@@ -177,15 +165,8 @@ start_server() { # start_server NAME
     server_cmd "$1"
     local pincpus=$SERVER_CPU
     [[ "$1" == ringcast-2c ]] && pincpus="$GEN_CPU,$SERVER_CPU"
-    if [[ $dry -eq 1 ]]; then show "$PIN" "$pincpus" -- "${CMD[@]}" '&'; SRV_PID=DRY; return 0; fi
-    "$PIN" "$pincpus" -- "${CMD[@]}" >"$OUT_DIR/server-$1.log" 2>&1 &
-    SRV_PID=$!
-    for _ in $(seq 1 100); do
-        if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then log "started $1 pid $SRV_PID port $PORT"; sleep 0.3; return 0; fi
-        kill -0 "$SRV_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "server $1 did not come up (see $OUT_DIR/server-$1.log)"; stop_server; return 1
+    start_pinned "server $1" "$pincpus" "$PORT" "$OUT_DIR/server-$1.log" 0.3 "${CMD[@]}" || return 1
+    [[ $dry -eq 1 ]] || log "started $1 pid $SRV_PID port $PORT"
 }
 
 proto_of() { case "$1" in redis|ringcast-resp) echo resp ;; nats) echo nats ;; ringcast-ws) echo ringcast-ws ;; *) echo ringcast ;; esac; }

@@ -44,7 +44,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 log() { echo "[spin-check $(date -u +%T)] $*" >&2; }
-show() { printf '%q ' "$@"; echo; }
+# shellcheck source=lib/server.sh
+source "$ROOT/scripts/lib/server.sh"
 
 build=(cargo build --release -p ringcast -p ringcast-bench --bins)
 if [[ $dry -eq 1 ]]; then show "${build[@]}"; else
@@ -52,30 +53,9 @@ if [[ $dry -eq 1 ]]; then show "${build[@]}"; else
     mkdir -p "$OUT_DIR"
 fi
 
-SRV_PID=""
-stop_server() {
-    if [[ -n "$SRV_PID" && "$SRV_PID" != DRY ]] && kill -0 "$SRV_PID" 2>/dev/null; then
-        kill -TERM "$SRV_PID" 2>/dev/null
-        for _ in $(seq 1 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$SRV_PID" 2>/dev/null && kill -KILL "$SRV_PID" 2>/dev/null
-        wait "$SRV_PID" 2>/dev/null
-    fi
-    SRV_PID=""
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
-
 start() { # start MODE
-    local cmd=("$PIN" "$SERVER_CPU" -- "$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:7400 --idle-spin "$1")
-    if [[ $dry -eq 1 ]]; then show "${cmd[@]}" '&'; SRV_PID=DRY; return 0; fi
-    "${cmd[@]}" >"$OUT_DIR/spin-check-server-$1.log" 2>&1 &
-    SRV_PID=$!
-    for _ in $(seq 1 100); do
-        if (exec 3<>/dev/tcp/127.0.0.1/7400) 2>/dev/null; then sleep 0.5; return 0; fi
-        kill -0 "$SRV_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "ringcast --idle-spin $1 did not come up"; stop_server; return 1
+    start_pinned "ringcast --idle-spin $1" "$SERVER_CPU" 7400 "$OUT_DIR/spin-check-server-$1.log" 0.5 \
+        "$RC" serve --cores 1 --cpus "$SERVER_CPU" --listen 127.0.0.1:7400 --idle-spin "$1"
 }
 
 run() { # run WORKLOAD MODE ROUND ARGS...
@@ -95,7 +75,7 @@ PY
 }
 
 [[ $dry -eq 1 ]] || echo "# $(date -u '+%F %T') UTC, $(git -C "$ROOT" rev-parse --short HEAD), spin=$spin, repeat=$repeat, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/spin-check.txt"
-first=$(( $(wc -l <"$OUT_DIR/spin-check.txt" 2>/dev/null || echo 0) + 1 ))
+first=$(( $( { [[ -f "$OUT_DIR/spin-check.txt" ]] && wc -l <"$OUT_DIR/spin-check.txt"; } || echo 0) + 1 ))
 for round in $(seq 1 "$repeat"); do
     for mode in 0 "$spin"; do
         start "$mode" || continue

@@ -57,7 +57,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 log() { echo "[w0-sweep $(date -u +%T)] $*" >&2; }
-show() { printf '%q ' "$@"; echo; }
+# shellcheck source=lib/server.sh
+source "$ROOT/scripts/lib/server.sh"
 
 build=(cargo build --release -p ringcast -p ringcast-bench --bins --examples)
 if [[ $dry -eq 1 ]]; then show "${build[@]}"; else
@@ -65,30 +66,9 @@ if [[ $dry -eq 1 ]]; then show "${build[@]}"; else
     mkdir -p "$OUT_DIR"
 fi
 
-SRV_PID=""
-stop_server() {
-    if [[ -n "$SRV_PID" && "$SRV_PID" != DRY ]] && kill -0 "$SRV_PID" 2>/dev/null; then
-        kill -TERM "$SRV_PID" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$SRV_PID" 2>/dev/null && kill -KILL "$SRV_PID" 2>/dev/null
-        wait "$SRV_PID" 2>/dev/null
-    fi
-    SRV_PID=""
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
-
 start() { # start NAME PORT CMD...
     local name=$1 port=$2; shift 2
-    if [[ $dry -eq 1 ]]; then show "$PIN" "$SERVER_CPU" -- "$@" '&'; SRV_PID=DRY; return 0; fi
-    "$PIN" "$SERVER_CPU" -- "$@" >"$OUT_DIR/w0-server-$name.log" 2>&1 &
-    SRV_PID=$!
-    for _ in $(seq 1 100); do
-        if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then sleep 0.5; return 0; fi
-        kill -0 "$SRV_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "$name did not come up"; stop_server; return 1
+    start_pinned "$name" "$SERVER_CPU" "$port" "$OUT_DIR/w0-server-$name.log" 0.5 "$@"
 }
 
 turns() { # turns: ringcast's input turns "polling timed parked" from /metrics, or nothing
