@@ -16,7 +16,8 @@
 //! polled for: the reactor parks as with no `--idle-spin` (its inputs then
 //! queue while it works).
 //!
-//! Invariants: `0 <= dev`, `0 <= late`; a spin window is at most `budget`.
+//! Invariants: `0 <= dev`, `0 <= late`; a spin window is at most `budget`
+//! (half for the spread of the input, half for the timer's).
 
 /// Gaps longer than this are not a stream: no prediction from them.
 const MAX_GAP: u64 = 1_000_000_000;
@@ -104,7 +105,10 @@ impl Spin {
     pub fn woke(&mut self, now: u64, timed_out: bool) {
         if let Some(d) = self.deadline.take() {
             if timed_out {
-                let l = now.saturating_sub(d);
+                // A wake-up milliseconds late (the vCPU was not running)
+                // says little about the next one: clamped, so one does not
+                // make the reactor wake that much earlier for the next gaps.
+                let l = now.saturating_sub(d).min(self.budget.max(FIRST_LATE));
                 self.late_dev = ewma(self.late_dev, l.abs_diff(self.late));
                 self.late = ewma(self.late, l);
             }
@@ -113,9 +117,11 @@ impl Spin {
 
     /// How long before the poll window a timed park ends: the timer's
     /// expected lateness plus twice its spread (an earlier wake polls
-    /// longer; a later one would pay the wake-up).
+    /// longer; a later one would pay the wake-up). The spread's part is at
+    /// most half the budget, the window the other half: a wake-up on time
+    /// polls at most the budget per gap.
     fn margin(&self) -> u64 {
-        self.late + 2 * self.late_dev
+        self.late + (2 * self.late_dev).min(self.budget / 2)
     }
 
     /// What to do at `now`, with nothing left to do.
@@ -208,6 +214,32 @@ mod tests {
         // either side; the timer is set its lateness before it.
         assert_eq!(deadline + s.margin(), t + s.gap - 50 * US);
         assert_eq!(s.idle(t + s.gap + 50 * US), Idle::Park);
+    }
+
+    #[test]
+    fn a_timer_milliseconds_late_does_not_make_the_reactor_poll_whole_gaps() {
+        let budget = 200 * US;
+        let mut s = Spin::new(budget);
+        for i in 0..50 {
+            s.deadline = Some(i * MS);
+            s.woke(i * MS + 40 * US, true);
+        }
+        let on_time = s.margin();
+        // One wake-up 3 ms late, then the timer is on time again.
+        s.deadline = Some(100 * MS);
+        s.woke(103 * MS, true);
+        assert!(
+            s.margin() <= on_time + budget / 2 + budget / 8,
+            "margin {} after one late wake-up (was {on_time})",
+            s.margin()
+        );
+        // However wide the spread, the poll past the timer's expected
+        // lateness stays within the budget: half the window, half spread.
+        for i in 0..50 {
+            s.deadline = Some(200 * MS + i * MS);
+            s.woke(200 * MS + i * MS + if i % 2 == 0 { 0 } else { 190 * US }, true);
+        }
+        assert!(s.margin() - s.late <= budget / 2);
     }
 
     #[test]
