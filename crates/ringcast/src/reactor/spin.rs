@@ -237,7 +237,10 @@ mod tests {
         // lateness stays within the budget: half the window, half spread.
         for i in 0..50 {
             s.deadline = Some(200 * MS + i * MS);
-            s.woke(200 * MS + i * MS + if i % 2 == 0 { 0 } else { 190 * US }, true);
+            s.woke(
+                200 * MS + i * MS + if i % 2 == 0 { 0 } else { 190 * US },
+                true,
+            );
         }
         assert!(s.margin() - s.late <= budget / 2);
     }
