@@ -367,9 +367,22 @@ impl NatsServer {
     }
 
     /// SIGSTOP: the process freezes; its sockets stay open, unserved.
+    /// Returns once every thread of it is stopped: `kill` only queues the
+    /// signal, and a thread running on another CPU could still answer what
+    /// the caller sends next.
     pub fn pause(&mut self) {
         self.signal("STOP");
         self.stopped = true;
+        let pid = self.pid();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {pid}: not every thread stopped 10 s after SIGSTOP\n{}",
+                self.log_tail()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// SIGCONT after [`NatsServer::pause`].
@@ -1309,4 +1322,22 @@ impl Drop for Decentralized {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in
+/// /proc/PID/task/TID/stat).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                // The state follows the command name's closing parenthesis.
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace().next().map(|st| st == "T")
+            })
+            .unwrap_or(false)
+    })
 }
