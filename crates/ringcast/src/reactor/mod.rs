@@ -354,7 +354,7 @@ impl Reactor {
                 last_work = woke;
             }
             if std::mem::take(&mut self.arrived) {
-                spin.input(woke);
+                spin.input(woke, waited == Waited::Polling);
                 self.shared.stats[self.id].input_turns[waited as usize]
                     .fetch_add(1, Ordering::Relaxed);
             }

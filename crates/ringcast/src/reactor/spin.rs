@@ -1,29 +1,56 @@
 //! Adaptive polling (`--idle-spin`): what an idle reactor does next, from
-//! the gaps between its recent inputs. No clock, no I/O: times are
-//! arguments (monotonic ns), so the policy is tested in memory.
+//! the times of its recent inputs. No clock, no I/O: times are arguments
+//! (monotonic ns), so the policy is tested in memory.
 //!
-//! A steady stream arrives at about `last + gap`. Parking until then costs a
-//! wake-up after the input arrives (hundreds of µs when the vCPU was
-//! halted); polling the whole gap costs a core. So the reactor parks with a
-//! timeout set to end `margin` before the predicted arrival (the timer's
-//! measured lateness plus its spread), then polls until the input comes or
-//! the window `pred + slack` (the gaps' spread) closes, then parks with no
-//! timeout. The wake-up is paid before the input instead of after it, and
-//! polling costs about `margin - lateness + slack` per gap. The spin per gap
-//! never exceeds the budget; when the stream stops (nothing in the window),
-//! the reactor parks until input, so an idle daemon costs nothing. A stream
-//! with gaps under two budgets (2,500 msg/s and up with 0.2 ms) is not
-//! polled for: the reactor parks as with no `--idle-spin` (its inputs then
-//! queue while it works).
+//! Parking until an input arrives costs a wake-up after it (tens to
+//! hundreds of µs when the vCPU was halted); polling every gap costs a
+//! core. A steady stream keeps to a schedule, so the reactor predicts the
+//! next input, parks with a timeout that ends `margin` (the timer's measured
+//! lateness plus its spread) before a poll window around the prediction,
+//! polls through the window until the input comes, and parks with no
+//! timeout once the window has passed. The wake-up is paid before the input
+//! instead of after it.
 //!
-//! Invariants: `0 <= dev`, `0 <= late`; a spin window is at most `budget`
-//! (half for the spread of the input, half for the timer's).
+//! The prediction: the period is the median of the last [`GAPS`] gaps
+//! between inputs (a catch-up burst or a stall does not move it); the next
+//! input is expected a period after the last one, with two corrections that
+//! keep the prediction on the stream's schedule rather than on the last
+//! input's accidents:
+//! - an input caught awake (its time is exact) moves the schedule half way
+//!   to itself: a publisher that sent one message late sends the next on
+//!   time;
+//! - an input that woke the reactor was seen a wake-up after it came (its
+//!   time, less the timer's lateness, is the estimate). If that was after
+//!   its prediction (the input missed the window, or a stall held the
+//!   reactor), the next is expected on the schedule: a period after the
+//!   last slot due before it. Once: a second such input in a row starts
+//!   the schedule from itself (the stream changed phase);
+//! - an input more than half a period early while the reactor was awake is
+//!   one of a burst (a publisher catching up after a stall): the schedule
+//!   stands.
+//!
+//! The window: before the prediction, three spreads of the caught inputs
+//! around their predictions (at least 20 µs, at most half the budget); after
+//! it, the budget (polled only while the input is late). The timer's margin
+//! is its lateness plus four spreads (that part at most half the budget).
+//! So a timer on time and an input on its prediction cost at most the
+//! budget of polling per gap, a late input at most twice the budget. When
+//! the stream stops (nothing in the window), the reactor parks until input,
+//! so an idle daemon costs nothing. A stream with gaps under two budgets
+//! (2,500 msg/s and up with 0.2 ms) is not polled for: the reactor parks as
+//! with no `--idle-spin` (its inputs queue while it works).
+//!
+//! Invariants: `0 <= dev`, `0 <= late`; the poll before a prediction is at
+//! most `budget` (half for the input's spread, half for the timer's), after
+//! it at most `budget`.
 
 /// Gaps longer than this are not a stream: no prediction from them.
 const MAX_GAP: u64 = 1_000_000_000;
+/// Gaps whose median is the period.
+const GAPS: usize = 8;
 /// Gap samples before the first prediction.
 const MIN_SAMPLES: u32 = 4;
-/// Least spread polled on either side of the predicted input.
+/// Least spread polled before the predicted input.
 const MIN_SLACK: u64 = 20_000;
 /// First guess of the timer's lateness, before one was measured.
 const FIRST_LATE: u64 = 50_000;
@@ -44,14 +71,21 @@ pub(crate) enum Idle {
 /// The state of adaptive polling for one reactor.
 #[derive(Debug)]
 pub(crate) struct Spin {
-    /// Most ns polled per gap (`--idle-spin`).
+    /// Most ns polled per gap before the predicted input (`--idle-spin`).
     budget: u64,
     /// When the last input was seen (0: never).
     last: u64,
-    /// EWMA of the gaps between inputs, and of their distance from it.
-    gap: u64,
-    dev: u64,
+    /// The last gaps between inputs (a ring), their count since the stream
+    /// began, and their median: the stream's period.
+    gaps: [u64; GAPS],
     samples: u32,
+    gap: u64,
+    /// When the next input is expected (0: no prediction).
+    next: u64,
+    /// EWMA of the distance of inputs caught awake from their prediction.
+    dev: u64,
+    /// The last input was put on the schedule, not taken as it came.
+    kept: bool,
     /// EWMA of how late a timed park woke after its deadline, and spread.
     late: u64,
     late_dev: u64,
@@ -73,9 +107,12 @@ impl Spin {
         Spin {
             budget,
             last: 0,
-            gap: 0,
-            dev: 0,
+            gaps: [0; GAPS],
             samples: 0,
+            gap: 0,
+            next: 0,
+            dev: 0,
+            kept: false,
             late: FIRST_LATE,
             late_dev: 0,
             deadline: None,
@@ -83,21 +120,54 @@ impl Spin {
     }
 
     /// A loop turn that began at `t` had input (a received segment, an
-    /// accepted socket or a message from another core).
-    pub fn input(&mut self, t: u64) {
-        let gap = t.saturating_sub(self.last);
-        if self.last == 0 || gap > MAX_GAP {
-            self.samples = 0;
-        } else if self.samples == 0 {
-            self.gap = gap;
-            self.dev = gap / 4;
-            self.samples = 1;
-        } else {
-            self.dev = ewma(self.dev, gap.abs_diff(self.gap));
-            self.gap = ewma(self.gap, gap);
-            self.samples = self.samples.saturating_add(1);
-        }
+    /// accepted socket or a message from another core). `caught`: the
+    /// reactor was awake when it came, so `t` is when it came; otherwise it
+    /// woke for it, and `t` is a wake-up later.
+    pub fn input(&mut self, t: u64, caught: bool) {
+        let raw = t.saturating_sub(self.last);
+        let first = self.last == 0;
         self.last = t;
+        if first || raw > MAX_GAP {
+            self.samples = 0;
+            self.next = 0;
+            self.kept = false;
+            return;
+        }
+        self.gaps[self.samples as usize % GAPS] = raw;
+        self.samples = self.samples.saturating_add(1);
+        let n = (self.samples as usize).min(GAPS);
+        let mut sorted = self.gaps;
+        sorted[..n].sort_unstable();
+        self.gap = sorted[n / 2].max(1);
+        // When it came (a wake-up costs about what the timer is late).
+        let came = if caught {
+            t
+        } else {
+            t.saturating_sub(self.late)
+        };
+        if self.next == 0 {
+            self.next = came + self.gap;
+            return;
+        }
+        let e = came as i64 - self.next as i64;
+        let near = e.unsigned_abs() < self.gap / 2;
+        self.next = if caught && near {
+            self.dev = ewma(self.dev, e.unsigned_abs());
+            self.kept = false;
+            (self.next as i64 + e / 2) as u64 + self.gap
+        } else if caught && e < 0 {
+            // More than half a period early while the reactor was awake:
+            // one of a burst (a publisher catching up); the schedule
+            // stands.
+            self.kept = false;
+            self.next
+        } else if !caught && e >= 0 && !self.kept {
+            self.kept = true;
+            self.next + (e as u64 / self.gap + 1) * self.gap
+        } else {
+            self.kept = false;
+            came + self.gap
+        };
     }
 
     /// The reactor woke at `now`; `timed_out`: by the timeout of its timed
@@ -116,12 +186,18 @@ impl Spin {
     }
 
     /// How long before the poll window a timed park ends: the timer's
-    /// expected lateness plus twice its spread (an earlier wake polls
-    /// longer; a later one would pay the wake-up). The spread's part is at
-    /// most half the budget, the window the other half: a wake-up on time
-    /// polls at most the budget per gap.
+    /// expected lateness plus four times its spread (an earlier wake polls
+    /// longer; a later one would pay the wake-up), that part at most half
+    /// the budget.
     fn margin(&self) -> u64 {
-        self.late + (2 * self.late_dev).min(self.budget / 2)
+        self.late + (4 * self.late_dev).min(self.budget / 2)
+    }
+
+    /// How long before the predicted input the window opens: three
+    /// spreads of the caught inputs, at least `MIN_SLACK`, at most half the
+    /// budget.
+    fn early(&self) -> u64 {
+        (3 * self.dev + MIN_SLACK).min(self.budget / 2)
     }
 
     /// What to do at `now`, with nothing left to do.
@@ -129,12 +205,9 @@ impl Spin {
         if self.budget == 0 || self.samples < MIN_SAMPLES {
             return Idle::Park;
         }
-        // Poll from a spread before the predicted input to one after it,
-        // at most `budget` in all, centred on the prediction.
-        let pred = self.last + self.gap;
-        let half = (2 * self.dev + MIN_SLACK).min(self.budget / 2);
-        let end = pred + half;
-        if now >= end {
+        // The window closes a budget after the prediction: a late input is
+        // polled for only while it is late.
+        if now >= self.next + self.budget {
             return Idle::Park; // late, or the stream stopped
         }
         // A stream faster than one input per two budgets is not polled
@@ -144,7 +217,7 @@ impl Spin {
             return Idle::Park;
         }
         // The timer fires about `late` after its deadline.
-        let start = pred.saturating_sub(half + self.margin());
+        let start = self.next.saturating_sub(self.early() + self.margin());
         if now + MIN_PARK >= start {
             return Idle::Poll;
         }
@@ -160,19 +233,26 @@ mod tests {
     const MS: u64 = 1_000_000;
     const US: u64 = 1_000;
 
+    /// `n` inputs `gap` apart from `from`, each caught awake; the last time.
     fn steady(s: &mut Spin, from: u64, gap: u64, n: u64) -> u64 {
         for i in 0..n {
-            s.input(from + i * gap);
+            s.input(from + i * gap, true);
         }
         from + (n - 1) * gap
+    }
+
+    /// Where the reactor polls for the next input: from a timed park's
+    /// expected wake-up to the window's end.
+    fn window(s: &Spin) -> (u64, u64) {
+        (s.next - s.early(), s.next + s.budget)
     }
 
     #[test]
     fn parks_until_a_stream_is_seen() {
         let mut s = Spin::new(300 * US);
         assert_eq!(s.idle(1), Idle::Park);
-        s.input(10 * MS);
-        s.input(11 * MS);
+        s.input(10 * MS, true);
+        s.input(11 * MS, true);
         assert_eq!(
             s.idle(11 * MS + 50 * US),
             Idle::Park,
@@ -184,6 +264,7 @@ mod tests {
     fn a_steady_stream_parks_with_a_timeout_then_polls_then_parks() {
         let mut s = Spin::new(300 * US);
         let last = steady(&mut s, 10 * MS, MS, 50);
+        assert_eq!(s.next, last + MS);
         // Just after an input: sleep until a margin before the next.
         let Idle::ParkFor(ns) = s.idle(last + 30 * US) else {
             panic!("expected a timed park")
@@ -193,27 +274,35 @@ mod tests {
         // Woken by the timeout: poll until the input is due.
         s.woke(deadline + 40 * US, true);
         assert_eq!(s.idle(deadline + 40 * US), Idle::Poll);
+        assert_eq!(s.idle(last + MS + 299 * US), Idle::Poll, "a late input");
         // The input does not come: once the window closes, park for good.
+        assert_eq!(s.idle(last + MS + 300 * US), Idle::Park);
         assert_eq!(s.idle(last + 2 * MS), Idle::Park);
     }
 
     #[test]
-    fn the_spin_per_gap_is_bounded_by_the_budget() {
-        let mut s = Spin::new(100 * US);
-        // A jittery stream: gaps of 0.7 and 1.3 ms, a wide spread.
+    fn the_poll_before_a_prediction_is_bounded_by_the_budget() {
+        let budget = 100 * US;
+        let mut s = Spin::new(budget);
+        // A jittery stream: gaps of 0.7 and 1.3 ms, a wide spread, and a
+        // timer with a wide spread of its own.
         let mut t = 10 * MS;
         for i in 0..50 {
             t += if i % 2 == 0 { 700 * US } else { 1300 * US };
-            s.input(t);
+            s.input(t, true);
+            s.deadline = Some(t + 100 * US);
+            s.woke(t + 100 * US + if i % 2 == 0 { 0 } else { 90 * US }, true);
         }
         let Idle::ParkFor(ns) = s.idle(t + 10 * US) else {
             panic!("expected a timed park")
         };
         let deadline = t + 10 * US + ns;
-        // The window is centred on the predicted input, half the budget
-        // either side; the timer is set its lateness before it.
-        assert_eq!(deadline + s.margin(), t + s.gap - 50 * US);
-        assert_eq!(s.idle(t + s.gap + 50 * US), Idle::Park);
+        // A timer as late as it usually is starts polling at most a budget
+        // before the prediction: half for the input's spread, half for the
+        // timer's.
+        assert_eq!(deadline + s.margin() + s.early(), s.next);
+        assert!(s.next - (deadline + s.late) <= budget);
+        assert!(s.early() <= budget / 2 && s.margin() - s.late <= budget / 2);
     }
 
     #[test]
@@ -234,7 +323,7 @@ mod tests {
             s.margin()
         );
         // However wide the spread, the poll past the timer's expected
-        // lateness stays within the budget: half the window, half spread.
+        // lateness stays within half the budget.
         for i in 0..50 {
             s.deadline = Some(200 * MS + i * MS);
             s.woke(
@@ -243,6 +332,81 @@ mod tests {
             );
         }
         assert!(s.margin() - s.late <= budget / 2);
+    }
+
+    #[test]
+    fn one_late_input_moves_the_schedule_half_its_lateness() {
+        let mut s = Spin::new(200 * US);
+        let last = steady(&mut s, 10 * MS, MS, 50);
+        let slot = last + MS;
+        // The next message is 150 µs late (its publisher was preempted),
+        // still inside the window, so caught awake; the one after it keeps
+        // to the schedule again and must be inside the window too.
+        let (start, end) = window(&s);
+        assert!(start <= slot + 150 * US && slot + 150 * US < end);
+        s.input(slot + 150 * US, true);
+        assert_eq!(s.next, slot + MS + 75 * US);
+        let (start, _) = window(&s);
+        assert!(
+            start <= slot + MS,
+            "the window opens {} µs after the schedule's next slot",
+            (start - slot - MS) / US
+        );
+    }
+
+    #[test]
+    fn an_input_seen_after_a_wake_up_keeps_the_schedule() {
+        let mut s = Spin::new(200 * US);
+        let last = steady(&mut s, 10 * MS, MS, 50);
+        let slot = last + MS;
+        // The reactor was held (another thread had its CPU) and saw the
+        // input 400 µs after it was due: the next is expected on the
+        // schedule, not a period after the late sighting.
+        s.input(slot + 400 * US, false);
+        assert_eq!(s.next, slot + MS);
+        // Held across three slots: the inputs of all three were read in
+        // one turn; the next is expected on the schedule again.
+        s.input(slot + MS, true);
+        s.input(slot + 4 * MS + 300 * US, false);
+        assert_eq!(s.next, slot + 5 * MS);
+        // A second such input in a row: the stream changed phase, so it is
+        // taken as it came (less a wake-up).
+        let seen = slot + 5 * MS + 400 * US;
+        s.input(seen, false);
+        assert_eq!(s.next, seen - s.late + MS);
+    }
+
+    #[test]
+    fn a_stall_and_its_catch_up_burst_do_not_change_the_period() {
+        let mut s = Spin::new(200 * US);
+        let mut t = steady(&mut s, 10 * MS, MS, 50);
+        // The publisher was held 3 ms, then sent what it owed at once.
+        t += 4 * MS;
+        s.input(t, false);
+        for _ in 0..3 {
+            t += 10 * US;
+            s.input(t, true);
+            assert_eq!(s.gap, MS);
+        }
+        // Back on its schedule: every input caught in the window.
+        let mut slot = t - 30 * US + MS;
+        for _ in 0..10 {
+            let (start, end) = window(&s);
+            assert!(start <= slot && slot < end, "slot outside the window");
+            s.input(slot, true);
+            assert_eq!(s.gap, MS);
+            slot += MS;
+        }
+    }
+
+    #[test]
+    fn a_new_rate_is_followed_within_a_few_inputs() {
+        let mut s = Spin::new(200 * US);
+        let last = steady(&mut s, 10 * MS, MS, 50);
+        let last = steady(&mut s, last + 2 * MS, 2 * MS, GAPS as u64 / 2 + 1);
+        assert_eq!(s.gap, 2 * MS);
+        let (start, end) = window(&s);
+        assert!(start <= last + 2 * MS && last + 2 * MS < end);
     }
 
     #[test]
@@ -260,7 +424,7 @@ mod tests {
     fn a_long_pause_forgets_the_stream() {
         let mut s = Spin::new(300 * US);
         let last = steady(&mut s, 10 * MS, MS, 50);
-        s.input(last + 2 * MAX_GAP);
+        s.input(last + 2 * MAX_GAP, true);
         assert_eq!(s.idle(last + 2 * MAX_GAP + 10 * US), Idle::Park);
     }
 
