@@ -5,7 +5,7 @@
 #
 # Usage:
 #   scripts/w0-sweep.sh [--spins "0 0.2ms fixed:0.3ms"] [--rates "10 100 1000 10000"] [--secs S]
-#                       [--repeat N] [--no-peers] [--dry-run]
+#                       [--repeat N] [--no-peers] [--rt PRIO] [--dry-run]
 #
 #   --spins LIST   ringcast modes to run (default "0 0.2ms"): DURATION runs --idle-spin DURATION
 #                  (adaptive polling; 0 parks at once), fixed:DURATION runs it with
@@ -15,6 +15,11 @@
 #   --rates LIST   messages per second (default "10 100 1000 10000")
 #   --secs S       measured seconds per rate (default 5; at least 20 messages), after 1 s of warm-up
 #   --no-peers     skip Redis, NATS and the tokio baseline (W0 at 1,000 msg/s each)
+#   --rt PRIO      run every server and the generator under SCHED_FIFO at PRIO (pin.sh --rt),
+#                  so threads of the host that share their CPUs (kernel workers, DAMON's
+#                  kdamond, agents) cannot hold them for a time slice: the same for every
+#                  server. --busy-poll is not run then (a spinning SCHED_FIFO thread would
+#                  take its CPU from the kernel's own threads)
 #   --dry-run      print what would run, run nothing
 #
 # Servers are started one at a time as scripts/bench-compare.sh starts them (server
@@ -43,6 +48,7 @@ DATE=${DATE:-$(date -u +%F)}
 OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$DATE}
 
 spins="0 0.2ms"; rates="10 100 1000 10000"; secs=5; peers=1; dry=0; repeat=1
+PIN_RT=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --spins) spins=$2; shift 2 ;;
@@ -50,6 +56,8 @@ while [[ $# -gt 0 ]]; do
         --secs) secs=$2; shift 2 ;;
         --repeat) repeat=$2; shift 2 ;;
         --no-peers) peers=0; shift ;;
+        --rt) [[ ${2:-} =~ ^[0-9]+$ && $2 -ge 1 && $2 -le 99 ]] || { echo "w0-sweep.sh: --rt takes a priority 1-99" >&2; exit 2; }
+            PIN_RT=(--rt "$2"); shift 2 ;;
         --dry-run) dry=1; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "w0-sweep.sh: unknown flag $1" >&2; exit 2 ;;
@@ -85,7 +93,7 @@ run() { # run SERVER MODE RATE PROTO PORT
     local n=$(( rate * secs )); [[ $n -lt 20 ]] && n=20
     local warm=$rate; [[ $warm -lt 5 ]] && warm=5
     local out="$OUT_DIR/w0-$s-$mode-$rate-r$rep.json"
-    local cmd=("$PIN" "$GEN_CPU" -- "$RC" bench --proto "$proto" --port "$port" --cpu "$GEN_CPU"
+    local cmd=("$PIN" ${PIN_RT[@]+"${PIN_RT[@]}"} "$GEN_CPU" -- "$RC" bench --proto "$proto" --port "$port" --cpu "$GEN_CPU"
         --server-pid "$SRV_PID" --json --workload steady --subs 1 --topics 1 --size 64
         --rate "$rate" --messages "$n" --warmup-messages "$warm")
     if [[ $dry -eq 1 ]]; then show "${cmd[@]}" '>' "$out"; return 0; fi
@@ -118,11 +126,12 @@ idle_cpu() { # idle_cpu SERVER MODE: the daemon's CPU over 10 s with nothing to 
     tail -n 1 "$OUT_DIR/w0-sweep.txt" >>"$OUT_DIR/w0-sweep-cur.txt"
 }
 
-[[ $dry -eq 1 ]] || echo "# $(date -u '+%F %T') UTC, $(git -C "$ROOT" rev-parse --short HEAD), secs=$secs, repeat=$repeat, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/w0-sweep.txt"
+[[ $dry -eq 1 ]] || echo "# $(date -u '+%F %T') UTC, $(git -C "$ROOT" rev-parse --short HEAD), secs=$secs, repeat=$repeat, ${PIN_RT[*]:-no --rt}, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/w0-sweep.txt"
 [[ $dry -eq 1 ]] || : >"$OUT_DIR/w0-sweep-cur.txt"
 printf '%-8s %-12s %6s %9s %9s %9s %7s %7s\n' server mode msg/s p50_us p99_us p99.9_us cpu polling
 for rep in $(seq 1 "$repeat"); do
-    for mode in $spins busy-poll; do
+    modes="$spins busy-poll"; [[ ${#PIN_RT[@]} -gt 0 ]] && modes=$spins
+    for mode in $modes; do
         case $mode in
             busy-poll) flags=(--busy-poll) ;;
             fixed:*) flags=(--idle-spin "${mode#fixed:}" --idle-spin-fixed) ;;

@@ -2,7 +2,8 @@
 # (bench-compare.sh, w0-sweep.sh, spin-check.sh). Sourced, not run.
 #
 # The sourcing script defines `log` (its own prefix) and `dry` (1: print, run
-# nothing), and sets PIN (scripts/pin.sh). It gets:
+# nothing), and sets PIN (scripts/pin.sh) and, optionally, PIN_RT (an array of
+# pin.sh options for the server, e.g. (--rt 1)). It gets:
 #   show CMD...                     print a command, shell-quoted
 #   start_pinned NAME CPUS PORT LOG SETTLE CMD...
 #                                   start CMD pinned to CPUS in the background
@@ -28,8 +29,9 @@ trap 'exit 130' INT TERM
 
 start_pinned() { # start_pinned NAME CPUS PORT LOG SETTLE CMD...
     local name=$1 cpus=$2 port=$3 out=$4 settle=$5; shift 5
-    if [[ $dry -eq 1 ]]; then show "$PIN" "$cpus" -- "$@" '&'; SRV_PID=DRY; return 0; fi
-    "$PIN" "$cpus" -- "$@" >"$out" 2>&1 &
+    local rt=(${PIN_RT[@]+"${PIN_RT[@]}"})
+    if [[ $dry -eq 1 ]]; then show "$PIN" ${rt[@]+"${rt[@]}"} "$cpus" -- "$@" '&'; SRV_PID=DRY; return 0; fi
+    "$PIN" ${rt[@]+"${rt[@]}"} "$cpus" -- "$@" >"$out" 2>&1 &
     SRV_PID=$!
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then sleep "$settle"; return 0; fi
