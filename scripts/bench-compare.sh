@@ -134,7 +134,8 @@ needs_examples() { # the tokio baseline or the raw io_uring floor is selected
     selected floor ringcast || { [[ $W1_REPEATS -gt 0 ]] && selected W1r ringcast; }
 }
 # --bins: `ringcast bench` execs the ringcast-bench binary beside ringcast.
-build=(cargo build --release -p ringcast -p ringcast-bench --bins)
+# OUT_DIR is this script's, not cargo's: passed on, it would change what cargo builds.
+build=(env -u OUT_DIR cargo build --release -p ringcast -p ringcast-bench --bins)
 needs_examples && build+=(--examples)
 if [[ $dry -eq 1 ]]; then
     show "${build[@]}"

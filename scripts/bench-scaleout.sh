@@ -105,7 +105,8 @@ command -v curl >/dev/null || [[ $dry -eq 1 ]] || die "curl is needed for /healt
 
 # ---- build -----------------------------------------------------------------------
 # --bins: `ringcast bench` execs the ringcast-bench binary beside ringcast.
-build_cmd=(cargo build --release -p ringcast -p ringcast-bench --bins)
+# OUT_DIR is this script's, not cargo's: passed on, it would change what cargo builds.
+build_cmd=(env -u OUT_DIR cargo build --release -p ringcast -p ringcast-bench --bins)
 if [[ $build -eq 1 ]]; then
     if [[ $dry -eq 1 ]]; then show "${build_cmd[@]}"
     else log "building in $TARGET_DIR"; "${build_cmd[@]}" -q || die "build failed"; fi

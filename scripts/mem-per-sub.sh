@@ -57,7 +57,8 @@ done
 log() { echo "[mem-per-sub $(date -u +%T)] $*" >&2; }
 show() { printf '%q ' "$@"; echo; }
 
-build=(cargo build --release -p ringcast -p ringcast-bench --bins --examples)
+# OUT_DIR is this script's, not cargo's: passed on, it would change what cargo builds.
+build=(env -u OUT_DIR cargo build --release -p ringcast -p ringcast-bench --bins --examples)
 if [[ $dry -eq 1 ]]; then
     show "${build[@]}"
 else

@@ -47,7 +47,8 @@ log() { echo "[spin-check $(date -u +%T)] $*" >&2; }
 # shellcheck source=lib/server.sh
 source "$ROOT/scripts/lib/server.sh"
 
-build=(cargo build --release -p ringcast -p ringcast-bench --bins)
+# OUT_DIR is this script's, not cargo's: passed on, it would change what cargo builds.
+build=(env -u OUT_DIR cargo build --release -p ringcast -p ringcast-bench --bins)
 if [[ $dry -eq 1 ]]; then show "${build[@]}"; else
     "${build[@]}" -q || { echo "spin-check.sh: build failed" >&2; exit 1; }
     mkdir -p "$OUT_DIR"

@@ -68,7 +68,8 @@ log() { echo "[w0-sweep $(date -u +%T)] $*" >&2; }
 # shellcheck source=lib/server.sh
 source "$ROOT/scripts/lib/server.sh"
 
-build=(cargo build --release -p ringcast -p ringcast-bench --bins --examples)
+# OUT_DIR is this script's, not cargo's: passed on, it would change what cargo builds.
+build=(env -u OUT_DIR cargo build --release -p ringcast -p ringcast-bench --bins --examples)
 if [[ $dry -eq 1 ]]; then show "${build[@]}"; else
     "${build[@]}" -q || { echo "w0-sweep.sh: build failed" >&2; exit 1; }
     mkdir -p "$OUT_DIR"

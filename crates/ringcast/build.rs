@@ -25,8 +25,13 @@ fn main() {
                 git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]),
                 git(&["symbolic-ref", "-q", "HEAD"]),
             ) {
-                println!("cargo:rerun-if-changed={common}/{head}");
-                println!("cargo:rerun-if-changed={common}/packed-refs");
+                // Only files that exist: cargo takes a missing one as
+                // changed, and would rebuild the crate every time.
+                for f in [format!("{common}/{head}"), format!("{common}/packed-refs")] {
+                    if std::path::Path::new(&f).exists() {
+                        println!("cargo:rerun-if-changed={f}");
+                    }
+                }
             }
             git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())
         }

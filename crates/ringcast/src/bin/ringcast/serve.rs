@@ -142,10 +142,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGCAST_BUSY_POLL", value_parser = values::boolean)]
     busy_poll: bool,
 
-    /// Adaptive polling: the most a reactor polls per gap between inputs.
-    /// It predicts a steady stream's next input, sleeps until shortly
-    /// before it, then polls, so the stream pays no wake-up; an idle daemon
-    /// still sleeps. 0 sleeps at once (500us as 0.5ms)
+    /// Adaptive polling: the most a reactor polls before each predicted
+    /// input (and after it, while the input is late). It learns a steady
+    /// stream's schedule, sleeps until shortly before the next input, then
+    /// polls, so the stream pays no wake-up; an idle daemon still sleeps.
+    /// 0 sleeps at once (500us as 0.5ms)
     #[arg(long, env = "RINGCAST_IDLE_SPIN", value_name = "DURATION",
           value_parser = values::duration,
           default_value = format_duration(defaults().idle_spin))]
