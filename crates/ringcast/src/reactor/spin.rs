@@ -13,7 +13,7 @@
 //!
 //! The prediction: the period is the median of the last [`GAPS`] gaps
 //! between inputs (a catch-up burst or a stall does not move it); the next
-//! input is expected a period after the last one, with two corrections that
+//! input is expected a period after the last one, with three rules that
 //! keep the prediction on the stream's schedule rather than on the last
 //! input's accidents:
 //! - an input caught awake (its time is exact) moves the schedule half way
