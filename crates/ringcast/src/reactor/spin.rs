@@ -479,14 +479,24 @@ mod tests {
     /// Runs `arrivals` (sorted ns) through a simulated reactor that
     /// follows `s`: each input costs `WORK` of work; a poll looks every
     /// `STEP`; a timed park's timer fires `timer(rng)` after its deadline; a
-    /// wake-up by input costs `WAKE`; every input that has come by the time
-    /// a turn begins is read in that turn.
+    /// wake-up by input costs `WAKE`; while another thread holds its CPU
+    /// (`holds`), the reactor runs not at all; every input that has come by
+    /// the time a turn begins is read in that turn.
     fn simulate(
         s: &mut Spin,
         arrivals: &[u64],
+        holds: &[(u64, u64)],
         rng: &mut Rng,
         timer: fn(&mut Rng) -> u64,
     ) -> Outcome {
+        // When the reactor's CPU is held by another thread: it runs again
+        // at the end of the hold.
+        let resume = |t: u64| {
+            holds
+                .iter()
+                .find(|&&(from, to)| from <= t && t < to)
+                .map_or(t, |&(_, to)| to)
+        };
         const WORK: u64 = 10 * US;
         const STEP: u64 = 2 * US;
         const WAKE: u64 = 30 * US;
@@ -508,20 +518,22 @@ mod tests {
                     Idle::Poll => {
                         let until = (now + STEP).min(a);
                         o.polled += until - now;
-                        now = until;
+                        now = resume(until);
                     }
                     Idle::ParkFor(ns) => {
-                        let fire = now + ns + timer(rng);
+                        let fire = resume(now + ns + timer(rng));
                         if a < fire {
-                            s.woke(a + WAKE, false);
-                            break (a + WAKE, false);
+                            let t = resume(a + WAKE);
+                            s.woke(t, false);
+                            break (t, false);
                         }
                         now = fire;
                         s.woke(now, true);
                     }
                     Idle::Park => {
-                        s.woke(a + WAKE, false);
-                        break (a + WAKE, false);
+                        let t = resume(a + WAKE);
+                        s.woke(t, false);
+                        break (t, false);
                     }
                 }
             };
@@ -531,7 +543,7 @@ mod tests {
             s.input(t, caught);
             o.turns += 1;
             o.caught += u64::from(caught);
-            now = t + WORK;
+            now = resume(t + WORK);
         }
         o
     }
@@ -578,9 +590,19 @@ mod tests {
             1..=9 => 45 * US + r.below(15 * US),
             _ => 15 * US + r.below(30 * US),
         };
+        // The reactor's CPU held 1-4 ms by another thread about once a
+        // second (as DAMON's kdamond does on the test VM).
+        let end = *arrivals.last().unwrap();
+        let mut holds: Vec<(u64, u64)> = (0..20)
+            .map(|_| {
+                let from = 10 * MS + rng.below(end - 10 * MS);
+                (from, from + MS + rng.below(3 * MS))
+            })
+            .collect();
+        holds.sort_unstable();
         let budget = 200 * US;
         let mut s = Spin::new(budget);
-        let o = simulate(&mut s, &arrivals, &mut rng, timer);
+        let o = simulate(&mut s, &arrivals, &holds, &mut rng, timer);
         let caught = o.caught as f64 / o.turns as f64;
         let polled_per_gap = o.polled / o.turns;
         assert!(
