@@ -130,8 +130,8 @@ idle_cpu() { # idle_cpu SERVER MODE: the daemon's CPU over 10 s with nothing to 
 [[ $dry -eq 1 ]] || echo "# $(date -u '+%F %T') UTC, $(git -C "$ROOT" rev-parse --short HEAD), secs=$secs, repeat=$repeat, ${PIN_RT[*]:-no --rt}, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/w0-sweep.txt"
 [[ $dry -eq 1 ]] || : >"$OUT_DIR/w0-sweep-cur.txt"
 printf '%-8s %-12s %6s %9s %9s %9s %7s %7s\n' server mode msg/s p50_us p99_us p99.9_us cpu polling
+modes="$spins busy-poll"; [[ ${#PIN_RT[@]} -gt 0 ]] && modes=$spins
 for rep in $(seq 1 "$repeat"); do
-    modes="$spins busy-poll"; [[ ${#PIN_RT[@]} -gt 0 ]] && modes=$spins
     for mode in $modes; do
         case $mode in
             busy-poll) flags=(--busy-poll) ;;

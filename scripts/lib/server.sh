@@ -29,9 +29,8 @@ trap 'exit 130' INT TERM
 
 start_pinned() { # start_pinned NAME CPUS PORT LOG SETTLE CMD...
     local name=$1 cpus=$2 port=$3 out=$4 settle=$5; shift 5
-    local rt=(${PIN_RT[@]+"${PIN_RT[@]}"})
-    if [[ $dry -eq 1 ]]; then show "$PIN" ${rt[@]+"${rt[@]}"} "$cpus" -- "$@" '&'; SRV_PID=DRY; return 0; fi
-    "$PIN" ${rt[@]+"${rt[@]}"} "$cpus" -- "$@" >"$out" 2>&1 &
+    if [[ $dry -eq 1 ]]; then show "$PIN" ${PIN_RT[@]+"${PIN_RT[@]}"} "$cpus" -- "$@" '&'; SRV_PID=DRY; return 0; fi
+    "$PIN" ${PIN_RT[@]+"${PIN_RT[@]}"} "$cpus" -- "$@" >"$out" 2>&1 &
     SRV_PID=$!
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then sleep "$settle"; return 0; fi

@@ -34,7 +34,10 @@
 //! it, the budget (polled only while the input is late). The timer's margin
 //! is its lateness plus four spreads (that part at most half the budget).
 //! So a timer on time and an input on its prediction cost at most the
-//! budget of polling per gap, a late input at most twice the budget. When
+//! budget of polling per gap, a late input at most twice the budget (so a
+//! stream late by a budget every time, at two budgets a gap, has the
+//! reactor poll all its idle time: it still answers every connection at
+//! once, and that CPU had nothing else to do). When
 //! the stream stops (nothing in the window), the reactor parks until input,
 //! so an idle daemon costs nothing. A stream with gaps under two budgets
 //! (2,500 msg/s and up with 0.2 ms) is not polled for: the reactor parks as
@@ -241,8 +244,8 @@ mod tests {
         from + (n - 1) * gap
     }
 
-    /// Where the reactor polls for the next input: from a timed park's
-    /// expected wake-up to the window's end.
+    /// The poll window for the next input: from `early` before the
+    /// prediction to a budget after it.
     fn window(s: &Spin) -> (u64, u64) {
         (s.next - s.early(), s.next + s.budget)
     }
